@@ -1,0 +1,83 @@
+/**
+ * `fastcomposer export`: runs the Python exporter (exporter/fastcomposer_export) with the
+ * Python that has torch, and turns its JSON-lines progress into a progress bar.
+ */
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+
+import type { Command } from 'commander';
+
+import { FastComposerError } from '../errors.js';
+import { exporterEnv, findPython } from '../python.js';
+import { progressBar } from './progress.js';
+
+interface ExportFlags {
+  checkpoint?: string;
+  base?: string;
+  imageEncoder?: string;
+  out: string;
+  tiny?: boolean;
+  preset?: string;
+  progress: boolean;
+}
+
+const STAGES = ['checkpoint', 'text_encoder', 'image_encoder', 'postfuse', 'unet', 'vae_decoder', 'tokenizer', 'manifest'];
+
+export function runExporter(args: string[], onEvent: (event: Record<string, unknown>) => void): Promise<void> {
+  const python = findPython();
+  return new Promise((resolve, reject) => {
+    const child = spawn(python, ['-m', 'fastcomposer_export', ...args], { env: exporterEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      try {
+        onEvent(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        process.stderr.write(`${line}\n`);
+      }
+    });
+    child.on('error', (error) =>
+      reject(new FastComposerError('ERR_EXPORT', `Cannot run the exporter with ${python}: ${error.message}. Set FASTCOMPOSER_PYTHON to a Python with torch.`)),
+    );
+    child.on('close', (code) => {
+      if (code === 0) resolve();
+      else reject(new FastComposerError('ERR_EXPORT', stderr.trim() || `the exporter exited with code ${code}`));
+    });
+  });
+}
+
+export function exportCommand(program: Command): void {
+  program
+    .command('export')
+    .description('convert the released FastComposer weights into a model directory (TorchScript)')
+    .option('--checkpoint <file>', "FastComposer's pytorch_model.bin")
+    .option('--base <dir>', 'the Stable Diffusion 1.5 folder (diffusers layout)')
+    .option('--image-encoder <dir>', 'the CLIP ViT-L/14 folder (its config.json)')
+    .option('--tiny', 'make the tiny random test model instead')
+    .option('--preset <name>', 'make a random model of a preset size instead (sd15-random)')
+    .requiredOption('-o, --out <dir>', 'the model directory to write')
+    .option('--no-progress', 'no progress bar')
+    .action(async (flags: ExportFlags) => {
+      const args = ['--out', flags.out];
+      if (flags.tiny) args.push('--tiny');
+      else if (flags.preset) args.push('--preset', flags.preset);
+      else {
+        for (const [flag, value] of [['--checkpoint', flags.checkpoint], ['--base', flags.base], ['--image-encoder', flags.imageEncoder]] as const) {
+          if (!value) throw new FastComposerError('ERR_INVALID_ARGUMENT', `${flag} is required (or --tiny)`);
+          args.push(flag, value);
+        }
+      }
+      const bar = progressBar(flags.progress && process.stderr.isTTY === true);
+      let done = 0;
+      try {
+        await runExporter(args, (event) => {
+          const stage = String(event.stage ?? '');
+          if (event.status === 'done') done += 1;
+          bar.update(Math.min(done, STAGES.length), STAGES.length, `export: ${stage} ${String(event.status ?? '')}`.trim());
+        });
+      } finally {
+        bar.stop();
+      }
+      process.stdout.write(`${flags.out}\n`);
+    });
+}

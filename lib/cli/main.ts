@@ -1,0 +1,32 @@
+#!/usr/bin/env node
+/** `fastcomposer export | generate | info`: the command-line face of the library. */
+import { Command, CommanderError } from 'commander';
+
+import { FastComposerError } from '../errors.js';
+import { exportCommand } from './export.js';
+import { generateCommand } from './generate.js';
+import { infoCommand } from './info.js';
+
+const program = new Command();
+program
+  .name('fastcomposer')
+  .description('FastComposer (multi-subject personalized text-to-image) on libtorch')
+  .showHelpAfterError()
+  .exitOverride();
+exportCommand(program);
+generateCommand(program);
+infoCommand(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  if (error instanceof CommanderError) {
+    process.exitCode = error.exitCode;
+  } else if (error instanceof FastComposerError) {
+    process.stderr.write(`fastcomposer: ${error.message} [${error.code}]\n`);
+    process.exitCode = 1;
+  } else {
+    process.stderr.write(`fastcomposer: ${(error as Error)?.stack ?? String(error)}\n`);
+    process.exitCode = 1;
+  }
+}

@@ -1,0 +1,378 @@
+/**
+ * The public class: load a model directory, generate, the stage API, dispose. Everything is
+ * checked here before native code runs; native calls run off the event loop, one at a time
+ * per model (per device on CUDA).
+ */
+import { AbortError, DisposedError, FastComposerError, invalidArgument } from './errors.js';
+import { encodeImage, type ImageFormat, renderHeatmap, saveImage } from './images.js';
+import { readModelDir, type ModelDir } from './model-dir.js';
+import { loadNative } from './native.js';
+import type { NativeAbortFlag, NativeDenoiseJob, NativeModel, NativePromptEmbeds } from './native-contract.js';
+import {
+  type GenerateOptions,
+  type LoadOptions,
+  type NormalizedGenerateOptions,
+  type SubjectInput,
+  validateGenerateOptions,
+  validateLoadOptions,
+} from './options.js';
+import { defaultModelDir } from './paths.js';
+import { PromptTokenizer, type TokenizedPrompt } from './prompt.js';
+import { JobQueue, queueFor } from './queue.js';
+import { regionGrid } from './regions.js';
+import { prepareSubjects } from './subjects.js';
+import { float32View, type Tensor } from './tensor.js';
+
+/** An RGB image, rows top to bottom, with helpers to encode it. */
+export class GeneratedImage {
+  readonly channels = 3 as const;
+  /** Set when generate() was asked for an encoded output (`output: 'png'` etc.). */
+  encoded?: Buffer;
+
+  constructor(
+    readonly data: Buffer,
+    readonly width: number,
+    readonly height: number,
+  ) {}
+
+  toPng(): Promise<Buffer> {
+    return encodeImage(this, 'png');
+  }
+  toJpeg(quality?: number): Promise<Buffer> {
+    return encodeImage(this, 'jpeg', quality === undefined ? {} : { quality });
+  }
+  toWebp(quality?: number): Promise<Buffer> {
+    return encodeImage(this, 'webp', quality === undefined ? {} : { quality });
+  }
+  /** Writes the image; the format follows the extension (.png, .jpg, .jpeg, .webp). */
+  save(path: string): Promise<void> {
+    return saveImage(this, path);
+  }
+}
+
+export interface GenerateResult {
+  images: GeneratedImage[];
+  /** float32 [numImages, 4, height / 8, width / 8]: the final latents, before the VAE. */
+  latents: Tensor;
+  /** float32 [numImages, subjects, height / 8, width / 8], each map summing to 1 (with attentionMaps: true). */
+  attentionMaps?: Tensor;
+  seed: number;
+  /** Things the caller should know, e.g. a prompt cut at 77 tokens. */
+  warnings: string[];
+}
+
+export interface PromptEmbeddings {
+  /** float32 [1, 77, D]: the prompt with the subject embeddings fused in. */
+  fused: Tensor;
+  /** float32 [1, 77, D]: the prompt without the subjects (early steps). */
+  textOnly: Tensor;
+  /** float32 [1, 77, D]: the negative prompt. */
+  negative: Tensor;
+  subjectPositions: number[];
+  warnings: string[];
+}
+
+export interface TokenizeResult {
+  inputIds: number[];
+  subjectTokenMask: boolean[];
+  textOnlyIds: number[];
+}
+
+export type DenoiseOptions = Omit<GenerateOptions, 'prompt' | 'subjects' | 'negativePrompt' | 'output'> & {
+  /** Needed for attention maps and regions: the subjects' regions, in subject order. */
+  subjects?: SubjectInput[];
+};
+
+function idsTensor(ids: readonly number[]): Tensor {
+  return { data: Buffer.from(BigInt64Array.from(ids, (v) => BigInt(v)).buffer), shape: [1, ids.length], dtype: 'int64' };
+}
+
+/** Native errors carry a `code`; give them the FastComposerError class. */
+function asFastComposerError(error: unknown, signal?: AbortSignal): unknown {
+  if (error instanceof FastComposerError) return error;
+  const e = error as { code?: unknown; message?: unknown };
+  if (e && typeof e.code === 'string' && e.code.startsWith('ERR_')) {
+    if (e.code === 'ERR_ABORTED') return new AbortError(signal?.reason);
+    return new FastComposerError(e.code as FastComposerError['code'], String(e.message), { cause: error });
+  }
+  return new FastComposerError('ERR_NATIVE', error instanceof Error ? error.message : String(error), { cause: error });
+}
+
+export class FastComposer {
+  private native: NativeModel | undefined;
+  private readonly queue: JobQueue;
+  private readonly running = new Set<NativeAbortFlag>();
+  private disposing: Promise<void> | undefined;
+
+  private constructor(
+    native: NativeModel,
+    readonly model: ModelDir,
+    readonly tokenizer: PromptTokenizer,
+    readonly device: string,
+    readonly dtype: string,
+  ) {
+    this.native = native;
+    this.queue = queueFor(device);
+  }
+
+  /** Loads a model directory (default: the embedded tiny model) onto a device. */
+  static async load(modelDir: string = defaultModelDir, options: LoadOptions = {}): Promise<FastComposer> {
+    const opts = validateLoadOptions(options);
+    const { binding } = loadNative();
+    const model = await readModelDir(modelDir);
+    const tokenizer = await PromptTokenizer.load(model.tokenizerPath);
+    let device: string = opts.device;
+    if (device === 'auto') device = binding.cudaDeviceCount() > 0 ? 'cuda:0' : 'cpu';
+    if (device === 'cuda') device = 'cuda:0';
+    const p = model.modulePaths;
+    let native: NativeModel;
+    try {
+      native = await binding.loadModel({
+        textEncoder: p.text_encoder,
+        imageEncoder: p.image_encoder,
+        postfuse: p.postfuse,
+        unet: p.unet,
+        vaeDecoder: p.vae_decoder,
+        device,
+        dtype: opts.dtype,
+        latentScale: model.manifest.latentScale,
+        vaeScaleFactor: model.manifest.vaeScaleFactor,
+        latentChannels: model.manifest.latentChannels,
+      });
+    } catch (error) {
+      throw asFastComposerError(error);
+    }
+    return new FastComposer(native, model, tokenizer, device, opts.dtype);
+  }
+
+  /** The ids the model sees for a prompt, and where its subject tokens are. */
+  tokenize(prompt: string): TokenizeResult {
+    if (typeof prompt !== 'string') throw invalidArgument('string', 'prompt', prompt);
+    const t = this.tokenizer.tokenize(prompt);
+    return { inputIds: t.inputIds, subjectTokenMask: t.subjectTokenMask, textOnlyIds: t.textOnlyIds };
+  }
+
+  async generate(options: GenerateOptions): Promise<GenerateResult> {
+    const native = this.alive();
+    const { opts, tokens, negativeIds, warnings } = this.prepare(options);
+    const pixels = await this.subjectPixels(opts);
+    const job = {
+      ...(await this.denoiseJob(opts, tokens.subjectPositions)),
+      inputIds: idsTensor(tokens.inputIds),
+      textOnlyIds: idsTensor(tokens.textOnlyIds),
+      negativeIds: idsTensor(negativeIds),
+      ...(pixels ? { pixels } : {}),
+    };
+    const out = await this.run(opts.signal, (flag) => native.generate(job, this.stepCallback(opts, flag), flag));
+    const images = splitImages(out.images);
+    if (opts.output !== 'raw') {
+      const format = opts.output as ImageFormat;
+      await Promise.all(images.map(async (img) => (img.encoded = await encodeImage(img, format))));
+    }
+    return {
+      images,
+      latents: out.latents,
+      ...(out.attentionMaps ? { attentionMaps: out.attentionMaps } : {}),
+      seed: opts.seed,
+      warnings,
+    };
+  }
+
+  /** Stage API: the projected CLIP image embedding of each subject, float32 [S, D]; cacheable. */
+  async encodeSubjects(subjects: SubjectInput[], options: { signal?: AbortSignal } = {}): Promise<Tensor> {
+    const native = this.alive();
+    if (!Array.isArray(subjects) || subjects.length === 0) throw invalidArgument('non-empty array', 'subjects', subjects);
+    const prompt = Array(subjects.length).fill('a <|image|>').join(' ');
+    const { opts } = this.prepare({ prompt, subjects, allowManySubjects: true });
+    const pixels = (await this.subjectPixels(opts))!;
+    return this.run(options.signal, () => native.encodeSubjects(pixels));
+  }
+
+  /** Stage API: the three prompt embeddings; `subjectEmbeds` from encodeSubjects(). */
+  async encodePrompt(args: {
+    prompt: string;
+    negativePrompt?: string;
+    subjectEmbeds?: Tensor;
+    signal?: AbortSignal;
+  }): Promise<PromptEmbeddings> {
+    const native = this.alive();
+    const tokens = this.tokenizer.tokenize(args?.prompt);
+    const negative = this.tokenizer.encodePlain(args.negativePrompt ?? '');
+    const embeds = args.subjectEmbeds;
+    if (tokens.subjectCount > 0) {
+      if (!embeds || embeds.dtype !== 'float32' || embeds.shape.length !== 2 || embeds.shape[0] !== tokens.subjectCount) {
+        throw invalidArgument(`float32 tensor [${tokens.subjectCount}, D]`, 'subjectEmbeds', embeds);
+      }
+    }
+    const warnings = truncationWarnings(tokens, negative.truncated);
+    const out = await this.run(args.signal, () =>
+      native.encodePrompt({
+        inputIds: idsTensor(tokens.inputIds),
+        textOnlyIds: idsTensor(tokens.textOnlyIds),
+        negativeIds: idsTensor(negative.ids),
+        subjectPositions: tokens.subjectPositions,
+        ...(tokens.subjectCount > 0 && embeds ? { objectEmbeds: embeds } : {}),
+      }),
+    );
+    return { ...out, subjectPositions: tokens.subjectPositions, warnings };
+  }
+
+  /** Stage API: the denoising loop on embeddings from encodePrompt(). */
+  async denoise(
+    embeds: PromptEmbeddings,
+    options: DenoiseOptions = {},
+  ): Promise<{ latents: Tensor; attentionMaps?: Tensor; seed: number }> {
+    const native = this.alive();
+    const positions = embeds?.subjectPositions ?? [];
+    const prompt = positions.map(() => 'a <|image|>').join(' ') || 'a';
+    const subjects = options.subjects ?? positions.map(() => ({ data: Buffer.alloc(3), width: 1, height: 1, channels: 3 as const }));
+    const opts = validateGenerateOptions({ ...options, prompt, subjects, allowManySubjects: true }, {
+      subjectCount: positions.length,
+    });
+    const job = await this.denoiseJob(opts, positions);
+    const nativeEmbeds: NativePromptEmbeds = { fused: embeds.fused, textOnly: embeds.textOnly, negative: embeds.negative };
+    const out = await this.run(opts.signal, (flag) => native.denoise(nativeEmbeds, job, this.stepCallback(opts, flag), flag));
+    return { ...out, seed: opts.seed };
+  }
+
+  /** Stage API: latents (float32 [N, 4, h, w]) to images. */
+  async decode(latents: Tensor, options: { signal?: AbortSignal } = {}): Promise<GeneratedImage[]> {
+    const native = this.alive();
+    if (!latents || latents.dtype !== 'float32' || latents.shape?.length !== 4) {
+      throw invalidArgument('float32 tensor [N, 4, h, w]', 'latents', latents);
+    }
+    const images = await this.run(options.signal, () => native.decode(latents));
+    return splitImages(images);
+  }
+
+  /** A heat-map PNG of one subject's attention over one generated image. */
+  static attentionHeatmap(result: GenerateResult, subject: number, image = 0): Promise<Buffer> {
+    const maps = result.attentionMaps;
+    if (!maps) throw new FastComposerError('ERR_INVALID_ARGUMENT', 'The result has no attentionMaps (pass attentionMaps: true)');
+    const [n, s, h, w] = maps.shape as [number, number, number, number];
+    if (!Number.isInteger(subject) || subject < 0 || subject >= s) throw invalidArgument(`integer in 0..${s - 1}`, 'subject', subject);
+    if (!Number.isInteger(image) || image < 0 || image >= n) throw invalidArgument(`integer in 0..${n - 1}`, 'image', image);
+    const all = float32View(maps);
+    const map = all.subarray((image * s + subject) * h * w, (image * s + subject + 1) * h * w);
+    return renderHeatmap(map, w, h, result.images[image]!);
+  }
+
+  /** Rejects queued and running calls with an abort-type error, then frees the model. */
+  dispose(): Promise<void> {
+    if (!this.disposing) {
+      for (const flag of this.running) flag.abort();
+      const native = this.native;
+      this.native = undefined;
+      this.disposing = this.queue.idle().then(() => native?.dispose());
+    }
+    return this.disposing;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.dispose();
+  }
+
+  private alive(): NativeModel {
+    if (!this.native) throw new DisposedError();
+    return this.native;
+  }
+
+  private prepare(options: GenerateOptions): {
+    opts: NormalizedGenerateOptions;
+    tokens: TokenizedPrompt;
+    negativeIds: number[];
+    warnings: string[];
+  } {
+    if (options === null || typeof options !== 'object') throw invalidArgument('object', 'options', options);
+    if (typeof options.prompt !== 'string') throw invalidArgument('string', 'prompt', options.prompt);
+    const tokens = this.tokenizer.tokenize(options.prompt);
+    const opts = validateGenerateOptions(options, {
+      subjectCount: tokens.subjectCount,
+      latentChannels: this.model.manifest.latentChannels,
+    });
+    const negative = this.tokenizer.encodePlain(opts.negativePrompt);
+    return { opts, tokens, negativeIds: negative.ids, warnings: truncationWarnings(tokens, negative.truncated) };
+  }
+
+  private async subjectPixels(opts: NormalizedGenerateOptions): Promise<Tensor | undefined> {
+    if (opts.subjects.length === 0) return undefined;
+    const size = this.model.manifest.imageSize;
+    const data = await prepareSubjects(
+      opts.subjects.map((s) => (s.subjectMask ? { image: s.image, subjectMask: s.subjectMask } : s.image)),
+      { size },
+    );
+    return { data, shape: [opts.subjects.length, size, size, 3], dtype: 'uint8' };
+  }
+
+  private async denoiseJob(opts: NormalizedGenerateOptions, subjectPositions: number[]): Promise<NativeDenoiseJob> {
+    const factor = this.model.manifest.vaeScaleFactor;
+    const regions = await regionGrid(opts.subjects, opts.width, opts.height, factor);
+    return {
+      steps: opts.steps,
+      guidanceScale: opts.guidanceScale,
+      mergeThreshold: opts.textOnlyUntil,
+      seed: opts.seed,
+      width: opts.width,
+      height: opts.height,
+      numImages: opts.numImages,
+      scheduler: opts.scheduler,
+      schedulerConfig: this.model.schedulerConfig,
+      ...(opts.latents ? { latents: opts.latents } : {}),
+      attentionMaps: opts.attentionMaps,
+      subjectPositions,
+      ...(regions
+        ? { regionInside: regions.inside, hasRegion: regions.hasRegion, regionStrength: opts.regionStrength }
+        : {}),
+    };
+  }
+
+  private stepCallback(opts: NormalizedGenerateOptions, flag: NativeAbortFlag) {
+    const onStep = opts.onStep;
+    if (!onStep) return undefined;
+    return (event: { step: number; steps: number; timestep: number }) => {
+      try {
+        onStep(event);
+      } catch (error) {
+        // A throwing callback stops the job; the caller sees the abort.
+        flag.abort();
+        throw error;
+      }
+    };
+  }
+
+  /** Queues a native call with an abort flag tied to the signal and to dispose(). */
+  private run<T>(signal: AbortSignal | undefined, call: (flag: NativeAbortFlag) => Promise<T>): Promise<T> {
+    if (signal?.aborted) return Promise.reject(new AbortError(signal.reason));
+    const { binding } = loadNative();
+    return this.queue.run(async () => {
+      if (!this.native) throw new DisposedError('This FastComposer model was disposed before the call ran');
+      const flag = new binding.AbortFlag();
+      const onAbort = (): void => flag.abort();
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.running.add(flag);
+      try {
+        return await call(flag);
+      } catch (error) {
+        if (this.disposing && flag.aborted && !signal?.aborted) throw new DisposedError('The model was disposed during the call');
+        throw asFastComposerError(error, signal);
+      } finally {
+        this.running.delete(flag);
+        signal?.removeEventListener('abort', onAbort);
+      }
+    }, signal);
+  }
+}
+
+function truncationWarnings(tokens: TokenizedPrompt, negativeTruncated: boolean): string[] {
+  const warnings: string[] = [];
+  if (tokens.truncated) warnings.push('The prompt is longer than 77 tokens and was truncated, as the released pipeline does');
+  if (negativeTruncated) warnings.push('The negative prompt is longer than 77 tokens and was truncated');
+  return warnings;
+}
+
+/** [N,H,W,3] uint8 -> one GeneratedImage per picture, each a view into the same buffer. */
+function splitImages(images: Tensor): GeneratedImage[] {
+  const [n, h, w] = images.shape as [number, number, number, number];
+  const size = h * w * 3;
+  return Array.from({ length: n }, (_, i) => new GeneratedImage(images.data.subarray(i * size, (i + 1) * size), w, h));
+}

@@ -1,0 +1,23 @@
+/** fastcomposer: FastComposer (multi-subject personalized text-to-image) for Node.js. */
+export { FastComposer, GeneratedImage } from './fastcomposer.js';
+export type { DenoiseOptions, GenerateResult, PromptEmbeddings, TokenizeResult } from './fastcomposer.js';
+export { AbortError, DisposedError, FastComposerError } from './errors.js';
+export type { FastComposerErrorCode } from './errors.js';
+export type {
+  GenerateOptions,
+  ImageInput,
+  LoadOptions,
+  ModelDType,
+  OutputFormat,
+  RawImage,
+  Region,
+  SchedulerName,
+  StepProgress,
+  SubjectInput,
+  SubjectSpec,
+} from './options.js';
+export { SCHEDULERS } from './options.js';
+export type { DType, Tensor } from './tensor.js';
+export { defaultModelDir } from './paths.js';
+export { runtimeInfo } from './runtime-info.js';
+export type { RuntimeInfo } from './runtime-info.js';

@@ -1,0 +1,124 @@
+/**
+ * The native binding's exact shape: every function the .node exports (native/addon.cc,
+ * native/model_wrap.cc), with its arguments and results. This file and those two change
+ * together. Only lib/ calls the binding; users see the FastComposer class.
+ */
+import type { Tensor } from './tensor.js';
+
+export interface NativeModelSpec {
+  textEncoder: string;
+  imageEncoder: string;
+  postfuse: string;
+  unet: string;
+  vaeDecoder: string;
+  device: string; // 'cpu' | 'cuda' | 'cuda:N' ('auto' is resolved in TS)
+  dtype: 'float32' | 'float16' | 'bfloat16';
+  latentScale: number;
+  vaeScaleFactor: number;
+  latentChannels: number;
+}
+
+export interface NativePromptJob {
+  inputIds: Tensor; // int64 [1,77]
+  textOnlyIds: Tensor; // int64 [1,77]
+  negativeIds: Tensor; // int64 [1,77]
+  subjectPositions: number[];
+  objectEmbeds?: Tensor; // float32 [S,D]
+}
+
+/** scheduler_config.json as read from the model directory (snake_case keys, as diffusers). */
+export type NativeSchedulerConfig = Record<string, unknown>;
+
+export interface NativeDenoiseJob {
+  steps: number;
+  guidanceScale: number;
+  mergeThreshold: number; // steps i <= mergeThreshold use the text-only prompt
+  seed: number;
+  width: number;
+  height: number;
+  numImages: number;
+  scheduler: string;
+  schedulerConfig: NativeSchedulerConfig;
+  latents?: Tensor; // float32 [N,4,h,w]
+  attentionMaps?: boolean;
+  subjectPositions: number[];
+  regionInside?: Tensor; // float32 [S,h,w]
+  hasRegion?: number[]; // 0/1 per subject
+  regionStrength?: number;
+  regionExclusive?: boolean;
+}
+
+export interface NativeGenerateJob extends NativePromptJob, NativeDenoiseJob {
+  pixels?: Tensor; // uint8 [S,224,224,3]
+}
+
+export interface NativePromptEmbeds {
+  fused: Tensor; // float32 [1,77,D]
+  textOnly: Tensor;
+  negative: Tensor;
+}
+
+export interface NativeStepEvent {
+  step: number;
+  steps: number;
+  timestep: number;
+}
+
+export type NativeStepCallback = (event: NativeStepEvent) => void;
+
+export interface NativeDenoiseResult {
+  latents: Tensor; // float32 [N,4,h,w]
+  attentionMaps?: Tensor; // float32 [N,S,h,w]
+}
+
+export interface NativeGenerateResult extends NativeDenoiseResult {
+  images: Tensor; // uint8 [N,H,W,3]
+}
+
+export interface NativeAbortFlag {
+  abort(): void;
+  readonly aborted: boolean;
+}
+
+export interface NativeModel {
+  encodeSubjects(pixels: Tensor): Promise<Tensor>;
+  encodePrompt(job: NativePromptJob): Promise<NativePromptEmbeds>;
+  denoise(
+    embeds: NativePromptEmbeds,
+    job: NativeDenoiseJob,
+    onStep?: NativeStepCallback,
+    abort?: NativeAbortFlag,
+  ): Promise<NativeDenoiseResult>;
+  decode(latents: Tensor): Promise<Tensor>;
+  generate(job: NativeGenerateJob, onStep?: NativeStepCallback, abort?: NativeAbortFlag): Promise<NativeGenerateResult>;
+  info(): { device: string; dtype: string };
+  dispose(): void;
+}
+
+export interface NativeSchedulerReplay {
+  timesteps: Tensor;
+  initNoiseSigma: number;
+  x: Tensor[]; // x_0 (initial latents) .. x_N (after the last step)
+  scaled: Tensor[]; // the model input of each step
+}
+
+export interface NativeTesting {
+  replayScheduler(
+    name: string,
+    config: NativeSchedulerConfig,
+    steps: number,
+    x0: Tensor,
+    eps: Tensor[],
+    seed?: number,
+  ): NativeSchedulerReplay;
+}
+
+export interface NativeBinding {
+  readonly torchVersion: string; // the libtorch version the binary was compiled against
+  readonly AbortFlag: new () => NativeAbortFlag;
+  loadModel(spec: NativeModelSpec): Promise<NativeModel>;
+  cudaDeviceCount(): number;
+  getNumThreads(): number;
+  setNumThreads(threads: number): void;
+  readonly testing: NativeTesting;
+}

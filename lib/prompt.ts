@@ -1,0 +1,216 @@
+/**
+ * Prompt handling: CLIP token ids for the three prompts of a generate() call, and where the
+ * subjects sit among them. Reproduces the released FastComposer pipeline
+ * (`_tokenize_and_mask_noun_phrases_ends` for the subject prompt, `_encode_prompt` for the
+ * text-only and negative prompts) on top of the model directory's tokenizer.json.
+ */
+import { readFile } from 'node:fs/promises';
+import { Tokenizer } from '@huggingface/tokenizers';
+import { FastComposerError } from './errors.js';
+
+export const IMAGE_TOKEN = '<|image|>';
+export const BOS_TOKEN = '<|startoftext|>';
+export const EOS_TOKEN = '<|endoftext|>';
+/** CLIP's text context length (the tokenizer's model_max_length). */
+export const MAX_LENGTH = 77;
+
+export interface TokenizedPrompt {
+  /** The subject prompt without its `<|image|>` tokens, padded with `<|endoftext|>` to 77 or cut to 77 (losing eos, as the original does). */
+  inputIds: number[];
+  /** True at the token before each `<|image|>` (the subject noun's last BPE piece). */
+  subjectTokenMask: boolean[];
+  /** The prompt with `<|image|>` removed, tokenized plainly: bos, at most 75 tokens, eos, padding. */
+  textOnlyIds: number[];
+  /** Indices in inputIds of the subject tokens, in prompt order (one per `<|image|>`). */
+  subjectPositions: number[];
+  subjectCount: number;
+  /** The subject or text-only prompt was longer than 77 tokens and was cut. */
+  truncated: boolean;
+}
+
+export interface PlainEncoding {
+  ids: number[];
+  truncated: boolean;
+}
+
+/**
+ * The original pipeline's masking, as is: drops each image token and marks the kept token just
+ * before it, then pads (`padId`) or cuts both lists to `maxLength`. No checks: an image token
+ * right after bos marks bos (position 0), and two in a row mark the same token once.
+ * `ids` are the tokenizer's ids with bos/eos and the image tokens in place.
+ */
+export function maskNounPhraseEnds(
+  ids: readonly number[],
+  imageTokenId: number,
+  maxLength = MAX_LENGTH,
+  padId = 49407,
+): { inputIds: number[]; subjectTokenMask: boolean[] } {
+  // The mask starts as long as the ids *with* the image tokens, as in the original; it is
+  // indexed by positions among the kept tokens.
+  const mask = new Array<boolean>(ids.length).fill(false);
+  const clean: number[] = [];
+  for (const id of ids) {
+    if (id === imageTokenId) {
+      const at = clean.length - 1;
+      mask[at < 0 ? mask.length + at : at] = true; // Python's mask[-1] when nothing was kept yet
+    } else {
+      clean.push(id);
+    }
+  }
+  const inputIds = clean.length > maxLength ? clean.slice(0, maxLength) : padTo(clean, maxLength, padId);
+  const subjectTokenMask = mask.length > maxLength ? mask.slice(0, maxLength) : padTo(mask, maxLength, false);
+  return { inputIds, subjectTokenMask };
+}
+
+function padTo<T>(xs: T[], length: number, fill: T): T[] {
+  return xs.concat(new Array<T>(length - xs.length).fill(fill));
+}
+
+// Astral CJK ideographs: the slow tokenizer puts spaces around them like the BMP ones, but the
+// JS BertNormalizer walks UTF-16 code units and misses them.
+const ASTRAL_CJK = /[\u{20000}-\u{2A6DF}\u{2A700}-\u{2CEAF}\u{2F800}-\u{2FA1F}]/gu;
+// Unassigned code points: the slow tokenizer drops every category C* character; the JS
+// BertNormalizer drops Cc, Cf, Co and Cs but keeps Cn.
+const UNASSIGNED = /\p{Cn}/gu;
+
+/** The two steps of the slow tokenizer's text cleaning that tokenizer.json cannot express in JS. */
+function slowTokenizerPrepass(text: string): string {
+  return text.replace(UNASSIGNED, '').replace(ASTRAL_CJK, ' $& ');
+}
+
+function tokenId(tok: Tokenizer, token: string, source: string): number {
+  const id = tok.token_to_id(token);
+  if (id === undefined) throw new FastComposerError('ERR_MODEL', `${source} has no ${token} token`);
+  return id;
+}
+
+interface TokenizerJson {
+  added_tokens: Array<{ content: string }>;
+  [key: string]: unknown;
+}
+
+function isTokenizerJson(x: unknown): x is TokenizerJson {
+  return typeof x === 'object' && x !== null && Array.isArray((x as { added_tokens?: unknown }).added_tokens);
+}
+
+export class PromptTokenizer {
+  readonly bosId: number;
+  readonly eosId: number;
+  /** Padding uses eos, CLIP's pad token. */
+  readonly padId: number;
+  readonly imageTokenId: number;
+
+  private plainTokenizer: Tokenizer | undefined;
+
+  /**
+   * @param special knows `<|image|>` (the original's `special_tokenizer`)
+   * @param plainJson the same without it (the pipeline's own `tokenizer`, for the text-only and
+   *   negative prompts); built only for a text that contains `<|image|>`, since on any other text
+   *   both give the same ids and building one costs a few hundred milliseconds
+   */
+  private constructor(
+    private readonly special: Tokenizer,
+    private readonly plainJson: TokenizerJson,
+    source: string,
+  ) {
+    this.bosId = tokenId(special, BOS_TOKEN, source);
+    this.eosId = tokenId(special, EOS_TOKEN, source);
+    this.padId = this.eosId;
+    this.imageTokenId = tokenId(special, IMAGE_TOKEN, source);
+  }
+
+  /** Loads the model directory's tokenizer.json; a missing or broken file is ERR_MODEL. */
+  static async load(tokenizerJsonPath: string): Promise<PromptTokenizer> {
+    let json: unknown;
+    try {
+      json = JSON.parse(await readFile(tokenizerJsonPath, 'utf8'));
+    } catch (cause) {
+      throw new FastComposerError('ERR_MODEL', `Cannot read tokenizer ${tokenizerJsonPath}: ${(cause as Error).message}`, { cause });
+    }
+    return PromptTokenizer.fromJSON(json, tokenizerJsonPath);
+  }
+
+  /** Builds from an already parsed tokenizer.json document. */
+  static fromJSON(json: unknown, source = 'tokenizer.json'): PromptTokenizer {
+    if (!isTokenizerJson(json)) throw new FastComposerError('ERR_MODEL', `${source} is not a tokenizer.json document`);
+    try {
+      const plainJson = { ...json, added_tokens: json.added_tokens.filter((t) => t.content !== IMAGE_TOKEN) };
+      return new PromptTokenizer(new Tokenizer(json, {}), plainJson, source);
+    } catch (cause) {
+      if (cause instanceof FastComposerError) throw cause;
+      throw new FastComposerError('ERR_MODEL', `Cannot build the tokenizer from ${source}: ${(cause as Error).message}`, { cause });
+    }
+  }
+
+  /** The subject prompt's ids as the original's special tokenizer gives them: bos, tokens with image tokens, eos; no padding or cut. */
+  encodeRaw(prompt: string): number[] {
+    return this.special.encode(slowTokenizerPrepass(prompt)).ids;
+  }
+
+  /**
+   * Tokenizes a prompt with `<|image|>` subject markers. Throws ERR_PROMPT when a marker has no
+   * token of its own before it (start of prompt, or right after another marker) or when its
+   * subject token falls past the 77-token limit.
+   */
+  tokenize(prompt: string): TokenizedPrompt {
+    const raw = this.encodeRaw(prompt);
+    this.checkSubjectTokens(prompt, raw);
+    const { inputIds, subjectTokenMask } = maskNounPhraseEnds(raw, this.imageTokenId, MAX_LENGTH, this.padId);
+    const subjectPositions: number[] = [];
+    subjectTokenMask.forEach((isSubject, i) => {
+      if (isSubject) subjectPositions.push(i);
+    });
+    const keptCount = raw.length - subjectPositions.length;
+    // The released pipeline removes the marker from the string and tokenizes what is left.
+    const textOnly = this.encodePlain(prompt.split(IMAGE_TOKEN).join(''));
+    return {
+      inputIds,
+      subjectTokenMask,
+      textOnlyIds: textOnly.ids,
+      subjectPositions,
+      subjectCount: subjectPositions.length,
+      truncated: keptCount > MAX_LENGTH || textOnly.truncated,
+    };
+  }
+
+  /**
+   * Tokenizes text without subject markers (the negative prompt), as the pipeline's
+   * `tokenizer(text, padding="max_length", max_length=77, truncation=True)`: a longer text keeps
+   * bos, its first 75 tokens and eos.
+   */
+  encodePlain(text: string): PlainEncoding {
+    const tokenizer = text.includes(IMAGE_TOKEN) ? (this.plainTokenizer ??= new Tokenizer(this.plainJson, {})) : this.special;
+    const ids = tokenizer.encode(slowTokenizerPrepass(text)).ids;
+    if (ids.length > MAX_LENGTH) return { ids: [...ids.slice(0, MAX_LENGTH - 1), this.eosId], truncated: true };
+    return { ids: padTo(ids, MAX_LENGTH, this.padId), truncated: false };
+  }
+
+  private checkSubjectTokens(prompt: string, raw: readonly number[]): void {
+    // The k-th image id is the k-th `<|image|>` of the raw string: only that token is matched
+    // before normalization, left to right.
+    const offsets: number[] = [];
+    for (let at = prompt.indexOf(IMAGE_TOKEN); at >= 0; at = prompt.indexOf(IMAGE_TOKEN, at + IMAGE_TOKEN.length)) offsets.push(at);
+    let kept = 0;
+    let previous: number | undefined;
+    let k = 0;
+    for (const id of raw) {
+      if (id !== this.imageTokenId) {
+        kept += 1;
+        previous = id;
+        continue;
+      }
+      const where = `${IMAGE_TOKEN} at character ${offsets[k] ?? '?'} of the prompt`;
+      if (previous === this.imageTokenId) {
+        throw new FastComposerError('ERR_PROMPT', `${where} directly follows another ${IMAGE_TOKEN}; put each one right after its own subject noun, as in "a man ${IMAGE_TOKEN} and a woman ${IMAGE_TOKEN}"`);
+      }
+      if (previous === undefined || previous === this.bosId || previous === this.eosId) {
+        throw new FastComposerError('ERR_PROMPT', `${where} has no noun before it; put it right after the subject noun, as in "a man ${IMAGE_TOKEN}"`);
+      }
+      if (kept - 1 >= MAX_LENGTH) {
+        throw new FastComposerError('ERR_PROMPT', `${where} marks token ${kept - 1}, past the ${MAX_LENGTH}-token limit of the text encoder; shorten the prompt before it`);
+      }
+      previous = id;
+      k += 1;
+    }
+  }
+}

@@ -1,0 +1,70 @@
+// Module init: what the .node exports. lib/native-contract.ts is the TypeScript mirror of this
+// list; change both together.
+#include <ATen/Parallel.h>
+#include <napi.h>
+#include <torch/cuda.h>
+#include <torch/version.h>
+
+#include "abort_flag.h"
+#include "errors.h"
+#include "js_job.h"
+#include "model_wrap.h"
+#include "testing_exports.h"
+#include "workers.h"
+
+namespace fc {
+namespace {
+
+Napi::FunctionReference* abortFlagClass = nullptr;
+
+Napi::Value LoadModel(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsObject()) throw toJsError(env, {"ERR_INVALID_ARGUMENT", "Expected a model spec object"});
+  ModelSpec spec = guarded(env, [&] { return modelSpecFromJs(info[0].As<Napi::Object>()); });
+  auto model = std::make_shared<std::shared_ptr<Model>>();
+  auto* worker = new PromiseWorker(
+      env, [spec, model] { *model = std::make_shared<Model>(spec); },
+      [model](Napi::Env e) -> Napi::Value { return ModelWrap::Wrap(e, *model); });
+  worker->Queue();
+  return worker->promise();
+}
+
+Napi::Value CudaDeviceCount(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&] {
+    return Napi::Number::New(info.Env(), torch::cuda::is_available() ? static_cast<double>(torch::cuda::device_count()) : 0);
+  });
+}
+
+Napi::Value GetNumThreads(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), at::get_num_threads());
+}
+
+Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsNumber() || info[0].As<Napi::Number>().Int32Value() < 1)
+    throw toJsError(env, {"ERR_INVALID_ARGUMENT", "Expected positive integer for threads"});
+  guarded(env, [&] { at::set_num_threads(info[0].As<Napi::Number>().Int32Value()); });
+  return env.Undefined();
+}
+
+}  // namespace
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  Napi::Function abortFlag = AbortFlagWrap::Define(env);
+  abortFlagClass = new Napi::FunctionReference(Napi::Persistent(abortFlag));
+  exports.Set("AbortFlag", abortFlag);
+  exports.Set("NativeModel", ModelWrap::Define(env, *abortFlagClass));
+  exports.Set("torchVersion", Napi::String::New(env, TORCH_VERSION));
+  exports.Set("loadModel", Napi::Function::New(env, LoadModel, "loadModel"));
+  exports.Set("cudaDeviceCount", Napi::Function::New(env, CudaDeviceCount, "cudaDeviceCount"));
+  exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads, "getNumThreads"));
+  exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads, "setNumThreads"));
+  exports.Set("testing", testingExports(env));
+  return exports;
+}
+
+}  // namespace fc
+
+static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) { return fc::Init(env, exports); }
+
+NODE_API_MODULE(fastcomposer, InitAddon)

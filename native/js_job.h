@@ -1,0 +1,19 @@
+// Reads the plain objects TypeScript builds (already validated there) into C++ structs.
+// Checks stay here too, so a caller that skips the TS layer gets an error, never a crash.
+#pragma once
+
+#include <napi.h>
+
+#include "model.h"
+#include "pipeline.h"
+
+namespace fc {
+
+ModelSpec modelSpecFromJs(const Napi::Object& obj);
+SchedulerConfig schedulerConfigFromJs(const Napi::Value& value);
+PromptJob promptJobFromJs(const Napi::Object& obj);
+DenoiseJob denoiseJobFromJs(const Napi::Object& obj);
+PromptEmbeds promptEmbedsFromJs(const Napi::Object& obj, const Model& model);
+Napi::Object promptEmbedsToJs(Napi::Env env, const PromptEmbeds& embeds);
+
+}  // namespace fc

@@ -1,0 +1,67 @@
+#include "model.h"
+
+#include <torch/cuda.h>
+
+#include "errors.h"
+
+namespace fc {
+namespace {
+
+at::ScalarType parseDtype(const std::string& name) {
+  if (name == "float32") return at::kFloat;
+  if (name == "float16") return at::kHalf;
+  if (name == "bfloat16") return at::kBFloat16;
+  throw CodedError("ERR_INVALID_ARGUMENT", "Unsupported dtype \"" + name + "\"");
+}
+
+at::Device parseDevice(const std::string& name) {
+  at::Device device(at::kCPU);
+  try {
+    device = at::Device(name);
+  } catch (const c10::Error&) {
+    throw CodedError("ERR_DEVICE", "Unknown device \"" + name + "\"");
+  }
+  if (device.is_cuda()) {
+    if (!torch::cuda::is_available())
+      throw CodedError("ERR_DEVICE", "Device \"" + name + "\" asked for, but this libtorch has no usable CUDA");
+    int64_t index = device.has_index() ? device.index() : 0;
+    if (index >= static_cast<int64_t>(torch::cuda::device_count()))
+      throw CodedError("ERR_DEVICE", "Device \"" + name + "\" asked for, but only " +
+                                         std::to_string(torch::cuda::device_count()) + " CUDA device(s) exist");
+    if (!device.has_index()) device = at::Device(at::kCUDA, 0);
+  } else if (!device.is_cpu()) {
+    throw CodedError("ERR_DEVICE", "Unsupported device \"" + name + "\" (use cpu, cuda or cuda:N)");
+  }
+  return device;
+}
+
+torch::jit::Module loadModule(const std::string& path, const at::Device& device, at::ScalarType dtype) {
+  torch::jit::Module module;
+  try {
+    module = torch::jit::load(path, device);
+  } catch (const c10::Error& e) {
+    throw CodedError("ERR_MODEL", "Cannot load TorchScript module " + path + ": " + e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    throw CodedError("ERR_MODEL", "Cannot load TorchScript module " + path + ": " + e.what());
+  }
+  module.eval();
+  // Only floating parameters change dtype; int buffers (position ids, frequency indices) stay.
+  if (dtype != at::kFloat) module.to(dtype);
+  return module;
+}
+
+}  // namespace
+
+Model::Model(const ModelSpec& spec) : spec_(spec), device_(parseDevice(spec.device)), dtype_(parseDtype(spec.dtype)) {
+  if (device_.is_cpu() && dtype_ == at::kHalf)
+    throw CodedError("ERR_INVALID_ARGUMENT", "dtype float16 is not supported on cpu; use float32 or bfloat16");
+  textEncoder = loadModule(spec.textEncoderPath, device_, dtype_);
+  imageEncoder = loadModule(spec.imageEncoderPath, device_, dtype_);
+  postfuse = loadModule(spec.postfusePath, device_, dtype_);
+  unet = loadModule(spec.unetPath, device_, dtype_);
+  vaeDecoder = loadModule(spec.vaeDecoderPath, device_, dtype_);
+  if (!unet.find_method("forward_localized"))
+    throw CodedError("ERR_MODEL", "Module " + spec.unetPath + " lacks the forward_localized method; re-export the model");
+}
+
+}  // namespace fc

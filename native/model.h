@@ -1,0 +1,47 @@
+// A loaded model directory: the five TorchScript modules on one device and dtype.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <torch/script.h>
+
+#include <mutex>
+#include <string>
+
+namespace fc {
+
+// What TypeScript read from model.json (it checks the format and version) and hands over.
+struct ModelSpec {
+  std::string textEncoderPath;
+  std::string imageEncoderPath;
+  std::string postfusePath;
+  std::string unetPath;
+  std::string vaeDecoderPath;
+  std::string device = "cpu";     // "cpu", "cuda", "cuda:N" (TS resolves "auto")
+  std::string dtype = "float32";  // "float32" | "float16" | "bfloat16"
+  double latentScale = 0.18215;
+  int64_t vaeScaleFactor = 8;
+  int64_t latentChannels = 4;
+};
+
+class Model {
+ public:
+  // Loads every module; throws CodedError("ERR_MODEL"/"ERR_DEVICE") naming the file at fault.
+  explicit Model(const ModelSpec& spec);
+
+  const ModelSpec& spec() const { return spec_; }
+  const at::Device& device() const { return device_; }
+  at::ScalarType dtype() const { return dtype_; }
+
+  torch::jit::Module textEncoder, imageEncoder, postfuse, unet, vaeDecoder;
+
+  // TorchScript modules are not meant to run two forwards at once from two threads on one
+  // device; calls on one model take this lock (JS also queues them, this is the backstop).
+  std::mutex runLock;
+
+ private:
+  ModelSpec spec_;
+  at::Device device_;
+  at::ScalarType dtype_;
+};
+
+}  // namespace fc

@@ -1,0 +1,163 @@
+#include "model_wrap.h"
+
+#include "abort_flag.h"
+#include "js_job.h"
+#include "js_tensor.h"
+#include "workers.h"
+
+namespace fc {
+namespace {
+
+Napi::FunctionReference* constructor = nullptr;
+Napi::FunctionReference* abortFlagConstructor = nullptr;
+
+AbortFlag abortFlagFrom(const Napi::Value& value) {
+  if (value.IsObject() && abortFlagConstructor &&
+      value.As<Napi::Object>().InstanceOf(abortFlagConstructor->Value()))
+    return AbortFlagWrap::Unwrap(value.As<Napi::Object>())->flag();
+  return nullptr;
+}
+
+Napi::Object denoiseResultToJs(Napi::Env env, const DenoiseResult& result) {
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("latents", tensorToJs(env, result.latents));
+  if (result.attentionMaps.defined()) out.Set("attentionMaps", tensorToJs(env, result.attentionMaps));
+  return out;
+}
+
+}  // namespace
+
+Napi::Function ModelWrap::Define(Napi::Env env, Napi::FunctionReference& abortFlagClass) {
+  Napi::Function cls = DefineClass(env, "NativeModel",
+                                   {InstanceMethod<&ModelWrap::EncodeSubjects>("encodeSubjects"),
+                                    InstanceMethod<&ModelWrap::EncodePrompt>("encodePrompt"),
+                                    InstanceMethod<&ModelWrap::Denoise>("denoise"),
+                                    InstanceMethod<&ModelWrap::Decode>("decode"),
+                                    InstanceMethod<&ModelWrap::Generate>("generate"),
+                                    InstanceMethod<&ModelWrap::Dispose>("dispose"),
+                                    InstanceMethod<&ModelWrap::Info>("info")});
+  constructor = new Napi::FunctionReference(Napi::Persistent(cls));
+  abortFlagConstructor = &abortFlagClass;
+  return cls;
+}
+
+ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {}
+
+Napi::Object ModelWrap::Wrap(Napi::Env env, std::shared_ptr<Model> model) {
+  Napi::Object obj = constructor->New({});
+  ModelWrap::Unwrap(obj)->model_ = std::move(model);
+  return obj;
+}
+
+std::shared_ptr<Model> ModelWrap::modelOrThrow(Napi::Env env) const {
+  if (!model_) throw toJsError(env, {"ERR_DISPOSED", "This FastComposer model has been disposed"});
+  return model_;
+}
+
+Napi::Value ModelWrap::EncodeSubjects(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto model = modelOrThrow(env);
+  at::Tensor pixels = guarded(env, [&] { return tensorFromJs(env, info[0], "pixels"); });
+  auto out = std::make_shared<at::Tensor>();
+  auto* worker = new PromiseWorker(
+      env, [model, pixels, out] { *out = Pipeline(model).encodeSubjects(pixels).to(at::kFloat).to(at::kCPU); },
+      [out](Napi::Env e) -> Napi::Value { return tensorToJs(e, *out); });
+  worker->Queue();
+  return worker->promise();
+}
+
+Napi::Value ModelWrap::EncodePrompt(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto model = modelOrThrow(env);
+  PromptJob job = guarded(env, [&] { return promptJobFromJs(info[0].As<Napi::Object>()); });
+  auto out = std::make_shared<PromptEmbeds>();
+  auto* worker = new PromiseWorker(
+      env, [model, job, out] { *out = Pipeline(model).encodePrompt(job); },
+      [out](Napi::Env e) -> Napi::Value { return promptEmbedsToJs(e, *out); });
+  worker->Queue();
+  return worker->promise();
+}
+
+Napi::Value ModelWrap::Denoise(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto model = modelOrThrow(env);
+  PromptEmbeds embeds = guarded(env, [&] { return promptEmbedsFromJs(info[0].As<Napi::Object>(), *model); });
+  DenoiseJob job = guarded(env, [&] { return denoiseJobFromJs(info[1].As<Napi::Object>()); });
+  auto out = std::make_shared<DenoiseResult>();
+  auto* worker = new DenoisingWorker(
+      env,
+      [model, embeds, job, out](const ProgressFn& progress, const std::atomic<bool>& aborted) {
+        *out = Pipeline(model).denoise(embeds, job, progress, aborted);
+      },
+      [out](Napi::Env e) -> Napi::Value { return denoiseResultToJs(e, *out); }, info[2], abortFlagFrom(info[3]));
+  worker->Queue();
+  return worker->promise();
+}
+
+Napi::Value ModelWrap::Decode(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto model = modelOrThrow(env);
+  at::Tensor latents = guarded(env, [&] { return tensorFromJs(env, info[0], "latents"); });
+  if (latents.dim() != 4 || latents.scalar_type() != at::kFloat)
+    throw toJsError(env, {"ERR_INVALID_ARGUMENT", "Expected float32 latents [N,4,h,w]"});
+  auto out = std::make_shared<at::Tensor>();
+  auto* worker = new PromiseWorker(
+      env, [model, latents, out] { *out = Pipeline(model).decode(latents); },
+      [out](Napi::Env e) -> Napi::Value { return tensorToJs(e, *out); });
+  worker->Queue();
+  return worker->promise();
+}
+
+// generate(job, onStep, abortFlag): job = { pixels?, prompt: PromptJob fields, denoise fields }.
+Napi::Value ModelWrap::Generate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto model = modelOrThrow(env);
+  if (!info[0].IsObject()) throw toJsError(env, {"ERR_INVALID_ARGUMENT", "Expected a job object"});
+  Napi::Object obj = info[0].As<Napi::Object>();
+  at::Tensor pixels;
+  Napi::Value pixelsValue = obj.Get("pixels");
+  if (!pixelsValue.IsUndefined() && !pixelsValue.IsNull())
+    pixels = guarded(env, [&] { return tensorFromJs(env, pixelsValue, "pixels"); });
+  PromptJob prompt = guarded(env, [&] { return promptJobFromJs(obj); });
+  DenoiseJob job = guarded(env, [&] { return denoiseJobFromJs(obj); });
+  struct Output {
+    DenoiseResult denoised;
+    at::Tensor images;
+  };
+  auto out = std::make_shared<Output>();
+  auto* worker = new DenoisingWorker(
+      env,
+      [model, pixels, prompt, job, out](const ProgressFn& progress, const std::atomic<bool>& aborted) mutable {
+        Pipeline pipeline(model);
+        if (pixels.defined() && !prompt.objectEmbeds.defined()) prompt.objectEmbeds = pipeline.encodeSubjects(pixels);
+        PromptEmbeds embeds = pipeline.encodePrompt(prompt);
+        out->denoised = pipeline.denoise(embeds, job, progress, aborted);
+        if (aborted.load()) throw AbortedError();
+        out->images = pipeline.decode(out->denoised.latents);
+      },
+      [out](Napi::Env e) -> Napi::Value {
+        Napi::Object result = denoiseResultToJs(e, out->denoised);
+        result.Set("images", tensorToJs(e, out->images));
+        return result;
+      },
+      info[1], abortFlagFrom(info[2]));
+  worker->Queue();
+  return worker->promise();
+}
+
+Napi::Value ModelWrap::Dispose(const Napi::CallbackInfo& info) {
+  // In-flight workers hold their own reference; the modules are freed when the last one ends.
+  model_.reset();
+  return info.Env().Undefined();
+}
+
+Napi::Value ModelWrap::Info(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto model = modelOrThrow(env);
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("device", Napi::String::New(env, model->device().str()));
+  out.Set("dtype", Napi::String::New(env, scalarTypeName(model->dtype())));
+  return out;
+}
+
+}  // namespace fc

@@ -1,0 +1,49 @@
+#include "testing_exports.h"
+
+#include "errors.h"
+#include "js_job.h"
+#include "js_tensor.h"
+#include "schedulers/replay.h"
+
+namespace fc {
+namespace {
+
+// replayScheduler(name, config, steps, x0, eps[], seed?) -> { timesteps, initNoiseSigma, steps, scaled }:
+// runs one scheduler on given model outputs, for the golden-number tests.
+Napi::Value ReplayScheduler(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    std::string name = info[0].As<Napi::String>();
+    SchedulerConfig config = schedulerConfigFromJs(info[1]);
+    int64_t steps = info[2].As<Napi::Number>().Int64Value();
+    at::Tensor x0 = tensorFromJs(env, info[3], "x0");
+    std::vector<at::Tensor> eps;
+    Napi::Array epsArray = info[4].As<Napi::Array>();
+    for (uint32_t i = 0; i < epsArray.Length(); ++i) eps.push_back(tensorFromJs(env, epsArray.Get(i), "eps"));
+    std::optional<int64_t> seed;
+    if (info[5].IsNumber()) seed = info[5].As<Napi::Number>().Int64Value();
+    std::vector<at::Tensor> out = replayScheduler(name, config, steps, x0, eps, seed);
+    // Layout (replay.h): timesteps, x_0..x_N, scaled_0..scaled_{N-1}, initNoiseSigma.
+    const size_t n = static_cast<size_t>(out.front().size(0));
+    Napi::Object result = Napi::Object::New(env);
+    result.Set("timesteps", tensorToJs(env, out[0]));
+    Napi::Array xs = Napi::Array::New(env, n + 1);
+    for (size_t i = 0; i <= n; ++i) xs.Set(static_cast<uint32_t>(i), tensorToJs(env, out[1 + i]));
+    Napi::Array scaled = Napi::Array::New(env, n);
+    for (size_t i = 0; i < n; ++i) scaled.Set(static_cast<uint32_t>(i), tensorToJs(env, out[n + 2 + i]));
+    result.Set("x", xs);
+    result.Set("scaled", scaled);
+    result.Set("initNoiseSigma", Napi::Number::New(env, out.back().item<double>()));
+    return result;
+  });
+}
+
+}  // namespace
+
+Napi::Object testingExports(Napi::Env env) {
+  Napi::Object testing = Napi::Object::New(env);
+  testing.Set("replayScheduler", Napi::Function::New(env, ReplayScheduler, "replayScheduler"));
+  return testing;
+}
+
+}  // namespace fc

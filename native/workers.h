@@ -1,0 +1,67 @@
+// Async work off the event loop: every native call that touches torch runs in one of these.
+// Results and errors come back as promise settlements; progress through the queue worker.
+#pragma once
+
+#include <napi.h>
+
+#include <atomic>
+#include <functional>
+#include <memory>
+
+#include "errors.h"
+#include "pipeline.h"
+
+namespace fc {
+
+using AbortFlag = std::shared_ptr<std::atomic<bool>>;
+
+// Runs `work` on the thread pool, then `finish` on the main thread to build the resolved value.
+// Any exception in either becomes a rejection carrying a `code`.
+class PromiseWorker : public Napi::AsyncWorker {
+ public:
+  using Work = std::function<void()>;
+  using Finish = std::function<Napi::Value(Napi::Env)>;
+
+  PromiseWorker(Napi::Env env, Work work, Finish finish);
+  Napi::Promise promise() const { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override;
+  void OnOK() override;
+  void OnError(const Napi::Error& error) override;
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  Work work_;
+  Finish finish_;
+  ErrorInfo error_;
+  bool failed_ = false;
+};
+
+// A denoising job (alone, or the middle of generate()): reports each step to `onStep` on the
+// main thread and stops at the next step once the abort flag is set.
+class DenoisingWorker : public Napi::AsyncProgressQueueWorker<StepEvent> {
+ public:
+  using Work = std::function<void(const ProgressFn&, const std::atomic<bool>&)>;
+  using Finish = std::function<Napi::Value(Napi::Env)>;
+
+  DenoisingWorker(Napi::Env env, Work work, Finish finish, Napi::Value onStep, AbortFlag abort);
+  Napi::Promise promise() const { return deferred_.Promise(); }
+
+ protected:
+  void Execute(const ExecutionProgress& progress) override;
+  void OnProgress(const StepEvent* events, size_t count) override;
+  void OnOK() override;
+  void OnError(const Napi::Error& error) override;
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  Work work_;
+  Finish finish_;
+  Napi::FunctionReference onStep_;
+  AbortFlag abort_;
+  ErrorInfo error_;
+  bool failed_ = false;
+};
+
+}  // namespace fc

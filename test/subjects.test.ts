@@ -1,0 +1,247 @@
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { deflateSync } from 'node:zlib';
+import sharp from 'sharp';
+import { describe, expect, it } from 'vitest';
+import { FastComposerError } from '../lib/errors.js';
+import { boxMask, loadRegionMask, prepareSubject, prepareSubjects, type RawImage } from '../lib/subjects.js';
+
+const SUBJECTS = join(import.meta.dirname, 'fixtures/tiny-a/release/subjects');
+const REFS = join(import.meta.dirname, 'fixtures/subjects');
+const N = 224 * 224 * 3;
+
+/** Same formula as fixtures/subjects/make_reference.py `synthetic`. */
+function synthetic(w: number, h: number): RawImage {
+  const data = new Uint8Array(w * h * 3);
+  for (let y = 0; y < h; y++)
+    for (let x = 0; x < w; x++)
+      for (let c = 0; c < 3; c++) data[(y * w + x) * 3 + c] = (x * x * 3 + y * y * 5 + x * y + c * 85 + ((x ^ y) & 31) * 4) & 255;
+  return { data, width: w, height: h, channels: 3 };
+}
+
+/** Same as make_reference.py `mask_circle`: a white disc, a dark grey ramp (< 128) outside. */
+function maskCircle(w: number, h: number): RawImage {
+  const data = new Uint8Array(w * h);
+  const r = Math.min(w, h) * 0.4;
+  for (let y = 0; y < h; y++)
+    for (let x = 0; x < w; x++) {
+      const inside = (x - w / 2) ** 2 + (y - h / 2) ** 2 < r ** 2;
+      data[y * w + x] = inside ? 255 : Math.floor((x * 127) / Math.max(w - 1, 1));
+    }
+  return { data, width: w, height: h, channels: 1 };
+}
+
+async function raw(path: string): Promise<RawImage> {
+  const { data, info } = await sharp(path).raw().toBuffer({ resolveWithObject: true });
+  return { data, width: info.width, height: info.height, channels: info.channels as 3 };
+}
+
+function diff(a: Uint8Array, b: Uint8Array): { max: number; mean: number } {
+  expect(a.length).toBe(b.length);
+  let max = 0;
+  let sum = 0;
+  for (let i = 0; i < a.length; i++) {
+    const d = Math.abs(a[i]! - b[i]!);
+    max = Math.max(max, d);
+    sum += d;
+  }
+  return { max, mean: sum / a.length };
+}
+
+async function rejectsWithImageError(p: Promise<unknown>, ...parts: (string | RegExp)[]): Promise<void> {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(FastComposerError);
+  expect((err as FastComposerError).code).toBe('ERR_IMAGE');
+  for (const part of parts) expect((err as Error).message).toMatch(part);
+}
+
+describe('prepareSubject matches the reference preprocessing (torchvision 0.14 on torch)', () => {
+  // Golden outputs written by fixtures/subjects/make_reference.py. Measured: max 0, mean 0 on
+  // every case (bit-exact). PIL's BILINEAR and torch's uint8 kernel are each max 1 away from
+  // the reference (fixtures/subjects/reference_neighbours.json); sharp's best kernel is max 5-16.
+  const cases: [string, () => Promise<RawImage | string>][] = [
+    ['s2_300x200', async () => join(SUBJECTS, 's2_300x200.png')],
+    ['s3_180x260', async () => join(SUBJECTS, 's3_180x260.png')],
+    ['syn_300x300', async () => synthetic(300, 300)],
+    ['syn_1024x1024', async () => synthetic(1024, 1024)],
+    ['syn_180x180', async () => synthetic(180, 180)],
+    ['syn_301x200', async () => synthetic(301, 200)],
+    ['syn_640x960', async () => synthetic(640, 960)],
+  ];
+  for (const [name, input] of cases) {
+    it(`${name}: bit-exact`, async () => {
+      const out = await prepareSubject(await input(), name);
+      const ref = await raw(join(REFS, `${name}.ref.png`));
+      expect(diff(out, ref.data)).toEqual({ max: 0, mean: 0 });
+    });
+  }
+
+  it('224x224 pictures pass through unchanged', async () => {
+    for (const f of ['s0_224x224.png', 's1_224x224.png']) {
+      const out = await prepareSubject(join(SUBJECTS, f));
+      expect(Buffer.compare(out, (await raw(join(SUBJECTS, f))).data)).toBe(0);
+    }
+  });
+
+  it('subjectMask: dark mask pixels turn black before the pad', async () => {
+    const image = join(SUBJECTS, 's2_300x200.png');
+    const ref = await raw(join(REFS, 's2_300x200_masked.ref.png'));
+    const mask = maskCircle(300, 200);
+    expect(diff(await prepareSubject({ image, subjectMask: mask }), ref.data).max).toBe(0);
+    const maskPng = await sharp(mask.data, { raw: { width: 300, height: 200, channels: 1 } }).png().toBuffer();
+    expect(diff(await prepareSubject({ image, subjectMask: maskPng }), ref.data).max).toBe(0);
+  });
+});
+
+describe('input kinds', () => {
+  const path = join(SUBJECTS, 's2_300x200.png');
+
+  it('a path, an encoded Buffer, a Uint8Array and raw pixels give the same bytes', async () => {
+    const fromPath = await prepareSubject(path);
+    const encoded = await sharp(path).png().toBuffer();
+    expect(Buffer.compare(await prepareSubject(encoded), fromPath)).toBe(0);
+    expect(Buffer.compare(await prepareSubject(new Uint8Array(encoded)), fromPath)).toBe(0);
+    expect(Buffer.compare(await prepareSubject(await raw(path)), fromPath)).toBe(0);
+  });
+
+  it('alpha is dropped, not composited (PIL convert("RGB"))', async () => {
+    const rgb = await raw(path);
+    const rgba = new Uint8Array(300 * 200 * 4);
+    for (let p = 0; p < 300 * 200; p++) {
+      rgba.set(rgb.data.subarray(p * 3, p * 3 + 3), p * 4);
+      rgba[p * 4 + 3] = p % 251; // mostly translucent
+    }
+    const want = await prepareSubject(rgb);
+    const rawRgba: RawImage = { data: rgba, width: 300, height: 200, channels: 4 };
+    expect(Buffer.compare(await prepareSubject(rawRgba), want)).toBe(0);
+    const png = await sharp(rgba, { raw: { width: 300, height: 200, channels: 4 } }).png().toBuffer();
+    expect(Buffer.compare(await prepareSubject(png), want)).toBe(0);
+  });
+
+  it('grey pictures are replicated to RGB', async () => {
+    const grey = new Uint8Array(180 * 260).map((_, i) => (i * 7) & 255);
+    const rgb = new Uint8Array(180 * 260 * 3).map((_, i) => grey[Math.floor(i / 3)]!);
+    const want = await prepareSubject({ data: rgb, width: 180, height: 260, channels: 3 });
+    expect(Buffer.compare(await prepareSubject({ data: grey, width: 180, height: 260, channels: 1 }), want)).toBe(0);
+    const png = await sharp(grey, { raw: { width: 180, height: 260, channels: 1 } }).toColourspace('b-w').png().toBuffer();
+    expect((await sharp(png).metadata()).channels).toBe(1);
+    expect(Buffer.compare(await prepareSubject(png), want)).toBe(0);
+  });
+
+  it('prepareSubjects concatenates in order', async () => {
+    const list = [join(SUBJECTS, 's0_224x224.png'), path, { image: join(SUBJECTS, 's3_180x260.png') }];
+    const all = await prepareSubjects(list);
+    expect(all.length).toBe(3 * N);
+    for (let i = 0; i < 3; i++) expect(Buffer.compare(all.subarray(i * N, (i + 1) * N), await prepareSubject(list[i]!))).toBe(0);
+    expect((await prepareSubjects([])).length).toBe(0);
+  });
+});
+
+describe('bad pictures reject with ERR_IMAGE naming the subject', () => {
+  const good = join(SUBJECTS, 's0_224x224.png');
+  const at1 = (bad: unknown) => prepareSubjects([good, bad as RawImage]);
+
+  it('empty buffer', () => rejectsWithImageError(at1(Buffer.alloc(0)), 'subjects[1]', /empty/));
+  it('random bytes', () => {
+    const bytes = Buffer.alloc(4096);
+    for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 2654435761) >>> 24;
+    return rejectsWithImageError(at1(bytes), 'subjects[1]', /cannot decode/);
+  });
+  it('truncated PNG', async () => {
+    const png = await sharp(join(SUBJECTS, 's2_300x200.png')).png().toBuffer();
+    await rejectsWithImageError(at1(png.subarray(0, png.length >> 1)), 'subjects[1]', /cannot decode/);
+  });
+  it('truncated JPEG', async () => {
+    const jpg = await sharp(join(SUBJECTS, 's2_300x200.png')).jpeg().toBuffer();
+    await rejectsWithImageError(at1(jpg.subarray(0, Math.floor(jpg.length * 0.6))), 'subjects[1]', /cannot decode/);
+  });
+  it('a PNG declaring 50000x50000 (decompression bomb)', () =>
+    rejectsWithImageError(at1(bombPng(50000, 50000)), 'subjects[1]', /more than 67108864 pixels/));
+  it('a real picture over a lowered limitInputPixels', async () => {
+    const big = await sharp({ create: { width: 2000, height: 2000, channels: 3, background: '#000' } }).png().toBuffer();
+    expect(big.length).toBeLessThan(100_000); // a bomb: small file, large picture
+    await rejectsWithImageError(prepareSubjects([big], { limitInputPixels: 1000 * 1000 }), 'subjects[0]', /more than 1000000 pixels/);
+  });
+  it('raw data of the wrong length', () =>
+    rejectsWithImageError(at1({ data: new Uint8Array(100), width: 10, height: 10, channels: 3 }), 'subjects[1]', /100 bytes.*300/));
+  it('raw with bad channels or sizes', async () => {
+    await rejectsWithImageError(at1({ data: new Uint8Array(200), width: 10, height: 10, channels: 2 }), 'subjects[1]', /channels/);
+    await rejectsWithImageError(at1({ data: new Uint8Array(0), width: 0, height: 10, channels: 3 }), 'subjects[1]', /positive/);
+  });
+  it('a missing file', () => rejectsWithImageError(at1('/nonexistent/dir/x.png'), 'subjects[1]', /ENOENT/));
+  it('a directory or an empty file', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'fc-subjects-'));
+    await rejectsWithImageError(at1(dir), 'subjects[1]', /not a file/);
+    await writeFile(join(dir, 'empty.png'), '');
+    await rejectsWithImageError(at1(join(dir, 'empty.png')), 'subjects[1]', /empty/);
+  });
+  it('a subjectMask of another size names the mask', () =>
+    rejectsWithImageError(at1({ image: good, subjectMask: maskCircle(10, 10) }), 'subjects[1].subjectMask', /10x10.*224x224/));
+  it('a corrupt subjectMask names the mask', () =>
+    rejectsWithImageError(at1({ image: good, subjectMask: Buffer.from('nope') }), 'subjects[1].subjectMask'));
+  it('a value that is no picture at all is ERR_INVALID_ARGUMENT', async () => {
+    const err = await at1(42).catch((e: unknown) => e);
+    expect((err as FastComposerError).code).toBe('ERR_INVALID_ARGUMENT');
+    expect((err as Error).message).toMatch(/subjects\[1\]/);
+  });
+});
+
+describe('region masks', () => {
+  it('loadRegionMask stretches to the output size with white = 1', async () => {
+    const w = 64;
+    const h = 32;
+    const data = new Uint8Array(w * h).map((_, i) => (i % w >= w / 2 ? 255 : 0));
+    const png = await sharp(data, { raw: { width: w, height: h, channels: 1 } }).png().toBuffer();
+    const m = await loadRegionMask(png, 128, 96);
+    expect(m).toBeInstanceOf(Float32Array);
+    expect(m.length).toBe(128 * 96);
+    expect(m[10 * 128 + 5]).toBe(0);
+    expect(m[10 * 128 + 120]).toBe(1);
+    expect(m[50 * 128 + 63]! + m[50 * 128 + 64]!).toBeCloseTo(1, 5); // symmetric edge
+    for (const v of m) expect(v >= 0 && v <= 1).toBe(true);
+    const same = await loadRegionMask({ data, width: w, height: h, channels: 1 }, w, h);
+    expect(Array.from(same)).toEqual(Array.from(data, (v) => v / 255).map(Math.fround));
+  });
+
+  it('loadRegionMask errors name the label', () =>
+    rejectsWithImageError(loadRegionMask(Buffer.from('bad'), 64, 64, { label: 'regions[2]' }), 'regions[2]'));
+
+  it('boxMask gives pixel coverage', () => {
+    const m = boxMask({ left: 1.5, top: 0, width: 2, height: 1 }, 4, 2);
+    expect(Array.from(m)).toEqual([0, 0.5, 1, 0.5, 0, 0, 0, 0]);
+    const full = boxMask({ left: -10, top: -10, width: 100, height: 100 }, 8, 4);
+    expect(full.every((v) => v === 1)).toBe(true);
+    expect(() => boxMask({ left: 0, top: 0, width: 0, height: 1 }, 4, 4)).toThrow(/box.width/);
+  });
+});
+
+/** A valid PNG header declaring w x h with almost no pixel data. */
+function bombPng(w: number, h: number): Buffer {
+  const chunk = (type: string, body: Buffer): Buffer => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(body.length);
+    const td = Buffer.concat([Buffer.from(type, 'ascii'), body]);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(crc32(td));
+    return Buffer.concat([len, td, crc]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(w, 0);
+  ihdr.writeUInt32BE(h, 4);
+  ihdr.set([8, 2, 0, 0, 0], 8); // 8-bit RGB
+  const signature = Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]);
+  return Buffer.concat([signature, chunk('IHDR', ihdr), chunk('IDAT', deflateSync(Buffer.alloc(1024))), chunk('IEND', Buffer.alloc(0))]);
+}
+
+function crc32(buf: Buffer): number {
+  let c = ~0;
+  for (const b of buf) {
+    c ^= b;
+    for (let k = 0; k < 8; k++) c = (c >>> 1) ^ (0xedb88320 & -(c & 1));
+  }
+  return ~c >>> 0;
+}
