@@ -7,7 +7,7 @@ import { AbortError, DisposedError, FastComposerError, invalidArgument } from '.
 import { encodeImage, type ImageFormat, renderHeatmap, saveImage } from './images.js';
 import { readModelDir, type ModelDir } from './model-dir.js';
 import { loadNative } from './native.js';
-import type { NativeAbortFlag, NativeDenoiseJob, NativeModel, NativePromptEmbeds } from './native-contract.js';
+import type { NativeAbortFlag, NativeDenoiseJob, NativeModel, NativePromptEmbeds, NativeTimings } from './native-contract.js';
 import {
   type GenerateOptions,
   type LoadOptions,
@@ -59,6 +59,8 @@ export interface GenerateResult {
   seed: number;
   /** Things the caller should know, e.g. a prompt cut at 77 tokens. */
   warnings: string[];
+  /** Milliseconds spent in each native stage (device-synchronised), and in the whole call. */
+  timings: NativeTimings & { generateMs: number };
 }
 
 export interface PromptEmbeddings {
@@ -153,6 +155,7 @@ export class FastComposer {
   }
 
   async generate(options: GenerateOptions): Promise<GenerateResult> {
+    const started = performance.now();
     const native = this.alive();
     const { opts, tokens, negativeIds, warnings } = this.prepare(options);
     const pixels = await this.subjectPixels(opts);
@@ -175,6 +178,7 @@ export class FastComposer {
       ...(out.attentionMaps ? { attentionMaps: out.attentionMaps } : {}),
       seed: opts.seed,
       warnings,
+      timings: { ...out.timings, generateMs: performance.now() - started },
     };
   }
 

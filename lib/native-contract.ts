@@ -71,8 +71,24 @@ export interface NativeDenoiseResult {
   attentionMaps?: Tensor; // float32 [N,S,h,w]
 }
 
+export interface NativeTimings {
+  encodeSubjectsMs: number;
+  encodePromptMs: number;
+  denoiseMs: number;
+  decodeMs: number;
+  totalMs: number;
+}
+
 export interface NativeGenerateResult extends NativeDenoiseResult {
   images: Tensor; // uint8 [N,H,W,3]
+  timings: NativeTimings;
+}
+
+export interface NativeDeviceMemory {
+  allocated: number;
+  peakAllocated: number;
+  reserved: number;
+  peakReserved: number;
 }
 
 export interface NativeAbortFlag {
@@ -118,6 +134,8 @@ export interface NativeBinding {
   readonly AbortFlag: new () => NativeAbortFlag;
   loadModel(spec: NativeModelSpec): Promise<NativeModel>;
   cudaDeviceCount(): number;
+  /** Bytes held by the CUDA caching allocator on one device; resetPeak starts a new peak. */
+  cudaMemory(index?: number, resetPeak?: boolean): NativeDeviceMemory;
   getNumThreads(): number;
   setNumThreads(threads: number): void;
   readonly testing: NativeTesting;

@@ -3,9 +3,14 @@
 #include <ATen/Parallel.h>
 #include <napi.h>
 #include <torch/cuda.h>
+#include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/version.h>
 
+#include <cstdlib>
+#include <cstring>
+
 #include "abort_flag.h"
+#include "device_memory.h"
 #include "errors.h"
 #include "js_job.h"
 #include "model_wrap.h"
@@ -47,9 +52,29 @@ Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// cudaMemory(index, resetPeak?) -> { allocated, peakAllocated, reserved, peakReserved } in bytes.
+Napi::Value CudaMemory(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    auto index = static_cast<c10::DeviceIndex>(info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : 0);
+    DeviceMemory m = cudaMemory(index, info[1].IsBoolean() && info[1].As<Napi::Boolean>().Value());
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("allocated", static_cast<double>(m.allocated));
+    out.Set("peakAllocated", static_cast<double>(m.peakAllocated));
+    out.Set("reserved", static_cast<double>(m.reserved));
+    out.Set("peakReserved", static_cast<double>(m.peakReserved));
+    return out;
+  });
+}
+
 }  // namespace
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  // The traced graphs are plain ATen calls; TorchScript's profiling executor would spend the
+  // first calls profiling and re-optimising them for little gain, a cost the first user call
+  // pays. FASTCOMPOSER_JIT_OPTIMIZE=1 turns it back on.
+  const char* optimize = std::getenv("FASTCOMPOSER_JIT_OPTIMIZE");
+  torch::jit::setGraphExecutorOptimize(optimize && std::strcmp(optimize, "1") == 0);
   Napi::Function abortFlag = AbortFlagWrap::Define(env);
   abortFlagClass = new Napi::FunctionReference(Napi::Persistent(abortFlag));
   exports.Set("AbortFlag", abortFlag);
@@ -57,6 +82,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("torchVersion", Napi::String::New(env, TORCH_VERSION));
   exports.Set("loadModel", Napi::Function::New(env, LoadModel, "loadModel"));
   exports.Set("cudaDeviceCount", Napi::Function::New(env, CudaDeviceCount, "cudaDeviceCount"));
+  exports.Set("cudaMemory", Napi::Function::New(env, CudaMemory, "cudaMemory"));
   exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads, "getNumThreads"));
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads, "setNumThreads"));
   exports.Set("testing", testingExports(env));

@@ -6,6 +6,8 @@
 #include <c10/util/Exception.h>
 #include <napi.h>
 
+#include "device_memory.h"
+
 #include <exception>
 #include <stdexcept>
 #include <string>
@@ -40,6 +42,7 @@ inline ErrorInfo classifyCurrentException() {
   } catch (const CodedError& e) {
     return {e.code(), e.what()};
   } catch (const c10::OutOfMemoryError& e) {
+    releaseCudaCache();  // so the next, smaller call can succeed
     return {"ERR_OUT_OF_MEMORY", std::string("Out of memory: ") + e.what_without_backtrace()};
   } catch (const c10::Error& e) {
     return {"ERR_NATIVE", e.what_without_backtrace()};
@@ -63,12 +66,14 @@ inline Napi::Error toJsError(Napi::Env env, const ErrorInfo& info) {
 }
 
 // Runs `body` and rethrows any C++ exception as a JS error (node-addon-api then throws it
-// into JavaScript). Napi::Error passes through with its own code untouched.
+// into JavaScript). A Napi::Error keeps its code, or gets ERR_INVALID_ARGUMENT.
 template <typename F>
 auto guarded(Napi::Env env, F&& body) -> decltype(body()) {
   try {
     return body();
-  } catch (const Napi::Error&) {
+  } catch (Napi::Error& e) {
+    // Argument errors raised while reading JS values: give them the argument code.
+    if (!e.Value().Has("code")) e.Set("code", Napi::String::New(env, "ERR_INVALID_ARGUMENT"));
     throw;
   } catch (...) {
     throw toJsError(env, classifyCurrentException());

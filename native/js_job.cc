@@ -142,7 +142,7 @@ SchedulerConfig schedulerConfigFromJs(const Napi::Value& value) {
   return c;
 }
 
-PromptJob promptJobFromJs(const Napi::Object& obj) {
+PromptJob promptJobFromJs(const Napi::Object& obj, bool subjectsFollow) {
   PromptJob job;
   job.inputIds = getIds(obj, "inputIds");
   job.textOnlyIds = getIds(obj, "textOnlyIds");
@@ -150,7 +150,7 @@ PromptJob promptJobFromJs(const Napi::Object& obj) {
   job.subjectPositions = getIntArray(obj, "subjectPositions", 76);
   Napi::Value embeds = obj.Get("objectEmbeds");
   if (!embeds.IsUndefined() && !embeds.IsNull()) job.objectEmbeds = tensorFromJs(obj.Env(), embeds, "objectEmbeds");
-  if (!job.subjectPositions.empty() &&
+  if (!job.subjectPositions.empty() && !subjectsFollow &&
       (!job.objectEmbeds.defined() || job.objectEmbeds.dim() != 2 ||
        job.objectEmbeds.size(0) != static_cast<int64_t>(job.subjectPositions.size())))
     fail(obj.Env(), "Expected objectEmbeds [S,D] with one row per subject position");

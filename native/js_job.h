@@ -11,7 +11,8 @@ namespace fc {
 
 ModelSpec modelSpecFromJs(const Napi::Object& obj);
 SchedulerConfig schedulerConfigFromJs(const Napi::Value& value);
-PromptJob promptJobFromJs(const Napi::Object& obj);
+// subjectsFollow: the subject embeddings are computed later from pixels (generate()).
+PromptJob promptJobFromJs(const Napi::Object& obj, bool subjectsFollow = false);
 DenoiseJob denoiseJobFromJs(const Napi::Object& obj);
 PromptEmbeds promptEmbedsFromJs(const Napi::Object& obj, const Model& model);
 Napi::Object promptEmbedsToJs(Napi::Env env, const PromptEmbeds& embeds);

@@ -1,6 +1,9 @@
 #include "model_wrap.h"
 
+#include <chrono>
+
 #include "abort_flag.h"
+#include "device_memory.h"
 #include "js_job.h"
 #include "js_tensor.h"
 #include "workers.h"
@@ -24,6 +27,25 @@ Napi::Object denoiseResultToJs(Napi::Env env, const DenoiseResult& result) {
   if (result.attentionMaps.defined()) out.Set("attentionMaps", tensorToJs(env, result.attentionMaps));
   return out;
 }
+
+// Wall-clock laps between stages, each ended by a device synchronisation.
+class StageClock {
+ public:
+  explicit StageClock(const at::Device& device) : device_(device), start_(now()), last_(start_) {}
+  double lap() {
+    synchronize(device_);
+    auto t = now();
+    double ms = std::chrono::duration<double, std::milli>(t - last_).count();
+    last_ = t;
+    return ms;
+  }
+  double total() const { return std::chrono::duration<double, std::milli>(last_ - start_).count(); }
+
+ private:
+  static std::chrono::steady_clock::time_point now() { return std::chrono::steady_clock::now(); }
+  at::Device device_;
+  std::chrono::steady_clock::time_point start_, last_;
+};
 
 }  // namespace
 
@@ -118,26 +140,43 @@ Napi::Value ModelWrap::Generate(const Napi::CallbackInfo& info) {
   Napi::Value pixelsValue = obj.Get("pixels");
   if (!pixelsValue.IsUndefined() && !pixelsValue.IsNull())
     pixels = guarded(env, [&] { return tensorFromJs(env, pixelsValue, "pixels"); });
-  PromptJob prompt = guarded(env, [&] { return promptJobFromJs(obj); });
+  PromptJob prompt = guarded(env, [&] { return promptJobFromJs(obj, pixels.defined()); });
+  if (pixels.defined() && pixels.size(0) != static_cast<int64_t>(prompt.subjectPositions.size()))
+    throw toJsError(env, {"ERR_SUBJECT_COUNT", "One subject picture per subject position is needed"});
   DenoiseJob job = guarded(env, [&] { return denoiseJobFromJs(obj); });
   struct Output {
     DenoiseResult denoised;
     at::Tensor images;
+    double encodeSubjectsMs = 0, encodePromptMs = 0, denoiseMs = 0, decodeMs = 0, totalMs = 0;
   };
   auto out = std::make_shared<Output>();
   auto* worker = new DenoisingWorker(
       env,
       [model, pixels, prompt, job, out](const ProgressFn& progress, const std::atomic<bool>& aborted) mutable {
         Pipeline pipeline(model);
+        // Stage times, synchronised with the device so they measure work, not queueing.
+        StageClock clock(model->device());
         if (pixels.defined() && !prompt.objectEmbeds.defined()) prompt.objectEmbeds = pipeline.encodeSubjects(pixels);
+        out->encodeSubjectsMs = clock.lap();
         PromptEmbeds embeds = pipeline.encodePrompt(prompt);
+        out->encodePromptMs = clock.lap();
         out->denoised = pipeline.denoise(embeds, job, progress, aborted);
+        out->denoiseMs = clock.lap();
         if (aborted.load()) throw AbortedError();
         out->images = pipeline.decode(out->denoised.latents);
+        out->decodeMs = clock.lap();
+        out->totalMs = clock.total();
       },
       [out](Napi::Env e) -> Napi::Value {
         Napi::Object result = denoiseResultToJs(e, out->denoised);
         result.Set("images", tensorToJs(e, out->images));
+        Napi::Object timings = Napi::Object::New(e);
+        timings.Set("encodeSubjectsMs", out->encodeSubjectsMs);
+        timings.Set("encodePromptMs", out->encodePromptMs);
+        timings.Set("denoiseMs", out->denoiseMs);
+        timings.Set("decodeMs", out->decodeMs);
+        timings.Set("totalMs", out->totalMs);
+        result.Set("timings", timings);
         return result;
       },
       info[1], abortFlagFrom(info[2]));

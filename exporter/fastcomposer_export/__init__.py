@@ -1,0 +1,1 @@
+"""FastComposer -> TorchScript model directory exporter (see docs/ARCHITECTURE.md, "The model directory")."""
