@@ -4,7 +4,7 @@
  */
 import { writeFile } from 'node:fs/promises';
 import { extname } from 'node:path';
-import sharp from 'sharp';
+import { loadSharp } from './sharp-loader.js';
 import { FastComposerError, invalidArgument } from './errors.js';
 import { resizeAntialiased } from './subjects.js';
 
@@ -34,6 +34,7 @@ export async function encodeImage(img: PixelImage, format: ImageFormat, options:
   if (quality !== undefined && (!Number.isInteger(quality) || quality < 1 || quality > 100)) {
     throw invalidArgument('an integer from 1 to 100', 'quality', quality);
   }
+  const sharp = await loadSharp();
   const s = sharp(img.data, { raw: { width: img.width, height: img.height, channels: img.channels } });
   switch (format) {
     case 'png':
@@ -101,6 +102,7 @@ export async function renderHeatmap(
       out[p * 3 + c] = Math.round(image.data[p * 3 + c]! * (1 - opacity) + lut[k + c]! * opacity);
     }
   }
+  const sharp = await loadSharp();
   return sharp(out, { raw: { width, height, channels: 3 } }).png().toBuffer();
 }
 

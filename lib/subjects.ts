@@ -7,7 +7,7 @@
  * torch's (docs/IMAGES.md has the numbers). Also: region masks for localized attention.
  */
 import { stat } from 'node:fs/promises';
-import sharp from 'sharp';
+import { loadSharp } from './sharp-loader.js';
 import { FastComposerError, invalidArgument } from './errors.js';
 
 /** Undecoded pixels: rows top to bottom, channels interleaved (HWC), 8 bits each. */
@@ -93,6 +93,7 @@ export async function decodeRgb(input: ImageInput, label: string, options: Decod
   try {
     // failOn 'error': truncated or corrupt pixel data aborts, benign warnings (PIL also ignores
     // them) do not. ignoreIcc: PIL hands over the stored values, untouched by any profile.
+    const sharp = await loadSharp();
     const { data, info } = await sharp(source, { failOn: 'error', limitInputPixels: limit, ignoreIcc: true })
       .removeAlpha()
       .toColourspace('srgb')

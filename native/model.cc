@@ -1,6 +1,10 @@
 #include "model.h"
 
+#include <c10/core/InferenceMode.h>
 #include <torch/cuda.h>
+
+#include <cstdlib>
+#include <cstring>
 
 #include "errors.h"
 
@@ -50,6 +54,19 @@ torch::jit::Module loadModule(const std::string& path, const at::Device& device,
   return module;
 }
 
+bool envFlag(const char* name, bool fallback) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return fallback;
+  return std::strcmp(v, "0") != 0;
+}
+
+// Convolution weights in NHWC: cuDNN's fastest fp16/bf16 kernels on recent GPUs read that layout.
+void toChannelsLast(torch::jit::Module& module) {
+  for (at::Tensor p : module.parameters()) {
+    if (p.dim() == 4) p.set_data(p.contiguous(at::MemoryFormat::ChannelsLast));
+  }
+}
+
 }  // namespace
 
 Model::Model(const ModelSpec& spec) : spec_(spec), device_(parseDevice(spec.device)), dtype_(parseDtype(spec.dtype)) {
@@ -62,6 +79,37 @@ Model::Model(const ModelSpec& spec) : spec_(spec), device_(parseDevice(spec.devi
   vaeDecoder = loadModule(spec.vaeDecoderPath, device_, dtype_);
   if (!unet.find_method("forward_localized"))
     throw CodedError("ERR_MODEL", "Module " + spec.unetPath + " lacks the forward_localized method; re-export the model");
+  if (device_.is_cuda()) {
+    // cuDNN picks the fastest convolution algorithm per shape on first use.
+    at::globalContext().setBenchmarkCuDNN(envFlag("FASTCOMPOSER_CUDNN_BENCHMARK", true));
+    channelsLast_ = envFlag("FASTCOMPOSER_CHANNELS_LAST", dtype_ != at::kFloat);
+    if (channelsLast_) {
+      toChannelsLast(unet);
+      toChannelsLast(vaeDecoder);
+    }
+    if (envFlag("FASTCOMPOSER_WARMUP", true)) warmup();
+  }
+}
+
+// One small call of each module at load, so CUDA's lazy start-up (context, cuBLAS and cuDNN
+// handles, allocator pools) is not paid by the first generate().
+void Model::warmup() {
+  c10::InferenceMode guard;
+  auto opts = at::TensorOptions().device(device_).dtype(dtype_);
+  at::Tensor ids = at::full({1, 77}, 49407, at::TensorOptions().device(device_).dtype(at::kLong));
+  at::Tensor text = textEncoder.forward({ids}).toTensor();
+  at::Tensor pixels = at::zeros({1, 224, 224, 3}, at::TensorOptions().device(device_).dtype(at::kByte));
+  imageEncoder.forward({pixels});
+  at::Tensor latents = prepareLatents(at::zeros({2, spec_.latentChannels, 8, 8}, opts));
+  at::Tensor t = at::full({2}, 999.0, at::TensorOptions().device(device_).dtype(at::kFloat));
+  unet.forward({latents, t, text.expand({2, text.size(1), text.size(2)}).contiguous()});
+  vaeDecoder.forward({prepareLatents(at::zeros({1, spec_.latentChannels, 8, 8}, opts))});
+  torch::cuda::synchronize(device_.index());
+}
+
+at::Tensor Model::prepareLatents(const at::Tensor& x) const {
+  at::Tensor y = x.to(dtype_);
+  return channelsLast_ ? y.contiguous(at::MemoryFormat::ChannelsLast) : y;
 }
 
 }  // namespace fc

@@ -29,6 +29,8 @@ class Model {
   explicit Model(const ModelSpec& spec);
 
   const ModelSpec& spec() const { return spec_; }
+  // Latents in the model's dtype and memory format, ready for the UNet or the VAE decoder.
+  at::Tensor prepareLatents(const at::Tensor& x) const;
   const at::Device& device() const { return device_; }
   at::ScalarType dtype() const { return dtype_; }
 
@@ -39,9 +41,12 @@ class Model {
   std::mutex runLock;
 
  private:
+  void warmup();
+
   ModelSpec spec_;
   at::Device device_;
   at::ScalarType dtype_;
+  bool channelsLast_ = false;
 };
 
 }  // namespace fc

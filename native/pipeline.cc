@@ -74,7 +74,6 @@ DenoiseResult Pipeline::denoise(const PromptEmbeds& embeds, const DenoiseJob& jo
                                 const std::atomic<bool>& aborted) {
   c10::InferenceMode guard;
   const at::Device& device = model_->device();
-  const at::ScalarType dtype = model_->dtype();
   const int64_t n = job.numImages;
   const int64_t h = job.height / model_->spec().vaeScaleFactor, w = job.width / model_->spec().vaeScaleFactor;
 
@@ -104,7 +103,11 @@ DenoiseResult Pipeline::denoise(const PromptEmbeds& embeds, const DenoiseJob& jo
   const at::Tensor fusedBatch = conditioning(embeds.fused);
   const int64_t batch = cfg ? 2 * n : n;
 
-  const bool localized = !job.subjectPositions.empty() && (job.attentionMaps || job.regionInside.defined());
+  // forward_localized runs only when asked for: maps, or regions with a strength above 0. Without
+  // either, every step takes the plain forward and the numbers are those of the plain pipeline
+  // (forward_localized's explicit softmax differs from forward's fused attention by ~1e-6).
+  const bool regions = job.regionInside.defined() && job.regionStrength > 0.0;
+  const bool localized = !job.subjectPositions.empty() && (job.attentionMaps || regions);
   at::Tensor positions, weights, mapSum;
   int64_t mapSteps = 0;
   if (localized) {
@@ -117,7 +120,7 @@ DenoiseResult Pipeline::denoise(const PromptEmbeds& embeds, const DenoiseJob& jo
     if (aborted.load()) throw AbortedError();
     const bool subjectStep = static_cast<double>(i) > job.mergeThreshold;
     at::Tensor modelInput = cfg ? at::cat({x, x}, 0) : x;
-    modelInput = scheduler->scaleModelInput(modelInput, i).to(dtype);
+    modelInput = model_->prepareLatents(scheduler->scaleModelInput(modelInput, i));
     at::Tensor t = timesteps.slice(0, i, i + 1).to(at::kFloat).expand({batch});
     at::Tensor eps;
     if (localized && subjectStep) {
@@ -159,7 +162,7 @@ at::Tensor Pipeline::decode(const at::Tensor& latents) {
   c10::InferenceMode guard;
   std::lock_guard<std::mutex> lock(model_->runLock);
   at::Tensor z = latents.to(model_->device(), at::kFloat) / model_->spec().latentScale;
-  at::Tensor image = runModule(model_->vaeDecoder, {z.to(model_->dtype())}).to(at::kFloat);
+  at::Tensor image = runModule(model_->vaeDecoder, {model_->prepareLatents(z)}).to(at::kFloat);
   // Same rounding as diffusers' postprocess: clamp(x/2+0.5) * 255, round half to even.
   image = ((image / 2 + 0.5).clamp(0, 1) * 255).round().to(at::kByte);
   return image.permute({0, 2, 3, 1}).contiguous().to(at::kCPU);

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Packs the package (with a prebuilt binary), installs the tarball into an empty project and runs
+# the README's main job there; then removes the package's build/ and checks it loads from
+# prebuilds/. This is the test that catches a file missing from the package.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+npm run prebuild
+work=$(mktemp -d /tmp/fastcomposer-pack.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+tarball=$(npm pack --silent --pack-destination "$work" | tail -n 1)
+echo "pack-test: $tarball is $(du -h "$work/$tarball" | cut -f1)"
+cd "$work"
+npm init -y >/dev/null
+# The project's own Python torch: the packed package finds it instead of installing another.
+FASTCOMPOSER_PYTHON="$root/.venv/bin/python" npm install "$work/$tarball"
+export FASTCOMPOSER_PYTHON="$root/.venv/bin/python"
+npx fastcomposer generate --prompt "a man <|image|> in a park" --subject node_modules/fastcomposer/examples/subject-a.png --steps 4 --width 96 --height 64 --out out.png
+node -e "
+const b = require('fs').readFileSync('out.png');
+if (b.readUInt32BE(0) !== 0x89504e47 || b.readUInt32BE(16) !== 96 || b.readUInt32BE(20) !== 64) { console.error('pack-test: out.png is not a 96x64 PNG'); process.exit(1); }
+console.log('pack-test: out.png is a 96x64 PNG');"
+rm -rf node_modules/fastcomposer/build
+node --input-type=module -e "
+import { runtimeInfo } from 'fastcomposer';
+const info = runtimeInfo();
+if (!info.addonPath.includes('/prebuilds/')) { console.error('pack-test: loaded', info.addonPath); process.exit(1); }
+console.log('pack-test: loads from', info.addonPath);"
+npx fastcomposer generate --prompt "a man <|image|> in a park" --subject node_modules/fastcomposer/examples/subject-a.png --steps 2 --width 64 --height 64 --out out2.png
+echo "pack-test: ok"
