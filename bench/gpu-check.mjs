@@ -16,6 +16,8 @@ const { values } = parseArgs({
     variant: { type: 'string', default: 'default' },
     fp32: { type: 'boolean', default: false },
     'save-latents': { type: 'string' },
+    'write-job': { type: 'string' },
+    device: { type: 'string', default: 'cuda' }, // cpu: a dry run of this script without a GPU
   },
 });
 const runs = Number(values.runs);
@@ -56,9 +58,28 @@ function agreement(a, b) {
   return { maxAbsDiff: diff, maxAbsRef: ref, relative: ref ? diff / ref : diff, nonFinite };
 }
 
+// The same inputs for the Python eager baseline (bench/python_eager.py --job FILE).
+if (values['write-job']) {
+  const tokenizer = (await import('../dist/esm/prompt.js')).PromptTokenizer;
+  const fcTok = await tokenizer.load(`${values.model}/tokenizer.json`);
+  const tokens = fcTok.tokenize(job.prompt);
+  const pixels = `${values['write-job']}.pixels.u8`;
+  writeFileSync(pixels, Buffer.concat(job.subjects.map((s) => s.data)));
+  writeFileSync(
+    values['write-job'],
+    JSON.stringify({
+      inputIds: tokens.inputIds,
+      textOnlyIds: tokens.textOnlyIds,
+      negativeIds: fcTok.encodePlain(job.negativePrompt).ids,
+      subjectPositions: tokens.subjectPositions,
+      pixels,
+    }),
+  );
+}
+
 const report = { variant: values.variant, torch: torch.version, builtAgainst: binding.torchVersion, cudaDevices: binding.cudaDeviceCount(), steps, size };
 let t0 = performance.now();
-const fc = await FastComposer.load(values.model, { device: 'cuda', dtype: 'float16' });
+const fc = await FastComposer.load(values.model, { device: values.device, dtype: values.device === 'cpu' ? 'bfloat16' : 'float16' });
 report.loadSeconds = (performance.now() - t0) / 1000;
 
 // First call at the real shape: cuDNN autotuning and allocator growth happen here, not in timed runs.
@@ -66,14 +87,15 @@ t0 = performance.now();
 await fc.generate({ ...job, steps: 2 });
 report.firstCallSeconds = (performance.now() - t0) / 1000;
 
-binding.cudaMemory(0, true);
+const onCuda = values.device !== 'cpu';
+if (onCuda) binding.cudaMemory(0, true);
 const times = [];
 let last;
 for (let r = 0; r < runs; r++) {
   last = await fc.generate(job);
   times.push(last.timings);
 }
-try {
+if (onCuda) try {
   report.peakAllocatedGB = binding.cudaMemory(0, false).peakAllocated / 1e9;
   report.peakReservedGB = binding.cudaMemory(0, false).peakReserved / 1e9;
 } catch (error) {
@@ -93,7 +115,7 @@ if (values['save-latents']) writeFileSync(values['save-latents'], last.latents.d
 await fc.dispose();
 
 if (values.fp32) {
-  const fc32 = await FastComposer.load(values.model, { device: 'cuda', dtype: 'float32' });
+  const fc32 = await FastComposer.load(values.model, { device: values.device, dtype: 'float32' });
   t0 = performance.now();
   const r32 = await fc32.generate(job);
   report.fp32SecondsPerImage = (performance.now() - t0) / 1000; // one run, autotuning included

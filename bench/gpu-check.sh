@@ -66,11 +66,11 @@ PY
 
 # 4. Side by side: Node (fp16, then fp32 for agreement), Python eager, variants
 start=$SECONDS
-timeout 240 node bench/gpu-check.mjs --model "$MODEL" --runs 3 --fp32 --save-latents /tmp/node16.bin >>"$RESULTS" 2>>"$LOG" || say "node default run failed"
+timeout 240 node bench/gpu-check.mjs --model "$MODEL" --runs 3 --fp32 --save-latents /tmp/node16.bin --write-job /tmp/job.json >>"$RESULTS" 2>>"$LOG" || say "node default run failed"
 say "node default done in $((SECONDS - start)) s"
 start=$SECONDS
 timeout 240 python3 bench/python_eager.py --model "$MODEL" --device cuda --dtype float16 --steps 50 --width 512 --height 512 \
-  --runs 3 --warmup 1 --seed 42 --json --save-latents /tmp/py16.bin >>"$RESULTS" 2>>"$LOG" || say "python eager run failed"
+  --runs 3 --warmup 1 --seed 42 --guidance 5 --alpha 0.7 --job /tmp/job.json --json --save-latents /tmp/py16.bin >>"$RESULTS" 2>>"$LOG" || say "python eager run failed"
 say "python eager done in $((SECONDS - start)) s"
 FASTCOMPOSER_CHANNELS_LAST=0 timeout 120 node bench/gpu-check.mjs --model "$MODEL" --runs 2 --variant no-channels-last >>"$RESULTS" 2>>"$LOG" || say "variant no-channels-last failed"
 FASTCOMPOSER_JIT_OPTIMIZE=1 timeout 120 node bench/gpu-check.mjs --model "$MODEL" --runs 2 --variant jit-optimize >>"$RESULTS" 2>>"$LOG" || say "variant jit-optimize failed"

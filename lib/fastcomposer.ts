@@ -3,7 +3,7 @@
  * checked here before native code runs; native calls run off the event loop, one at a time
  * per model (per device on CUDA).
  */
-import { AbortError, DisposedError, FastComposerError, invalidArgument } from './errors.js';
+import { AbortError, DisposedError, FastComposerError, describe, invalidArgument } from './errors.js';
 import { encodeImage, type ImageFormat, renderHeatmap, saveImage } from './images.js';
 import { readModelDir, type ModelDir } from './model-dir.js';
 import { loadNative } from './native.js';
@@ -89,6 +89,31 @@ function idsTensor(ids: readonly number[]): Tensor {
   return { data: Buffer.from(BigInt64Array.from(ids, (v) => BigInt(v)).buffer), shape: [1, ids.length], dtype: 'int64' };
 }
 
+/**
+ * Checks a float32 tensor argument in TypeScript, before native code sees it: `want` gives each
+ * dimension (a number to match exactly, a name such as 'N' for any positive size). Returns the shape.
+ */
+function float32Tensor(value: unknown, name: string, want: readonly (number | string)[]): number[] {
+  const t = value as Partial<Tensor> | null | undefined;
+  const pattern = `[${want.join(', ')}]`;
+  if (t === null || typeof t !== 'object') throw invalidArgument(`float32 tensor ${pattern}`, name, value);
+  if (t.dtype !== 'float32') throw invalidArgument('"float32"', `${name}.dtype`, t.dtype);
+  const shape = t.shape;
+  if (
+    !Array.isArray(shape) ||
+    shape.length !== want.length ||
+    shape.some((d, i) => typeof d !== 'number' || !Number.isSafeInteger(d) || d < 1 || (typeof want[i] === 'number' && d !== want[i]))
+  ) {
+    const got = Array.isArray(shape) ? `[${shape.map((d) => String(d)).join(', ')}]` : describe(shape);
+    throw new FastComposerError('ERR_INVALID_ARGUMENT', `Expected shape ${pattern} for ${name}.shape but received ${got}`);
+  }
+  const bytes = shape.reduce((a: number, b: number) => a * b, 4);
+  if (!Buffer.isBuffer(t.data) || t.data.length !== bytes) {
+    throw invalidArgument(`Buffer of ${bytes} bytes`, `${name}.data`, t.data);
+  }
+  return shape;
+}
+
 /** Native errors carry a `code`; give them the FastComposerError class. */
 function asFastComposerError(error: unknown, signal?: AbortSignal): unknown {
   if (error instanceof FastComposerError) return error;
@@ -166,7 +191,8 @@ export class FastComposer {
       negativeIds: idsTensor(negativeIds),
       ...(pixels ? { pixels } : {}),
     };
-    const out = await this.run(opts.signal, (flag) => native.generate(job, this.stepCallback(opts, flag), flag));
+    const failure: CallbackFailure = {};
+    const out = await callbackChecked(failure, this.run(opts.signal, (flag) => native.generate(job, this.stepCallback(opts, flag, failure), flag)));
     const images = splitImages(out.images);
     if (opts.output !== 'raw') {
       const format = opts.output as ImageFormat;
@@ -189,7 +215,7 @@ export class FastComposer {
     const prompt = Array(subjects.length).fill('a <|image|>').join(' ');
     const { opts } = this.prepare({ prompt, subjects, allowManySubjects: true });
     const pixels = (await this.subjectPixels(opts))!;
-    return this.run(options.signal, () => native.encodeSubjects(pixels));
+    return this.run(options?.signal, () => native.encodeSubjects(pixels));
   }
 
   /** Stage API: the three prompt embeddings; `subjectEmbeds` from encodeSubjects(). */
@@ -200,13 +226,17 @@ export class FastComposer {
     signal?: AbortSignal;
   }): Promise<PromptEmbeddings> {
     const native = this.alive();
-    const tokens = this.tokenizer.tokenize(args?.prompt);
-    const negative = this.tokenizer.encodePlain(args.negativePrompt ?? '');
+    if (args === null || typeof args !== 'object') throw invalidArgument('object {prompt, negativePrompt?, subjectEmbeds?}', 'arguments', args);
+    if (typeof args.prompt !== 'string') throw invalidArgument('string', 'prompt', args.prompt);
+    const negativePrompt = args.negativePrompt ?? '';
+    if (typeof negativePrompt !== 'string') throw invalidArgument('string', 'negativePrompt', negativePrompt);
+    const tokens = this.tokenizer.tokenize(args.prompt);
+    const negative = this.tokenizer.encodePlain(negativePrompt);
     const embeds = args.subjectEmbeds;
     if (tokens.subjectCount > 0) {
-      if (!embeds || embeds.dtype !== 'float32' || embeds.shape.length !== 2 || embeds.shape[0] !== tokens.subjectCount) {
-        throw invalidArgument(`float32 tensor [${tokens.subjectCount}, D]`, 'subjectEmbeds', embeds);
-      }
+      const D = this.model.manifest.objectEmbedSize ?? 'D';
+      if (!embeds) throw invalidArgument(`float32 tensor [${tokens.subjectCount}, D]`, 'subjectEmbeds', embeds);
+      float32Tensor(embeds, 'subjectEmbeds', [tokens.subjectCount, D]);
     }
     const warnings = truncationWarnings(tokens, negative.truncated);
     const out = await this.run(args.signal, () =>
@@ -227,7 +257,19 @@ export class FastComposer {
     options: DenoiseOptions = {},
   ): Promise<{ latents: Tensor; attentionMaps?: Tensor; seed: number }> {
     const native = this.alive();
-    const positions = embeds?.subjectPositions ?? [];
+    if (embeds === null || typeof embeds !== 'object') throw invalidArgument('PromptEmbeddings from encodePrompt()', 'embeds', embeds);
+    const D = this.model.manifest.textHiddenSize ?? 'D';
+    const width = float32Tensor(embeds.fused, 'embeds.fused', [1, this.model.manifest.maxLength, D])[2]!;
+    float32Tensor(embeds.textOnly, 'embeds.textOnly', [1, this.model.manifest.maxLength, width]);
+    float32Tensor(embeds.negative, 'embeds.negative', [1, this.model.manifest.maxLength, width]);
+    const given = embeds.subjectPositions ?? [];
+    if (
+      !Array.isArray(given) ||
+      given.some((p) => typeof p !== 'number' || !Number.isInteger(p) || p < 0 || p >= this.model.manifest.maxLength)
+    ) {
+      throw invalidArgument(`array of integers between 0 and ${this.model.manifest.maxLength - 1}`, 'embeds.subjectPositions', given);
+    }
+    const positions: number[] = given;
     const prompt = positions.map(() => 'a <|image|>').join(' ') || 'a';
     const subjects = options.subjects ?? positions.map(() => ({ data: Buffer.alloc(3), width: 1, height: 1, channels: 3 as const }));
     const opts = validateGenerateOptions({ ...options, prompt, subjects, allowManySubjects: true }, {
@@ -235,17 +277,19 @@ export class FastComposer {
     });
     const job = await this.denoiseJob(opts, positions);
     const nativeEmbeds: NativePromptEmbeds = { fused: embeds.fused, textOnly: embeds.textOnly, negative: embeds.negative };
-    const out = await this.run(opts.signal, (flag) => native.denoise(nativeEmbeds, job, this.stepCallback(opts, flag), flag));
+    const failure: CallbackFailure = {};
+    const out = await callbackChecked(
+      failure,
+      this.run(opts.signal, (flag) => native.denoise(nativeEmbeds, job, this.stepCallback(opts, flag, failure), flag)),
+    );
     return { ...out, seed: opts.seed };
   }
 
   /** Stage API: latents (float32 [N, 4, h, w]) to images. */
   async decode(latents: Tensor, options: { signal?: AbortSignal } = {}): Promise<GeneratedImage[]> {
     const native = this.alive();
-    if (!latents || latents.dtype !== 'float32' || latents.shape?.length !== 4) {
-      throw invalidArgument('float32 tensor [N, 4, h, w]', 'latents', latents);
-    }
-    const images = await this.run(options.signal, () => native.decode(latents));
+    float32Tensor(latents, 'latents', ['N', this.model.manifest.latentChannels, 'h', 'w']);
+    const images = await this.run(options?.signal, () => native.decode(latents));
     return splitImages(images);
   }
 
@@ -325,27 +369,36 @@ export class FastComposer {
       attentionMaps: opts.attentionMaps,
       subjectPositions,
       ...(regions
-        ? { regionInside: regions.inside, hasRegion: regions.hasRegion, regionStrength: opts.regionStrength }
+        ? { regionInside: regions.inside, hasRegion: regions.hasRegion, regionStrength: opts.regionStrength, regionExclusive: opts.regionExclusive }
         : {}),
     };
   }
 
-  private stepCallback(opts: NormalizedGenerateOptions, flag: NativeAbortFlag) {
+  private stepCallback(opts: NormalizedGenerateOptions, flag: NativeAbortFlag, failure: CallbackFailure) {
     const onStep = opts.onStep;
     if (!onStep) return undefined;
     return (event: { step: number; steps: number; timestep: number }) => {
+      if (failure.threw) return; // one throw stops the job; later queued events are not reported
       try {
         onStep(event);
       } catch (error) {
-        // A throwing callback stops the job; the caller sees the abort.
+        // A throwing callback stops the job; the call rejects with that error as the cause.
+        failure.threw = true;
+        failure.error = error;
         flag.abort();
-        throw error;
       }
     };
   }
 
   /** Queues a native call with an abort flag tied to the signal and to dispose(). */
   private run<T>(signal: AbortSignal | undefined, call: (flag: NativeAbortFlag) => Promise<T>): Promise<T> {
+    const s = signal as { aborted?: unknown; addEventListener?: unknown; removeEventListener?: unknown } | undefined | null;
+    if (
+      s !== undefined &&
+      (typeof s !== 'object' || s === null || typeof s.aborted !== 'boolean' || typeof s.addEventListener !== 'function' || typeof s.removeEventListener !== 'function')
+    ) {
+      return Promise.reject(invalidArgument('AbortSignal', 'signal', signal));
+    }
     if (signal?.aborted) return Promise.reject(new AbortError(signal.reason));
     const { binding } = loadNative();
     return this.queue.run(async () => {
@@ -365,6 +418,30 @@ export class FastComposer {
       }
     }, signal);
   }
+}
+
+interface CallbackFailure {
+  threw?: boolean;
+  error?: unknown;
+}
+
+/** Once onStep threw, the call rejects with ERR_ABORTED whose cause is the callback's error
+ * (even when the job got to its end before it saw the abort flag). */
+async function callbackChecked<T>(failure: CallbackFailure, job: Promise<T>): Promise<T> {
+  let value: T;
+  try {
+    value = await job;
+  } catch (error) {
+    if (!failure.threw) throw error;
+    throw callbackError(failure.error);
+  }
+  if (failure.threw) throw callbackError(failure.error);
+  return value;
+}
+
+function callbackError(cause: unknown): FastComposerError {
+  const what = cause instanceof Error ? cause.message : String(cause);
+  return new FastComposerError('ERR_ABORTED', `The onStep callback threw, which stopped the call: ${what}`, { cause });
 }
 
 function truncationWarnings(tokens: TokenizedPrompt, negativeTruncated: boolean): string[] {

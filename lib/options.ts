@@ -93,8 +93,12 @@ export interface GenerateOptions {
   latents?: Tensor;
   onStep?: (progress: StepProgress) => void;
   signal?: AbortSignal;
+  /** Return `attentionMaps` in the result: float32 [numImages, subjects, height / 8, width / 8], each map summing to 1. */
   attentionMaps?: boolean;
+  /** How hard subject regions confine their subject's attention: 0 = off ... 1 = no attention outside the region (default). */
   regionStrength?: number;
+  /** Also keep every subject's attention out of the other subjects' regions (default false). */
+  regionExclusive?: boolean;
   allowManySubjects?: boolean;
   output?: OutputFormat;
 }
@@ -122,6 +126,7 @@ export interface NormalizedGenerateOptions {
   signal: AbortSignal | undefined;
   attentionMaps: boolean;
   regionStrength: number;
+  regionExclusive: boolean;
   allowManySubjects: boolean;
   output: OutputFormat;
 }
@@ -144,7 +149,8 @@ export interface GenerateContext {
 
 const GENERATE_KEYS = [
   'prompt', 'subjects', 'negativePrompt', 'steps', 'guidanceScale', 'alpha', 'startMergeStep', 'seed', 'width', 'height',
-  'scheduler', 'numImages', 'latents', 'onStep', 'signal', 'attentionMaps', 'regionStrength', 'allowManySubjects', 'output',
+  'scheduler', 'numImages', 'latents', 'onStep', 'signal', 'attentionMaps', 'regionStrength', 'regionExclusive', 'allowManySubjects',
+  'output',
 ] as const;
 const LOAD_KEYS = ['device', 'dtype'] as const;
 const SUBJECT_KEYS = ['image', 'region', 'mask', 'subjectMask'] as const;
@@ -356,6 +362,7 @@ export function validateGenerateOptions(opts: unknown, ctx: GenerateContext): No
   const signal = o.signal === undefined ? undefined : abortSignal(o.signal);
   const attentionMaps = o.attentionMaps === undefined ? false : boolean(o.attentionMaps, 'attentionMaps');
   const regionStrength = o.regionStrength === undefined ? DEFAULTS.regionStrength : finite(o.regionStrength, 'regionStrength', 0, 1);
+  const regionExclusive = o.regionExclusive === undefined ? false : boolean(o.regionExclusive, 'regionExclusive');
   const allowManySubjects = o.allowManySubjects === undefined ? false : boolean(o.allowManySubjects, 'allowManySubjects');
   const output = o.output === undefined ? DEFAULTS.output : oneOf(o.output, 'output', OUTPUT_FORMATS);
 
@@ -379,6 +386,7 @@ export function validateGenerateOptions(opts: unknown, ctx: GenerateContext): No
     signal,
     attentionMaps,
     regionStrength,
+    regionExclusive,
     allowManySubjects,
     output,
   };

@@ -126,7 +126,7 @@ class DpmSolverMultistep final : public Scheduler {
                           at::TensorOptions().dtype(at::kFloat).device(generator->device()))
                     .to(m.device());
       } else {
-        noise = at::randn(m.sizes(), std::nullopt, m.options().dtype(at::kFloat));
+        noise = at::randn(m.sizes(), std::optional<at::Generator>(), m.options().dtype(at::kFloat));
       }
     }
     Tensor prev;

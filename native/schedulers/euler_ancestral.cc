@@ -77,7 +77,7 @@ class EulerAncestral final : public Scheduler {
                         at::TensorOptions().dtype(eps.scalar_type()).device(generator->device()))
                   .to(eps.device());
     } else {
-      noise = at::randn(eps.sizes(), std::nullopt, eps.options());
+      noise = at::randn(eps.sizes(), std::optional<at::Generator>(), eps.options());
     }
     prev = prev + noise * up;
     return prev.to(eps.scalar_type());

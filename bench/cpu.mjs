@@ -1,0 +1,289 @@
+#!/usr/bin/env node
+// `npm run bench`: Node generate() against the Python eager pipeline of the same modules and the
+// same weights (bench/python_eager.py), on CPU, same scheduler / steps / size / seed / inputs.
+// Runs alternate (Node, Python, Node, ...) so machine noise hits both; Python is one long-lived
+// process (--serve) so its start-up and model load are not timed.
+//
+//   node bench/cpu.mjs [--model DIR] [--steps 10] [--width 256] [--height 256] [--runs 3]
+//                      [--warmup 2] [--seed 0] [--subjects 2] [--threads 1] [--python PATH] [--json FILE]
+//                      [--omp-wait-policy passive|active|unset]   (both sides; default: the environment's)
+//
+// Targets: python/node time ratio >= 1.2; Node/N-API overhead (generate() wall time minus the
+// native pipeline's own totalMs) < 2%. Exit code 0 unless something failed to run; the table
+// says PASS/FAIL per target.
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os, { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+
+function parseArgs(argv) {
+  const o = {
+    model: join(root, 'models', 'tiny'),
+    steps: 10,
+    width: 256,
+    height: 256,
+    runs: 3,
+    warmup: 2,
+    seed: 0,
+    subjects: 2,
+    guidance: 5,
+    alpha: 0.7,
+    // 1 by default: on a small shared machine OpenMP teams measure contention, not the pipeline.
+    threads: 1,
+    python: process.env.FASTCOMPOSER_PYTHON || join(root, '.venv', 'bin', 'python'),
+    json: undefined,
+    // With --threads > 1 on a machine that has other work, libgomp's default spin-wait can make
+    // one side 5-20x slower than the other; 'passive' on both sides keeps it about the pipelines.
+    ompWaitPolicy: process.env.OMP_WAIT_POLICY ?? 'unset',
+  };
+  const numeric = new Set(['steps', 'width', 'height', 'runs', 'warmup', 'seed', 'subjects', 'guidance', 'alpha', 'threads']);
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--help' || a === '-h') {
+      console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 13).map((l) => l.replace(/^\/\/ ?/, '')).join('\n'));
+      process.exit(0);
+    }
+    const m = /^--([a-z-]+)(?:=(.*))?$/.exec(a);
+    const key = m?.[1].replace(/-([a-z])/g, (_, c) => c.toUpperCase());
+    if (!m || !(key in o)) throw new Error(`unknown argument ${a} (see --help)`);
+    const v = m[2] ?? argv[++i];
+    if (v === undefined) throw new Error(`${a} needs a value`);
+    o[key] = numeric.has(key) ? Number(v) : v;
+    if (numeric.has(key) && !Number.isFinite(o[key])) throw new Error(`${a} needs a number`);
+  }
+  o.model = resolve(o.model);
+  if (!['passive', 'active', 'unset'].includes(o.ompWaitPolicy.toLowerCase())) {
+    throw new Error('--omp-wait-policy must be passive, active or unset');
+  }
+  o.ompWaitPolicy = o.ompWaitPolicy.toLowerCase();
+  return o;
+}
+
+const PROMPTS = ['a photo of a man <|image|>', 'a man <|image|> and a woman <|image|> at the beach',
+  'a man <|image|>, a woman <|image|> and a child <|image|> in a park'];
+
+/** A deterministic, non-square RGB test picture (gradients and a disc), so preprocessing pads and resizes. */
+function subjectImage(k) {
+  const width = 320 + 40 * k, height = 256;
+  const data = Buffer.alloc(width * height * 3);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const i = (y * width + x) * 3;
+      const inside = (x - width / 2) ** 2 + (y - height / 2) ** 2 < (height / 3) ** 2;
+      data[i] = (x * 255) / width;
+      data[i + 1] = inside ? 200 - 50 * k : (y * 255) / height;
+      data[i + 2] = (37 * k + x + y) & 255;
+    }
+  }
+  return { data, width, height, channels: 3 };
+}
+
+const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+const fmtS = (s) => (s === undefined || Number.isNaN(s) ? 'n/a' : `${s.toFixed(3)} s`);
+const fmtMs = (s) => (s === undefined || Number.isNaN(s) ? 'n/a' : `${(s * 1e3).toFixed(1)} ms`);
+
+/** The long-lived Python side: one JSON line per command. */
+class PythonBaseline {
+  constructor(opts, jobFile, latentsFile) {
+    const args = [
+      join(root, 'bench', 'python_eager.py'), '--serve', '--json',
+      '--model', opts.model, '--device', 'cpu', '--dtype', 'float32',
+      '--steps', String(opts.steps), '--width', String(opts.width), '--height', String(opts.height),
+      '--seed', String(opts.seed), '--guidance', String(opts.guidance), '--alpha', String(opts.alpha),
+      '--job', jobFile, '--save-latents', latentsFile, '--threads', String(opts.threads),
+    ];
+    const env = { ...process.env, PYTHONPATH: [join(root, 'exporter'), process.env.PYTHONPATH].filter(Boolean).join(':') };
+    this.child = spawn(opts.python, args, { env, stdio: ['pipe', 'pipe', 'inherit'] });
+    this.lines = createInterface({ input: this.child.stdout })[Symbol.asyncIterator]();
+    this.exited = once(this.child, 'exit').then(([code]) => code);
+  }
+
+  async next() {
+    const r = await Promise.race([this.lines.next(), this.exited.then((code) => ({ exitCode: code }))]);
+    if (r.exitCode !== undefined || r.done) throw new Error(`python_eager.py exited (code ${r.exitCode ?? '?'}); see its stderr above`);
+    const msg = JSON.parse(r.value);
+    if (msg.type === 'error') throw new Error(`python_eager.py: ${msg.message}`);
+    return msg;
+  }
+
+  async run() {
+    this.child.stdin.write('run\n');
+    return this.next();
+  }
+
+  async close() {
+    this.child.stdin.end('quit\n');
+    await this.exited;
+  }
+}
+
+function relativeError(a, b) {
+  let diff = 0, scale = 0;
+  for (let i = 0; i < b.length; i++) {
+    diff = Math.max(diff, Math.abs(a[i] - b[i]));
+    scale = Math.max(scale, Math.abs(b[i]));
+  }
+  return scale > 0 ? diff / scale : diff;
+}
+
+async function main() {
+  const opts = parseArgs(process.argv.slice(2));
+  if (!existsSync(join(opts.model, 'model.json'))) {
+    throw new Error(`no model at ${opts.model} (run npm install to make models/tiny, or pass --model DIR)`);
+  }
+  if (!existsSync(opts.python)) throw new Error(`no Python at ${opts.python} (set --python or FASTCOMPOSER_PYTHON)`);
+  const distEntry = join(root, 'dist', 'esm', 'index.js');
+  if (!existsSync(distEntry)) throw new Error('dist/ is missing: run node scripts/build-ts.mjs');
+  // Before libtorch (and its libgomp) loads in this process; the Python child inherits it.
+  if (opts.ompWaitPolicy === 'unset') delete process.env.OMP_WAIT_POLICY;
+  else process.env.OMP_WAIT_POLICY = opts.ompWaitPolicy.toUpperCase();
+  // Node and Python must not run torch at the same time (they alternate), but the idle side's
+  // pool must not spin either: Python sleeps on a pipe read, Node on its event loop.
+  const { FastComposer, runtimeInfo } = await import(distEntry);
+  const { prepareSubjects } = await import(join(root, 'dist', 'esm', 'subjects.js'));
+
+  const loadStart = performance.now();
+  const fc = await FastComposer.load(opts.model, { device: 'cpu', dtype: 'float32' });
+  const nodeLoadS = (performance.now() - loadStart) / 1e3;
+  const loadStart1 = os.loadavg();
+  if (opts.threads > 0) {
+    // the same intra-op thread count on both sides (0: each side's default)
+    const { loadNative } = await import(join(root, 'dist', 'esm', 'native.js'));
+    loadNative().binding.setNumThreads(opts.threads);
+  }
+  const info = runtimeInfo();
+  if (!(opts.threads > 0)) opts.threads = info.threads;
+
+  // The same inputs for both: Node tokenizes and preprocesses, Python reads the result.
+  const subjects = Array.from({ length: opts.subjects }, (_, k) => subjectImage(k));
+  const prompt = opts.subjects === 0 ? 'a photo of a man at the beach' : PROMPTS[Math.min(opts.subjects, 3) - 1] + ' <|image|>'.repeat(Math.max(0, opts.subjects - 3));
+  const tokens = fc.tokenizer.tokenize(prompt);
+  const negativeIds = fc.tokenizer.encodePlain('').ids;
+  const work = mkdtempSync(join(tmpdir(), 'fastcomposer-bench-'));
+  const pixelsFile = join(work, 'pixels.u8');
+  const jobFile = join(work, 'job.json');
+  const latentsFile = join(work, 'latents.f32');
+  if (opts.subjects > 0) writeFileSync(pixelsFile, await prepareSubjects(subjects, { size: fc.model.manifest.imageSize }));
+  writeFileSync(jobFile, JSON.stringify({
+    inputIds: tokens.inputIds, textOnlyIds: tokens.textOnlyIds, negativeIds,
+    subjectPositions: tokens.subjectPositions, pixels: pixelsFile,
+  }));
+
+  const genOpts = {
+    prompt, subjects, negativePrompt: '', steps: opts.steps, guidanceScale: opts.guidance, alpha: opts.alpha,
+    seed: opts.seed, width: opts.width, height: opts.height, scheduler: 'pndm', output: 'raw',
+  };
+  const py = new PythonBaseline(opts, jobFile, latentsFile);
+  const node = [], python = [];
+  let lastNode;
+  let pyLoadS;
+  try {
+    const ready = await py.next();
+    if (ready.type !== 'ready') throw new Error(`python_eager.py: unexpected ${JSON.stringify(ready)}`);
+    pyLoadS = ready.loadSeconds;
+    console.error(`bench: ${opts.model}, ${opts.width}x${opts.height}, ${opts.steps} steps (pndm), ${opts.subjects} subjects, ` +
+      `${opts.threads} threads, ${opts.warmup} warm-up + ${opts.runs} runs each, alternating`);
+    for (let r = 0; r < opts.warmup + opts.runs; r++) {
+      const cpu0 = process.cpuUsage();
+      const t0 = performance.now();
+      const res = await fc.generate(genOpts);
+      const wallS = (performance.now() - t0) / 1e3;
+      const cpu = process.cpuUsage(cpu0);
+      const cpuS = (cpu.user + cpu.system) / 1e6;
+      const p = await py.run();
+      const tag = r < opts.warmup ? 'warm-up' : `run ${r - opts.warmup + 1}`;
+      console.error(`  ${tag}: node ${wallS.toFixed(3)} s, python ${p.seconds.toFixed(3)} s`);
+      if (r >= opts.warmup) {
+        node.push({ wallS, cpuS, timings: res.timings });
+        python.push(p);
+      }
+      lastNode = res;
+    }
+  } finally {
+    await py.close().catch(() => {});
+  }
+
+  // ---- numbers (mean as the target is defined; median alongside, robust to a busy machine)
+  const unetCalls = python[0].stages.unetCalls;
+  const haveTimings = node.every((n) => n.timings && typeof n.timings.totalMs === 'number');
+  const nodeStage = (f) => (haveTimings ? node.map((n) => f(n.timings) / 1e3) : undefined);
+  const nodeSeries = {
+    total: node.map((n) => n.wallS),
+    cpu: node.map((n) => n.cpuS),
+    encoders: nodeStage((t) => t.encodeSubjectsMs + t.encodePromptMs),
+    step: nodeStage((t) => t.denoiseMs / unetCalls),
+    decode: nodeStage((t) => t.decodeMs),
+    native: nodeStage((t) => t.totalMs),
+  };
+  const pySeries = {
+    total: python.map((p) => p.seconds),
+    cpu: python.map((p) => p.cpuSeconds),
+    encoders: python.map((p) => p.stages.encoders),
+    step: python.map((p) => p.stages.meanStep),
+    unet: python.map((p) => p.stages.meanUnet),
+    decode: python.map((p) => p.stages.decode),
+  };
+  const stat = (series, f) => Object.fromEntries(Object.entries(series).map(([k, v]) => [k, v ? f(v) : undefined]));
+  const nodeStages = stat(nodeSeries, mean), nodeMedian = stat(nodeSeries, median);
+  const pyStages = stat(pySeries, mean), pyMedian = stat(pySeries, median);
+  const nodeMean = nodeStages.total, pyMean = pyStages.total;
+  const overhead = haveTimings ? mean(node.map((n) => (n.wallS - n.timings.totalMs / 1e3) / n.wallS)) : undefined;
+  const ratio = pyMean / nodeMean;
+  const ratioMedian = pyMedian.total / nodeMedian.total;
+  const ratioCpu = pyMedian.cpu / nodeMedian.cpu;
+  const spread = (xs) => Math.max(...xs) / Math.min(...xs);
+  const noisy = spread(nodeSeries.total) > 1.5 || spread(pySeries.total) > 1.5;
+
+  const nodeLatents = new Float32Array(lastNode.latents.data.buffer, lastNode.latents.data.byteOffset, lastNode.latents.data.byteLength / 4);
+  const pyBuf = readFileSync(latentsFile);
+  const pyLatents = new Float32Array(pyBuf.buffer, pyBuf.byteOffset, pyBuf.byteLength / 4);
+  const latentsErr = pyLatents.length === nodeLatents.length ? relativeError(nodeLatents, pyLatents) : Infinity;
+  rmSync(work, { recursive: true, force: true });
+
+  const both = (a, b) => `${a}  (median ${b})`;
+  const rows = [
+    ['', 'node (TorchScript, libtorch)', 'python eager'],
+    ['per image', both(fmtS(nodeMean), fmtS(nodeMedian.total)), both(fmtS(pyMean), fmtS(pyMedian.total))],
+    ['  runs (s)', nodeSeries.total.map((x) => x.toFixed(3)).join(' '), pySeries.total.map((x) => x.toFixed(3)).join(' ')],
+    ['CPU time per image (all threads)', both(fmtS(nodeStages.cpu), fmtS(nodeMedian.cpu)), both(fmtS(pyStages.cpu), fmtS(pyMedian.cpu))],
+    ['  encoders (subjects + 3 prompts + postfuse)', both(fmtMs(nodeStages.encoders), fmtMs(nodeMedian.encoders)), both(fmtMs(pyStages.encoders), fmtMs(pyMedian.encoders))],
+    [`  UNet step (mean of ${unetCalls}, CFG batch 2, + scheduler)`, both(fmtMs(nodeStages.step), fmtMs(nodeMedian.step)), both(fmtMs(pyStages.step), fmtMs(pyMedian.step))],
+    ['    of which UNet forward', '', both(fmtMs(pyStages.unet), fmtMs(pyMedian.unet))],
+    ['  VAE decode', both(fmtMs(nodeStages.decode), fmtMs(nodeMedian.decode)), both(fmtMs(pyStages.decode), fmtMs(pyMedian.decode))],
+    ['  native pipeline total', both(fmtS(nodeStages.native), fmtS(nodeMedian.native)), ''],
+  ];
+  const w0 = Math.max(...rows.map((r) => r[0].length)), w1 = Math.max(...rows.map((r) => r[1].length));
+  console.log(`\nCPU benchmark: ${opts.width}x${opts.height}, ${opts.steps} steps, ${opts.subjects} subjects, ${opts.threads} threads (OMP_WAIT_POLICY ${process.env.OMP_WAIT_POLICY ?? 'unset'}), ${opts.runs} runs, libtorch ${info.torchVersion}`);
+  console.log(`load average ${loadStart1.map((x) => x.toFixed(1)).join(' ')} at start, ${os.loadavg().map((x) => x.toFixed(1)).join(' ')} at end, ${os.availableParallelism()} CPUs`);
+  rows.forEach((r) => console.log(`${r[0].padEnd(w0)}  ${r[1].padEnd(w1)}  ${r[2]}`));
+  console.log(`model load (not in the ratio): node ${fmtS(nodeLoadS)}, python ${fmtS(pyLoadS)}`);
+  const verdict = (ok) => (ok === undefined ? 'n/a' : ok ? 'PASS' : 'FAIL');
+  console.log(`ratio python/node: ${ratio.toFixed(2)}x of means, ${ratioMedian.toFixed(2)}x of medians, ${ratioCpu.toFixed(2)}x of median CPU time  (target >= 1.2: ${verdict(ratio >= 1.2)})`);
+  console.log(`Node/N-API overhead (generate() wall - native totalMs): ${overhead === undefined ? 'n/a (the native result has no timings)' : `${(overhead * 100).toFixed(2)}%`}` +
+    `  (target < 2%: ${verdict(overhead === undefined ? undefined : overhead < 0.02)})`);
+  console.log(`final latents, node vs python: max relative error ${latentsErr.toExponential(2)}  (${verdict(latentsErr < 1e-3)} at 1e-3)`);
+  if (noisy) console.log('note: run times vary by more than 1.5x: the machine is busy; compare medians and CPU time, or rerun with more --runs');
+
+  const summary = {
+    config: { ...opts, unetCalls, nodeThreads: info.threads }, nodeLoadSeconds: nodeLoadS, pythonLoadSeconds: pyLoadS,
+    node: { meanSeconds: nodeMean, runs: node.map((n) => n.wallS), stages: nodeStages, timings: node.map((n) => n.timings ?? null) },
+    python: { meanSeconds: pyMean, runs: python.map((p) => p.seconds), stages: pyStages, latents: python.at(-1).latents },
+    nodeMedian, pythonMedian: pyMedian, ratio, ratioMedian, ratioCpu, overhead: overhead ?? null, latentsRelativeError: latentsErr,
+  };
+  if (opts.json) writeFileSync(opts.json, JSON.stringify(summary, null, 2) + '\n');
+  await fc.dispose();
+}
+
+main().catch((error) => {
+  console.error(`bench failed: ${error?.stack ?? error}`);
+  process.exit(1);
+});

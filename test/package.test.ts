@@ -1,0 +1,35 @@
+// The published entry points: ESM and CommonJS export the same API, and the .d.ts types
+// compile for both kinds of consumer (with @ts-expect-error lines proving they reject misuse).
+import { spawnSync } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+
+import { describe, expect, it } from 'vitest';
+
+const root = join(import.meta.dirname, '..');
+const API = ['AbortError', 'DisposedError', 'FastComposer', 'FastComposerError', 'GeneratedImage', 'SCHEDULERS', 'defaultModelDir', 'runtimeInfo'];
+
+describe('package entry points', () => {
+  it('ESM exports the public API', async () => {
+    const esm = await import(join(root, 'dist', 'esm', 'index.js'));
+    expect(Object.keys(esm).sort()).toEqual(API);
+  });
+
+  it('CommonJS exports the same API', () => {
+    const cjs = createRequire(import.meta.url)(join(root, 'dist', 'cjs', 'index.cjs'));
+    expect(Object.keys(cjs).sort()).toEqual(API);
+    expect(new cjs.FastComposerError('ERR_MODEL', 'x')).toBeInstanceOf(Error);
+  });
+
+  it('the self-reference resolves both conditions', () => {
+    const require = createRequire(join(root, 'package.json'));
+    expect(require.resolve('fastcomposer')).toBe(join(root, 'dist', 'cjs', 'index.cjs'));
+  });
+
+  it('types compile for ESM and CommonJS consumers', () => {
+    const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
+    const r = spawnSync(process.execPath, [tsc, '-p', join(root, 'test', 'types', 'tsconfig.json')], { encoding: 'utf8' });
+    expect(r.stdout + r.stderr).toBe('');
+    expect(r.status).toBe(0);
+  }, 60_000);
+});

@@ -1,0 +1,26 @@
+// Compiled (not run) by test/package.test.ts: the public types as an ESM user sees them.
+import { FastComposer, FastComposerError, type GenerateOptions, type GenerateResult, type Tensor } from 'fastcomposer';
+
+async function main(): Promise<void> {
+  const fc = await FastComposer.load('model', { device: 'cuda:1', dtype: 'float16' });
+  const options: GenerateOptions = { prompt: 'a man <|image|>', subjects: ['man.png'], steps: 30, scheduler: 'dpmpp-2m' };
+  const r: GenerateResult = await fc.generate(options);
+  const latents: Tensor = r.latents;
+  const shape: number[] = latents.shape;
+  const png: Buffer = await r.images[0]!.toPng();
+  const ids: number[] = fc.tokenize('a man <|image|>').inputIds;
+  void [shape, png, ids];
+  // @ts-expect-error: not a scheduler
+  await fc.generate({ prompt: 'x', scheduler: 'lms' });
+  // @ts-expect-error: not a device
+  await FastComposer.load('model', { device: 'tpu' });
+  try {
+    await fc.dispose();
+  } catch (error) {
+    if (error instanceof FastComposerError) {
+      const code: string = error.code;
+      void code;
+    }
+  }
+}
+void main;
