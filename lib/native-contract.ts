@@ -107,7 +107,8 @@ export interface NativeModel {
   ): Promise<NativeDenoiseResult>;
   decode(latents: Tensor): Promise<Tensor>;
   generate(job: NativeGenerateJob, onStep?: NativeStepCallback, abort?: NativeAbortFlag): Promise<NativeGenerateResult>;
-  info(): { device: string; dtype: string };
+  /** cudaGraph: the last plain UNet step was replayed from a captured CUDA graph. */
+  info(): { device: string; dtype: string; cudaGraph: boolean };
   dispose(): void;
 }
 

@@ -87,6 +87,7 @@ Model::Model(const ModelSpec& spec) : spec_(spec), device_(parseDevice(spec.devi
       toChannelsLast(unet);
       toChannelsLast(vaeDecoder);
     }
+    cudaGraphs_ = envFlag("FASTCOMPOSER_CUDA_GRAPHS", true);
     if (envFlag("FASTCOMPOSER_WARMUP", true)) warmup();
   }
 }
@@ -105,6 +106,18 @@ void Model::warmup() {
   unet.forward({latents, t, text.expand({2, text.size(1), text.size(2)}).contiguous()});
   vaeDecoder.forward({prepareLatents(at::zeros({1, spec_.latentChannels, 8, 8}, opts))});
   torch::cuda::synchronize(device_.index());
+}
+
+at::Tensor Model::runUnet(const at::Tensor& x, const at::Tensor& t, const at::Tensor& ehs) {
+  if (cudaGraphs_) {
+    if (!unetGraph_ || !unetGraph_->matches(x, t, ehs)) {
+      unetGraph_.reset();  // free the old capture's memory pool before making another
+      unetGraph_ = UnetGraph::capture(unet, x, t, ehs);
+      if (!unetGraph_) cudaGraphs_ = false;  // not capturable here: stay eager
+    }
+    if (unetGraph_) return unetGraph_->run(x, t, ehs);
+  }
+  return unet.forward({x, t, ehs}).toTensor();
 }
 
 at::Tensor Model::prepareLatents(const at::Tensor& x) const {

@@ -4,6 +4,9 @@
 #include <ATen/ATen.h>
 #include <torch/script.h>
 
+#include "cuda_graph.h"
+
+#include <memory>
 #include <mutex>
 #include <string>
 
@@ -31,6 +34,13 @@ class Model {
   const ModelSpec& spec() const { return spec_; }
   // Latents in the model's dtype and memory format, ready for the UNet or the VAE decoder.
   at::Tensor prepareLatents(const at::Tensor& x) const;
+
+  // Whether the last plain UNet step was replayed from a CUDA graph.
+  bool replaysCudaGraph() const { return cudaGraphs_ && unetGraph_ != nullptr; }
+
+  // unet.forward, replayed from a CUDA graph captured for the current shape where possible.
+  // Call with runLock held.
+  at::Tensor runUnet(const at::Tensor& x, const at::Tensor& t, const at::Tensor& ehs);
   const at::Device& device() const { return device_; }
   at::ScalarType dtype() const { return dtype_; }
 
@@ -47,6 +57,8 @@ class Model {
   at::Device device_;
   at::ScalarType dtype_;
   bool channelsLast_ = false;
+  bool cudaGraphs_ = false;
+  std::unique_ptr<UnetGraph> unetGraph_;  // the last shape's capture
 };
 
 }  // namespace fc

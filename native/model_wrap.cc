@@ -196,6 +196,7 @@ Napi::Value ModelWrap::Info(const Napi::CallbackInfo& info) {
   Napi::Object out = Napi::Object::New(env);
   out.Set("device", Napi::String::New(env, model->device().str()));
   out.Set("dtype", Napi::String::New(env, scalarTypeName(model->dtype())));
+  out.Set("cudaGraph", Napi::Boolean::New(env, model->replaysCudaGraph()));
   return out;
 }
 

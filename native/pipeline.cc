@@ -133,7 +133,7 @@ DenoiseResult Pipeline::denoise(const PromptEmbeds& embeds, const DenoiseJob& jo
       mapSum = mapSum.defined() ? mapSum + maps : maps;
       ++mapSteps;
     } else {
-      eps = runModule(model_->unet, {modelInput, t, subjectStep ? fusedBatch : textOnlyBatch});
+      eps = model_->runUnet(modelInput, t, subjectStep ? fusedBatch : textOnlyBatch);
     }
     eps = eps.to(at::kFloat);
     if (cfg) {

@@ -1,6 +1,6 @@
 // `npm install`: compiles the TypeScript (in a checkout), finds or installs torch, takes a
 // matching prebuilt binary or builds one, and makes the embedded default model. Says which.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -53,6 +53,7 @@ function main() {
       return;
     }
     log('making the embedded default model (models/tiny)');
+    mkdirSync(dirname(tiny), { recursive: true });
     run(torch.python, ['-m', 'fastcomposer_export', '--tiny', '--out', tiny], {
       cwd: pkgRoot,
       env: { ...process.env, PYTHONPATH: join(pkgRoot, 'exporter') },
