@@ -67,7 +67,9 @@ at::Tensor tensorFromJs(Napi::Env env, const Napi::Value& value, const char* wha
     int64_t n = dim.As<Napi::Number>().Int64Value();
     if (n < 0) throw Napi::TypeError::New(env, std::string("Negative shape entry for ") + what);
     shape.push_back(n);
-    count *= n;
+    // A shape whose element count overflows can never match a real Buffer: refuse it.
+    if (__builtin_mul_overflow(count, n, &count) || count > (int64_t{1} << 40))
+      throw Napi::TypeError::New(env, std::string("Shape of ") + what + " is too large");
   }
   Napi::TypedArray array = data.As<Napi::TypedArray>();
   size_t elementBytes = at::elementSize(type);

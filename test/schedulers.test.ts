@@ -37,6 +37,19 @@ describe('schedulers reproduce diffusers', () => {
     }
   });
 
+  it('names the step limit where leading spacing would pass the last training timestep', () => {
+    const x0 = sliceFirst(tensors['pndm.20.x']!, 0);
+    for (const name of ['pndm', 'ddim']) {
+      try {
+        binding.testing.replayScheduler(name, baseConfig, 1000, x0, [], seed);
+        expect.unreachable();
+      } catch (error) {
+        expect((error as { code: string }).code).toBe('ERR_INVALID_ARGUMENT');
+        expect(String(error)).toMatch(/1000 steps reach timestep 1000/);
+      }
+    }
+  });
+
   it('rejects an unknown scheduler and unsupported config values with a coded error', () => {
     const x0 = sliceFirst(tensors['pndm.20.x']!, 0);
     expect(() => binding.testing.replayScheduler('lms', baseConfig, 20, x0, [], seed)).toThrow(/lms/);

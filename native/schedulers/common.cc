@@ -232,4 +232,16 @@ EulerGrid eulerGrid(const at::Tensor& alphasCumprod, const std::string& spacing,
   return g;
 }
 
+void requireTimestepsBelow(const char* scheduler, const std::vector<int64_t>& timesteps, int64_t numTrainTimesteps,
+                           int64_t steps) {
+  for (int64_t t : timesteps) {
+    if (t >= numTrainTimesteps || t < 0) {
+      throw std::invalid_argument(std::string(scheduler) + ": " + std::to_string(steps) + " steps reach timestep " +
+                                  std::to_string(t) + ", outside the model's " + std::to_string(numTrainTimesteps) +
+                                  " training timesteps (steps_offset and timestep_spacing of its scheduler config); use " +
+                                  "fewer steps with this scheduler");
+    }
+  }
+}
+
 }  // namespace fc::sched

@@ -29,6 +29,11 @@ namespace fc::sched {
                               const std::string& why);
 
 // Checks `value` is one of `allowed`, else throws unsupported(key, value, "expected one of ...").
+// Leading spacing with a steps offset can ask for timestep T itself (e.g. 1000 steps with
+// steps_offset 1): diffusers then fails on an index; this names the limit instead.
+void requireTimestepsBelow(const char* scheduler, const std::vector<int64_t>& timesteps, int64_t numTrainTimesteps,
+                           int64_t steps);
+
 void requireOneOf(const std::string& key, const std::string& value,
                   const std::vector<std::string>& allowed);
 

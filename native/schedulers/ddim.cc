@@ -47,6 +47,7 @@ class Ddim final : public Scheduler {
         ts_.push_back(static_cast<int64_t>(npRound(v)) - 1);
       }
     }
+    requireTimestepsBelow("ddim", ts_, T, n);
     timesteps_ = at::tensor(ts_, at::TensorOptions().dtype(at::kLong)).to(at::kFloat).to(device);
   }
 

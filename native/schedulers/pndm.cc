@@ -45,6 +45,7 @@ class Pndm final : public Scheduler {
         base.push_back(static_cast<int64_t>(npRound(*it)) - 1);
       }
     }
+    requireTimestepsBelow("pndm", base, T, n);
     const auto m = static_cast<int64_t>(base.size());
     prk_.clear();
     std::vector<int64_t> plms;
