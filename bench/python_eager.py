@@ -8,8 +8,9 @@ classifier-free guidance and delayed subject conditioning, VAE decode).
 
 The weights come from the model directory's TorchScript files: a traced module's state_dict()
 keeps the eager parameter names, so it loads straight into the eager module. The module configs
-come from model.json ("configs", when the exporter records them), else from the exporter's preset
-data (source.preset), else from the SD / CLIP folders recorded in source.base / source.imageEncoder.
+come from model.json ("configs", which the exporter records); for older exports, from the
+exporter's preset data (source.preset), else from the SD / CLIP folders recorded in source.base /
+source.imageEncoder.
 
 Inputs: --job FILE (JSON written by bench/cpu.mjs: inputIds, textOnlyIds, negativeIds,
 subjectPositions, pixels = path of raw uint8 [S,224,224,3]), or synthetic ids and seeded random
@@ -34,19 +35,12 @@ import torch
 import torch.nn.functional as F  # noqa: F401  (the eager modules use F.scaled_dot_product_attention)
 from torch import nn
 
-from fastcomposer_export import clip as clip_mod
 from fastcomposer_export import cli as cli_mod
-from fastcomposer_export.postfuse import Postfuse
+from fastcomposer_export import manifest as mf
 from fastcomposer_export.reference_scheduler import PNDM
 
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-MODULE_FILES = {
-    "text_encoder": "text_encoder.pt",
-    "image_encoder": "image_encoder.pt",
-    "postfuse": "postfuse.pt",
-    "unet": "unet.pt",
-    "vae_decoder": "vae_decoder.pt",
-}
+DTYPES = cli_mod.DTYPES
+MODULE_FILES = mf.FILES  # module name -> default file name (model.json 'modules' wins)
 BOS, EOS = 49406, 49407
 
 
@@ -60,32 +54,24 @@ class BenchError(Exception):
 def module_factories(model_dir: Path, manifest: Dict[str, Any]) -> Dict[str, Callable[[], nn.Module]]:
     """Builders of the five eager modules, configured like the exported ones."""
     cfgs = manifest.get("configs")
-    if isinstance(cfgs, dict) and all(k in cfgs for k in ("textEncoder", "imageEncoder", "unet", "vae")):
-        text = clip_mod.text_config(cfgs["textEncoder"])
-        image = clip_mod.image_config(cfgs["imageEncoder"])
-        dim = int(text["hidden_size"])
-        return {
-            "text_encoder": lambda: clip_mod.CLIPTextTower(text),
-            "image_encoder": lambda: clip_mod.CLIPImageEncoder(image),
-            "postfuse": lambda: Postfuse(dim),
-            "unet": lambda: cli_mod.make_unet(cfgs["unet"]),
-            "vae_decoder": lambda: cli_mod.make_vae_decoder(cfgs["vae"]),
-        }
-    source = manifest.get("source") or {}
-    if source.get("preset"):
-        from fastcomposer_export import tiny
-
-        base, clip_dir = tiny.preset_dirs(source["preset"])
-    elif source.get("base") and source.get("imageEncoder") and Path(source["base"]).is_dir() \
-            and Path(source["imageEncoder"]).is_dir():
-        base, clip_dir = Path(source["base"]), Path(source["imageEncoder"])
+    if isinstance(cfgs, dict) and all(k in cfgs for k in cli_mod.CONFIG_KEYS):
+        c = cli_mod.Configs.from_dicts(cfgs)
     else:
-        raise BenchError(
-            f"{model_dir / 'model.json'} records no module configs: need model.json 'configs' "
-            "{textEncoder, imageEncoder, unet, vae} (the SD text_encoder/config.json, the CLIP config.json, "
-            "unet/config.json, vae/config.json), or source.preset, or source.base + source.imageEncoder folders"
-        )
-    c = cli_mod.Configs(base, clip_dir)
+        source = manifest.get("source") or {}
+        if source.get("preset"):
+            from fastcomposer_export import tiny
+
+            base, clip_dir = tiny.preset_dirs(source["preset"])
+        elif source.get("base") and source.get("imageEncoder") and Path(source["base"]).is_dir() \
+                and Path(source["imageEncoder"]).is_dir():
+            base, clip_dir = Path(source["base"]), Path(source["imageEncoder"])
+        else:
+            raise BenchError(
+                f"{model_dir / 'model.json'} records no module configs: need model.json 'configs' "
+                "{textEncoder, imageEncoder, unet, vae} (the SD text_encoder/config.json, the CLIP config.json, "
+                "unet/config.json, vae/config.json), or source.preset, or source.base + source.imageEncoder folders"
+            )
+        c = cli_mod.Configs(base, clip_dir)
     f = c.factories()
     return {
         "text_encoder": f["text_encoder"],

@@ -40,6 +40,8 @@ from . import trace as tr
 from .postfuse import Postfuse
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+# model.json "configs" keys, in the order of the modules
+CONFIG_KEYS = ("textEncoder", "imageEncoder", "unet", "vae")
 STAGES = ["load", "text_encoder", "image_encoder", "postfuse", "unet", "vae_decoder", "tokenizer", "manifest"]
 
 
@@ -94,7 +96,11 @@ def make_vae_decoder(cfg: Dict[str, Any]) -> nn.Module:
 
 
 class Configs:
-    """The four model configs of a release, read from the SD folder and the CLIP folder."""
+    """The four model configs of a release, read from the SD folder and the CLIP folder.
+
+    ``raw`` holds them as read, keyed like model.json's ``configs`` (textEncoder, imageEncoder,
+    unet, vae); ``Configs.from_dicts(raw)`` rebuilds the same object from that field alone.
+    """
 
     def __init__(self, base: Path, image_encoder: Path) -> None:
         self.base = base
@@ -103,12 +109,33 @@ class Configs:
             raise ExportError(f"--base is not a folder: {base}")
         if not image_encoder.is_dir():
             raise ExportError(f"--image-encoder is not a folder: {image_encoder}")
-        self.text = clip_mod.text_config(_read_json(base / "text_encoder" / "config.json", "text encoder config"))
-        self.clip = clip_mod.image_config(_read_json(image_encoder / "config.json", "image encoder config"))
-        self.unet = _read_json(base / "unet" / "config.json", "UNet config")
-        self.vae = _read_json(base / "vae" / "config.json", "VAE config")
-        self.scheduler_path = base / "scheduler" / "scheduler_config.json"
-        self.tokenizer_dir = base / "tokenizer"
+        self.scheduler_path: Optional[Path] = base / "scheduler" / "scheduler_config.json"
+        self.tokenizer_dir: Optional[Path] = base / "tokenizer"
+        self._set({
+            "textEncoder": _read_json(base / "text_encoder" / "config.json", "text encoder config"),
+            "imageEncoder": _read_json(image_encoder / "config.json", "image encoder config"),
+            "unet": _read_json(base / "unet" / "config.json", "UNet config"),
+            "vae": _read_json(base / "vae" / "config.json", "VAE config"),
+        })
+
+    @classmethod
+    def from_dicts(cls, raw: Dict[str, Dict[str, Any]]) -> "Configs":
+        """From model.json's ``configs`` (no folders: no scheduler or tokenizer files)."""
+        missing = [k for k in CONFIG_KEYS if not isinstance(raw.get(k), dict)]
+        if missing:
+            raise ExportError(f"configs lack {', '.join(missing)}")
+        self = cls.__new__(cls)
+        self.base = self.image_encoder = None
+        self.scheduler_path = self.tokenizer_dir = None
+        self._set(raw)
+        return self
+
+    def _set(self, raw: Dict[str, Dict[str, Any]]) -> None:
+        self.raw = {k: raw[k] for k in CONFIG_KEYS}
+        self.text = clip_mod.text_config(raw["textEncoder"])
+        self.clip = clip_mod.image_config(raw["imageEncoder"])
+        self.unet = raw["unet"]
+        self.vae = raw["vae"]
         self.text_dim = int(self.text["hidden_size"])
         self.object_dim = int(self.clip.get("projection_dim", self.clip["vision_config"].get("projection_dim", 0)))
         if self.object_dim != self.text_dim:
@@ -267,10 +294,10 @@ def export(
         gc.collect()
 
         progress.start("tokenizer")
-        if not configs.scheduler_path.is_file():
+        if configs.scheduler_path is None or not configs.scheduler_path.is_file():
             raise ExportError(f"scheduler config not found: {configs.scheduler_path}")
         shutil.copyfile(configs.scheduler_path, tmp / mf.SCHEDULER_FILE)
-        if not (configs.tokenizer_dir / "vocab.json").is_file():
+        if configs.tokenizer_dir is None or not (configs.tokenizer_dir / "vocab.json").is_file():
             raise ExportError(f"tokenizer files not found (vocab.json, merges.txt): {configs.tokenizer_dir}")
         from . import tokenizer as tok_mod
 
@@ -288,6 +315,7 @@ def export(
             vae_scale_factor=configs.vae_scale_factor,
             latent_scale=configs.latent_scale,
             image_size=image_size,
+            configs=configs.raw,
             weights_dtype=[k for k, v in DTYPES.items() if v == dtype][0],
             extra={"exporter": {"torch": torch.__version__}},
         )

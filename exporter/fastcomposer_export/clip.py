@@ -14,7 +14,7 @@ No buffer or constant fixes a device or dtype either, so a traced tower can be m
 from __future__ import annotations
 
 import math
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 import torch
 import torch.nn.functional as F
@@ -220,14 +220,17 @@ class CLIPImageEncoder(nn.Module):
         return self.visual_projection(pooled)
 
 
+def _require(cfg: Dict[str, Any], need: List[str], what: str) -> None:
+    missing = [k for k in need if k not in cfg]
+    if missing:
+        raise ValueError(f"{what} lacks {', '.join(missing)}")
+
+
 def text_config(sd_text_cfg: Dict[str, Any]) -> Dict[str, Any]:
     """The text tower's settings from ``sd/text_encoder/config.json`` (or a CLIP config's ``text_config``)."""
     cfg = sd_text_cfg.get("text_config", sd_text_cfg)
-    need = ["vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
-            "num_attention_heads", "max_position_embeddings"]
-    missing = [k for k in need if k not in cfg]
-    if missing:
-        raise ValueError(f"text encoder config lacks {', '.join(missing)}")
+    _require(cfg, ["vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+                   "num_attention_heads", "max_position_embeddings"], "text encoder config")
     return cfg
 
 
@@ -235,10 +238,7 @@ def image_config(clip_cfg: Dict[str, Any]) -> Dict[str, Any]:
     """Validate a CLIP config (``clip/config.json``) for ``CLIPImageEncoder``."""
     if "vision_config" not in clip_cfg:
         raise ValueError("image encoder config.json has no vision_config")
-    v = clip_cfg["vision_config"]
-    need = ["hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-            "image_size", "patch_size"]
-    missing = [k for k in need if k not in v]
-    if missing:
-        raise ValueError(f"image encoder vision_config lacks {', '.join(missing)}")
+    _require(clip_cfg["vision_config"], ["hidden_size", "intermediate_size", "num_hidden_layers",
+                                         "num_attention_heads", "image_size", "patch_size"],
+             "image encoder vision_config")
     return clip_cfg

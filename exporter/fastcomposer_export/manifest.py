@@ -38,6 +38,7 @@ def build_manifest(
     vae_scale_factor: int,
     latent_scale: float,
     image_size: int,
+    configs: Optional[Dict[str, Dict[str, Any]]] = None,
     weights_dtype: str = "float32",
     extra: Optional[Dict[str, Any]] = None,
 ) -> Dict[str, Any]:
@@ -107,6 +108,10 @@ def build_manifest(
         "tokenizer": TOKENIZER_FILE,
         "scheduler": SCHEDULER_FILE,
     }
+    if configs is not None:
+        # the module configs as read (SD text_encoder, CLIP, unet, vae config.json), so eager
+        # modules can be rebuilt from the model directory alone
+        manifest["configs"] = {k: dict(v) for k, v in configs.items()}
     if extra:
         manifest.update(extra)
     return manifest

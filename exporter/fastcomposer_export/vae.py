@@ -20,7 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .attention import SpatialSelfAttention
-from .unet import ResnetBlock, Upsample
+from .unet_blocks import ResnetBlock, Upsample
 
 __all__ = [
     "VAEDecoder",

@@ -137,6 +137,33 @@ def test_manifest(export, tiny_a):
     assert json.loads((out / "scheduler_config.json").read_text()) == json.loads(src.read_text())
 
 
+def test_manifest_records_configs_that_rebuild_the_modules(export, tiny_a):
+    """model.json "configs" holds the four configs as read, and they alone rebuild eager modules
+    into which each traced file's state_dict loads strictly (bench/python_eager.py relies on it)."""
+    out, _ = export
+    m = json.loads((out / "model.json").read_text())
+    r = tiny_a / "release"
+    read = lambda p: json.loads(p.read_text())  # noqa: E731
+    assert m["configs"] == {
+        "textEncoder": read(r / "sd" / "text_encoder" / "config.json"),
+        "imageEncoder": read(r / "clip" / "config.json"),
+        "unet": read(r / "sd" / "unet" / "config.json"),
+        "vae": read(r / "sd" / "vae" / "config.json"),
+    }
+    f = cli.Configs.from_dicts(m["configs"]).factories()
+    prefixes = {"text_encoder": "text_encoder", "image_encoder": "image_encoder", "postfuse": "postfuse_module",
+                "unet": "unet", "vae_decoder": "vae"}
+    for name in MODULES:
+        module = f[prefixes[name]]()
+        traced = torch.jit.load(str(out / m["modules"][name]["file"])).state_dict()
+        own = module.state_dict()
+        # the traced file also holds non-persistent buffers (the UNet's freq_index); nothing else
+        extra = set(traced) - set(own)
+        assert extra <= {k for k, _ in module.named_buffers()}, (name, sorted(extra)[:5])
+        module.load_state_dict({k: v for k, v in traced.items() if k in own}, strict=True)
+        assert all(torch.equal(module.state_dict()[k], traced[k]) for k in own)
+
+
 def test_no_cpu_constants_in_graphs(loaded):
     for name, module in loaded.items():
         methods = ["forward", "forward_localized"] if name == "unet" else ["forward"]
@@ -417,6 +444,8 @@ def test_tiny_preset_export(tmp_path):
     assert proc.returncode == 0, proc.stderr
     m = json.loads((out / "model.json").read_text())
     assert m["source"]["preset"] == "tiny" and m["textHiddenSize"] == 32
+    base, clip_dir = tiny.preset_dirs("tiny")
+    assert m["configs"] == cli.Configs(base, clip_dir).raw
     te = torch.jit.load(str(out / "text_encoder.pt"))
     assert te(torch.zeros(2, 77, dtype=torch.int64)).shape == (2, 77, 32)
     tok = json.loads((out / "tokenizer.json").read_text())
