@@ -149,7 +149,8 @@ async function main() {
   // Node and Python must not run torch at the same time (they alternate), but the idle side's
   // pool must not spin either: Python sleeps on a pipe read, Node on its event loop.
   const { FastComposer, runtimeInfo } = await import(distEntry);
-  const { prepareSubjects } = await import(join(root, 'dist', 'esm', 'subjects.js'));
+  const { decodeSubjects, rgbTensor } = await import(join(root, 'dist', 'esm', 'subjects.js'));
+  const { loadNative } = await import(join(root, 'dist', 'esm', 'native.js'));
 
   const loadStart = performance.now();
   const fc = await FastComposer.load(opts.model, { device: 'cpu', dtype: 'float32' });
@@ -157,7 +158,6 @@ async function main() {
   const loadStart1 = os.loadavg();
   if (opts.threads > 0) {
     // the same intra-op thread count on both sides (0: each side's default)
-    const { loadNative } = await import(join(root, 'dist', 'esm', 'native.js'));
     loadNative().binding.setNumThreads(opts.threads);
   }
   const info = runtimeInfo();
@@ -172,7 +172,11 @@ async function main() {
   const pixelsFile = join(work, 'pixels.u8');
   const jobFile = join(work, 'job.json');
   const latentsFile = join(work, 'latents.f32');
-  if (opts.subjects > 0) writeFileSync(pixelsFile, await prepareSubjects(subjects, { size: fc.model.manifest.imageSize }));
+  if (opts.subjects > 0) {
+    // generate() pads and resizes natively; the same function gives Python its 224x224 input.
+    const decoded = (await decodeSubjects(subjects)).map(rgbTensor);
+    writeFileSync(pixelsFile, loadNative().binding.testing.prepareSubjectPixels(decoded, fc.model.manifest.imageSize).data);
+  }
   writeFileSync(jobFile, JSON.stringify({
     inputIds: tokens.inputIds, textOnlyIds: tokens.textOnlyIds, negativeIds,
     subjectPositions: tokens.subjectPositions, pixels: pixelsFile,

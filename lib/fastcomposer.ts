@@ -20,7 +20,7 @@ import { defaultModelDir } from './paths.js';
 import { PromptTokenizer, type TokenizedPrompt } from './prompt.js';
 import { JobQueue, queueFor } from './queue.js';
 import { regionGrid } from './regions.js';
-import { prepareSubjects } from './subjects.js';
+import { decodeSubjects, rgbTensor } from './subjects.js';
 import { float32View, type Tensor } from './tensor.js';
 
 /** An RGB image, rows top to bottom, with helpers to encode it. */
@@ -183,13 +183,13 @@ export class FastComposer {
     const started = performance.now();
     const native = this.alive();
     const { opts, tokens, negativeIds, warnings } = this.prepare(options);
-    const pixels = await this.subjectPixels(opts);
+    const subjectImages = await this.subjectImages(opts);
     const job = {
       ...(await this.denoiseJob(opts, tokens.subjectPositions)),
       inputIds: idsTensor(tokens.inputIds),
       textOnlyIds: idsTensor(tokens.textOnlyIds),
       negativeIds: idsTensor(negativeIds),
-      ...(pixels ? { pixels } : {}),
+      ...(subjectImages ? { subjectImages, subjectSize: this.model.manifest.imageSize } : {}),
     };
     const failure: CallbackFailure = {};
     const out = await callbackChecked(failure, this.run(opts.signal, (flag) => native.generate(job, this.stepCallback(opts, flag, failure), flag)));
@@ -214,8 +214,8 @@ export class FastComposer {
     if (!Array.isArray(subjects) || subjects.length === 0) throw invalidArgument('non-empty array', 'subjects', subjects);
     const prompt = Array(subjects.length).fill('a <|image|>').join(' ');
     const { opts } = this.prepare({ prompt, subjects, allowManySubjects: true });
-    const pixels = (await this.subjectPixels(opts))!;
-    return this.run(options?.signal, () => native.encodeSubjects(pixels));
+    const subjectImages = (await this.subjectImages(opts))!;
+    return this.run(options?.signal, () => native.encodeSubjects(subjectImages, this.model.manifest.imageSize));
   }
 
   /** Stage API: the three prompt embeddings; `subjectEmbeds` from encodeSubjects(). */
@@ -342,14 +342,12 @@ export class FastComposer {
     return { opts, tokens, negativeIds: negative.ids, warnings: truncationWarnings(tokens, negative.truncated) };
   }
 
-  private async subjectPixels(opts: NormalizedGenerateOptions): Promise<Tensor | undefined> {
+  /** The subject pictures decoded (and masked) at their own sizes; the native worker pads and
+   * resizes them to the image encoder's input (native/subject_pixels.cc). */
+  private async subjectImages(opts: NormalizedGenerateOptions): Promise<Tensor[] | undefined> {
     if (opts.subjects.length === 0) return undefined;
-    const size = this.model.manifest.imageSize;
-    const data = await prepareSubjects(
-      opts.subjects.map((s) => (s.subjectMask ? { image: s.image, subjectMask: s.subjectMask } : s.image)),
-      { size },
-    );
-    return { data, shape: [opts.subjects.length, size, size, 3], dtype: 'uint8' };
+    const images = await decodeSubjects(opts.subjects.map((s) => (s.subjectMask ? { image: s.image, subjectMask: s.subjectMask } : s.image)));
+    return images.map(rgbTensor);
   }
 
   private async denoiseJob(opts: NormalizedGenerateOptions, subjectPositions: number[]): Promise<NativeDenoiseJob> {

@@ -49,7 +49,10 @@ export interface NativeDenoiseJob {
 }
 
 export interface NativeGenerateJob extends NativePromptJob, NativeDenoiseJob {
-  pixels?: Tensor; // uint8 [S,224,224,3]
+  /** Decoded subject pictures, uint8 [H,W,3] RGB each, any size: padded to square and resized to
+   * subjectSize x subjectSize on the worker (native/subject_pixels.cc). One per subject position. */
+  subjectImages?: Tensor[];
+  subjectSize?: number; // model.json imageSize (224); needed with subjectImages
 }
 
 export interface NativePromptEmbeds {
@@ -97,7 +100,8 @@ export interface NativeAbortFlag {
 }
 
 export interface NativeModel {
-  encodeSubjects(pixels: Tensor): Promise<Tensor>;
+  /** Pads, resizes (to size x size) and encodes each uint8 [H,W,3] picture: float32 [S,D]. */
+  encodeSubjects(subjectImages: Tensor[], size: number): Promise<Tensor>;
   encodePrompt(job: NativePromptJob): Promise<NativePromptEmbeds>;
   denoise(
     embeds: NativePromptEmbeds,
@@ -128,6 +132,9 @@ export interface NativeTesting {
     eps: Tensor[],
     seed?: number,
   ): NativeSchedulerReplay;
+  /** The subject pad + resize of generate()/encodeSubjects(), synchronously: uint8 [H,W,3] each
+   * -> uint8 [S,size,size,3] (PadToSquare, float32 antialiased bilinear, round half to even). */
+  prepareSubjectPixels(subjectImages: Tensor[], size: number): Tensor;
 }
 
 export interface NativeBinding {

@@ -1,14 +1,15 @@
 /**
- * Subject pictures -> the uint8 [S, 224, 224, 3] RGB input of image_encoder.pt, exactly as
- * FastComposer's inference prepares them (fastcomposer/pipeline.py `_encode_augmented_prompt`):
- *   PIL convert("RGB") -> uint8 CHW tensor -> PadToSquare(fill=0) -> T.Resize((224, 224),
- *   BILINEAR, antialias=True) on the tensor (torchvision 0.14: float32 interpolate, then round).
- * sharp only decodes; the resize is done here because no libvips kernel gets within 2 levels of
- * torch's (docs/IMAGES.md has the numbers). Also: region masks for localized attention.
+ * Subject pictures, decoded the way FastComposer's inference reads them (PIL `convert("RGB")`),
+ * with the optional subject mask applied. The rest of its preprocessing (fastcomposer/pipeline.py
+ * `_encode_augmented_prompt`: PadToSquare(fill=0), then T.Resize((224, 224), BILINEAR,
+ * antialias=True) on the uint8 tensor, i.e. float32 F.interpolate then torch.round) runs in the
+ * native worker with libtorch's own kernel (native/subject_pixels.cc), off the event loop.
+ * sharp only decodes (docs/IMAGES.md). Also: region masks for localized attention.
  */
 import { stat } from 'node:fs/promises';
 import { loadSharp } from './sharp-loader.js';
 import { FastComposerError, invalidArgument } from './errors.js';
+import type { Tensor } from './tensor.js';
 
 /** Undecoded pixels: rows top to bottom, channels interleaved (HWC), 8 bits each. */
 export interface RawImage {
@@ -30,12 +31,7 @@ export interface DecodeOptions {
   /** Refuse pictures with more pixels than this (decompression bombs). Default MAX_INPUT_PIXELS. */
   limitInputPixels?: number;
 }
-export interface SubjectOptions extends DecodeOptions {
-  /** Side of the square the image encoder takes (model.json `imageSize`). Default 224. */
-  size?: number;
-}
 
-export const SUBJECT_SIZE = 224;
 /** 8192 x 8192: every phone camera up to ~60 MP; a decoded maximum is 192 MiB of RGB. */
 export const MAX_INPUT_PIXELS = 8192 * 8192;
 /** Mask pixels with luma at or above this are subject (binary, as the training segmentation). */
@@ -43,29 +39,32 @@ export const MASK_THRESHOLD = 128;
 
 /** Decoded 8-bit RGB, HWC. */
 export interface Rgb {
-  data: Uint8Array;
+  data: Buffer;
   width: number;
   height: number;
 }
 
-/** All subjects, in order, as one S*size*size*3 Buffer for a uint8 Tensor [S, size, size, 3]. */
-export async function prepareSubjects(subjects: readonly SubjectInput[], options: SubjectOptions = {}): Promise<Buffer> {
+/** All subjects, in order, decoded (and masked), at their own sizes: the native side pads and
+ * resizes them (`subjectImages` of the native job). */
+export async function decodeSubjects(subjects: readonly SubjectInput[], options: DecodeOptions = {}): Promise<Rgb[]> {
   if (!Array.isArray(subjects)) throw invalidArgument('an array of subject pictures', 'subjects', subjects);
-  const size = checkSize(options.size ?? SUBJECT_SIZE, 'size');
-  const each = await Promise.all(subjects.map((s, i) => prepareSubject(s, `subjects[${i}]`, { ...options, size })));
-  return Buffer.concat(each, subjects.length * size * size * 3);
+  return Promise.all(subjects.map((s, i) => decodeSubject(s, `subjects[${i}]`, options)));
 }
 
-/** One subject as size*size*3 bytes; `label` names it in errors (e.g. "subjects[1]"). */
-export async function prepareSubject(subject: SubjectInput, label = 'subject', options: SubjectOptions = {}): Promise<Buffer> {
-  const size = checkSize(options.size ?? SUBJECT_SIZE, 'size');
+/** One subject decoded to RGB with its subjectMask applied; `label` names it in errors (e.g. "subjects[1]"). */
+export async function decodeSubject(subject: SubjectInput, label = 'subject', options: DecodeOptions = {}): Promise<Rgb> {
   const spec = isSpec(subject) ? subject : { image: subject };
   const [img, mask] = await Promise.all([
     decodeRgb(spec.image, label, options),
     spec.subjectMask === undefined ? undefined : decodeRgb(spec.subjectMask, `${label}.subjectMask`, options),
   ]);
   if (mask) applySubjectMask(img, mask, label);
-  return padAndResize(img, size);
+  return img;
+}
+
+/** An Rgb as the uint8 [H, W, 3] tensor the native binding takes. */
+export function rgbTensor(img: Rgb): Tensor {
+  return { data: img.data, shape: [img.height, img.width, 3], dtype: 'uint8' };
 }
 
 /**
@@ -163,29 +162,11 @@ export function boxMask(box: Box, width: number, height: number): Float32Array {
   return out;
 }
 
-/** PadToSquare (short side padded by floor(d/2) black on both ends, so an odd d stays 1 short)
- * then the antialiased resize to size x size, rounded half to even as torch.round. The padding
- * is virtual (zero taps are skipped, which leaves float sums unchanged) so a large picture is
- * never copied. */
-export function padAndResize(img: Rgb, size: number): Buffer {
-  const { width: w, height: h } = img;
-  const pad = Math.floor(Math.abs(h - w) / 2);
-  const canvas = h > w ? { left: pad, padWidth: w + 2 * pad } : { top: pad, padHeight: h + 2 * pad };
-  const f = resizeAntialiased(img.data, { width: w, height: h, channels: 3, ...canvas }, size, size);
-  const out = Buffer.allocUnsafe(f.length);
-  for (let i = 0; i < f.length; i++) out[i] = Math.min(255, Math.max(0, roundHalfEven(f[i]!)));
-  return out;
-}
-
-/** Where `src` sits: HWC, optionally inside a larger black canvas (padWidth x padHeight). */
+/** Where `src` sits: HWC. */
 export interface Layout {
   width: number;
   height: number;
   channels: number;
-  left?: number;
-  top?: number;
-  padWidth?: number;
-  padHeight?: number;
 }
 
 /**
@@ -193,39 +174,36 @@ export interface Layout {
  * antialias=True), on HWC data: one pass along x then one along y, each skipped when that side
  * keeps its size (so equal sizes copy bit-exactly). A triangle filter whose support grows with
  * the downscale factor, renormalised at the borders. float32 arithmetic is emulated with
- * Math.fround, and `acc += t * w` as one fused multiply-add, which is what torch's AVX2/AVX512
- * builds compile it to: with it the outputs match torch bit for bit (docs/IMAGES.md).
+ * Math.fround, and `acc += t * w` as one fused multiply-add, as torch's AVX2/AVX512 builds
+ * compile it. Used for region masks and heat maps (subject pictures use torch's own kernel).
  */
 export function resizeAntialiased(src: Uint8Array | Float32Array, layout: Layout, outWidth: number, outHeight: number): Float32Array {
-  const { width, height, channels: ch, left = 0, top = 0 } = layout;
-  const pw = layout.padWidth ?? width;
-  const ph = layout.padHeight ?? height;
-  // Pass 1 (x): rows of the padded canvas at width outWidth; padding rows stay 0.
-  const tw = outWidth !== pw ? outWidth : pw;
-  const tmp = new Float32Array(ph * tw * ch);
-  const ax = outWidth !== pw ? aaAxis(pw, outWidth) : undefined;
+  const { width, height, channels: ch } = layout;
+  // Pass 1 (x): each row at width outWidth.
+  const tw = outWidth;
+  const tmp = new Float32Array(height * tw * ch);
+  const ax = outWidth !== width ? aaAxis(width, outWidth) : undefined;
   for (let y = 0; y < height; y++) {
     const row = y * width * ch;
-    const orow = (y + top) * tw * ch;
+    const orow = y * tw * ch;
     if (!ax) {
-      for (let i = 0; i < width * ch; i++) tmp[orow + left * ch + i] = src[row + i]!;
+      for (let i = 0; i < width * ch; i++) tmp[orow + i] = src[row + i]!;
       continue;
     }
     for (let x = 0; x < outWidth; x++) {
-      const j0 = Math.max(0, left - ax.xmin[x]!);
-      const j1 = Math.min(ax.xsize[x]!, left + width - ax.xmin[x]!);
-      const s0 = row + (ax.xmin[x]! - left) * ch;
+      const n = ax.xsize[x]!;
+      const s0 = row + ax.xmin[x]! * ch;
       const wo = x * ax.stride;
       for (let c = 0; c < ch; c++) {
         let acc = 0;
-        for (let j = j0; j < j1; j++) acc = fround(acc + src[s0 + j * ch + c]! * ax.w[wo + j]!);
+        for (let j = 0; j < n; j++) acc = fround(acc + src[s0 + j * ch + c]! * ax.w[wo + j]!);
         tmp[orow + x * ch + c] = acc;
       }
     }
   }
-  if (outHeight === ph) return tmp;
-  // Pass 2 (y) over the whole canvas height, padding rows included (they add exact zeros).
-  const ay = aaAxis(ph, outHeight);
+  if (outHeight === height) return tmp;
+  // Pass 2 (y).
+  const ay = aaAxis(height, outHeight);
   const rowLen = tw * ch;
   const dst = new Float32Array(rowLen * outHeight);
   for (let y = 0; y < outHeight; y++) {
@@ -278,11 +256,6 @@ function aaAxis(inSize: number, outSize: number): Axis {
   return { xmin, xsize, w, stride };
 }
 
-function roundHalfEven(v: number): number {
-  const r = Math.round(v);
-  return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r;
-}
-
 /** PIL's "L" conversion (ITU-R 601-2 luma, its integer rounding). */
 function luma(d: Uint8Array, i: number): number {
   return (d[i]! * 19595 + d[i + 1]! * 38470 + d[i + 2]! * 7471 + 0x8000) >> 16;
@@ -313,8 +286,10 @@ function rawToRgb(raw: RawImage, label: string, limit: number): Rgb {
   if (data.length !== expected) {
     throw imageError(label, `raw data has ${data.length} bytes but ${width}x${height}x${channels} needs ${expected}`);
   }
-  // Always a copy: the subject mask writes into it.
-  const out = new Uint8Array(width * height * 3);
+  // Always a copy: the subject mask writes into it, and the caller may reuse its buffer while
+  // the job waits in the queue.
+  if (channels === 3) return { data: Buffer.from(data), width, height };
+  const out = Buffer.allocUnsafe(width * height * 3);
   for (let p = 0; p < width * height; p++) {
     const s = p * channels;
     out[p * 3] = data[s]!;

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "js_tensor.h"
+#include "subject_pixels.h"
 
 namespace fc {
 namespace {
@@ -193,6 +194,19 @@ DenoiseJob denoiseJobFromJs(const Napi::Object& obj) {
     for (int64_t v : has) job.hasRegion.push_back(v != 0);
   }
   return job;
+}
+
+std::vector<at::Tensor> subjectImagesFromJs(Napi::Env env, const Napi::Value& value, const char* what,
+                                            JsKeepAlive& keepAlive) {
+  if (!value.IsArray()) fail(env, std::string("Expected an array of uint8 [H,W,3] tensors for ") + what);
+  Napi::Array a = value.As<Napi::Array>();
+  std::vector<at::Tensor> images;
+  for (uint32_t i = 0; i < a.Length(); ++i) {
+    const std::string name = std::string(what) + "[" + std::to_string(i) + "]";
+    images.push_back(tensorViewOfJs(env, a.Get(i), name.c_str(), keepAlive));
+  }
+  checkSubjectImages(images);
+  return images;
 }
 
 PromptEmbeds promptEmbedsFromJs(const Napi::Object& obj, const Model& model) {

@@ -48,7 +48,11 @@ const char* scalarTypeName(at::ScalarType type) {
   return "unknown";
 }
 
-at::Tensor tensorFromJs(Napi::Env env, const Napi::Value& value, const char* what) {
+namespace {
+
+// Checks a JS tensor object; returns its typed array, shape and dtype.
+Napi::TypedArray parseJsTensor(Napi::Env env, const Napi::Value& value, const char* what, std::vector<int64_t>& shape,
+                               at::ScalarType& type) {
   if (!value.IsObject()) throw Napi::TypeError::New(env, std::string("Expected a tensor object for ") + what);
   Napi::Object obj = value.As<Napi::Object>();
   Napi::Value data = obj.Get("data");
@@ -57,9 +61,9 @@ at::Tensor tensorFromJs(Napi::Env env, const Napi::Value& value, const char* wha
   if (!data.IsTypedArray() || !shapeValue.IsArray() || !dtypeValue.IsString())
     throw Napi::TypeError::New(env, std::string("Expected { data: Buffer, shape: number[], dtype: string } for ") + what);
 
-  at::ScalarType type = scalarTypeFromName(env, dtypeValue.As<Napi::String>(), what);
+  type = scalarTypeFromName(env, dtypeValue.As<Napi::String>(), what);
   Napi::Array shapeArray = shapeValue.As<Napi::Array>();
-  std::vector<int64_t> shape;
+  shape.clear();
   int64_t count = 1;
   for (uint32_t i = 0; i < shapeArray.Length(); ++i) {
     Napi::Value dim = shapeArray.Get(i);
@@ -77,10 +81,30 @@ at::Tensor tensorFromJs(Napi::Env env, const Napi::Value& value, const char* wha
     throw Napi::TypeError::New(env, std::string("Byte length ") + std::to_string(array.ByteLength()) + " of " + what +
                                         " does not match its shape and dtype (" +
                                         std::to_string(count * elementBytes) + " expected)");
+  return array;
+}
+
+}  // namespace
+
+at::Tensor tensorFromJs(Napi::Env env, const Napi::Value& value, const char* what) {
+  std::vector<int64_t> shape;
+  at::ScalarType type;
+  Napi::TypedArray array = parseJsTensor(env, value, what, shape, type);
   at::Tensor out = at::empty(shape, at::TensorOptions().dtype(type));
   auto* bytes = static_cast<const uint8_t*>(array.ArrayBuffer().Data()) + array.ByteOffset();
   if (array.ByteLength() > 0) std::memcpy(out.data_ptr(), bytes, array.ByteLength());
   return out;
+}
+
+at::Tensor tensorViewOfJs(Napi::Env env, const Napi::Value& value, const char* what, JsKeepAlive& keepAlive) {
+  std::vector<int64_t> shape;
+  at::ScalarType type;
+  Napi::TypedArray array = parseJsTensor(env, value, what, shape, type);
+  if (array.ByteLength() == 0) return at::empty(shape, at::TensorOptions().dtype(type));
+  if (array.ByteOffset() % at::elementSize(type) != 0) return tensorFromJs(env, value, what);  // misaligned: copy
+  keepAlive.push_back(Napi::Persistent(array.ArrayBuffer().As<Napi::Object>()));
+  auto* bytes = static_cast<uint8_t*>(array.ArrayBuffer().Data()) + array.ByteOffset();
+  return at::from_blob(bytes, shape, at::TensorOptions().dtype(type));
 }
 
 Napi::Object tensorToJs(Napi::Env env, const at::Tensor& tensor) {

@@ -6,6 +6,7 @@
 #include "device_memory.h"
 #include "js_job.h"
 #include "js_tensor.h"
+#include "subject_pixels.h"
 #include "workers.h"
 
 namespace fc {
@@ -76,13 +77,23 @@ std::shared_ptr<Model> ModelWrap::modelOrThrow(Napi::Env env) const {
   return model_;
 }
 
+// encodeSubjects(subjectImages: uint8 [H,W,3][], size): pad + resize + image encoder, all on the worker.
 Napi::Value ModelWrap::EncodeSubjects(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto model = modelOrThrow(env);
-  at::Tensor pixels = guarded(env, [&] { return tensorFromJs(env, info[0], "pixels"); });
+  auto keepAlive = std::make_shared<JsKeepAlive>();
+  std::vector<at::Tensor> images =
+      guarded(env, [&] { return subjectImagesFromJs(env, info[0], "subjectImages", *keepAlive); });
+  if (images.empty()) throw toJsError(env, {"ERR_INVALID_ARGUMENT", "Expected at least one subject image"});
+  if (!info[1].IsNumber()) throw toJsError(env, {"ERR_INVALID_ARGUMENT", "Expected a number for size"});
+  const int64_t size = info[1].As<Napi::Number>().Int64Value();
   auto out = std::make_shared<at::Tensor>();
   auto* worker = new PromiseWorker(
-      env, [model, pixels, out] { *out = Pipeline(model).encodeSubjects(pixels).to(at::kFloat).to(at::kCPU); },
+      env,
+      // keepAlive: the pictures' JS buffers, released with the worker on the main thread.
+      [model, images, size, out, keepAlive] {
+        *out = Pipeline(model).encodeSubjects(prepareSubjectPixels(images, size)).to(at::kFloat).to(at::kCPU);
+      },
       [out](Napi::Env e) -> Napi::Value { return tensorToJs(e, *out); });
   worker->Queue();
   return worker->promise();
@@ -130,18 +141,26 @@ Napi::Value ModelWrap::Decode(const Napi::CallbackInfo& info) {
   return worker->promise();
 }
 
-// generate(job, onStep, abortFlag): job = { pixels?, prompt: PromptJob fields, denoise fields }.
+// generate(job, onStep, abortFlag): job = { subjectImages?, subjectSize?, prompt: PromptJob fields,
+// denoise fields }. The subject pictures are padded and resized on the worker (subject_pixels.h).
 Napi::Value ModelWrap::Generate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto model = modelOrThrow(env);
   if (!info[0].IsObject()) throw toJsError(env, {"ERR_INVALID_ARGUMENT", "Expected a job object"});
   Napi::Object obj = info[0].As<Napi::Object>();
-  at::Tensor pixels;
-  Napi::Value pixelsValue = obj.Get("pixels");
-  if (!pixelsValue.IsUndefined() && !pixelsValue.IsNull())
-    pixels = guarded(env, [&] { return tensorFromJs(env, pixelsValue, "pixels"); });
-  PromptJob prompt = guarded(env, [&] { return promptJobFromJs(obj, pixels.defined()); });
-  if (pixels.defined() && pixels.size(0) != static_cast<int64_t>(prompt.subjectPositions.size()))
+  std::vector<at::Tensor> images;
+  auto keepAlive = std::make_shared<JsKeepAlive>();
+  int64_t subjectSize = 0;
+  Napi::Value imagesValue = obj.Get("subjectImages");
+  const bool hasImages = !imagesValue.IsUndefined() && !imagesValue.IsNull();
+  if (hasImages) {
+    images = guarded(env, [&] { return subjectImagesFromJs(env, imagesValue, "subjectImages", *keepAlive); });
+    Napi::Value sizeValue = obj.Get("subjectSize");
+    if (!sizeValue.IsNumber()) throw toJsError(env, {"ERR_INVALID_ARGUMENT", "Expected a number for subjectSize"});
+    subjectSize = sizeValue.As<Napi::Number>().Int64Value();
+  }
+  PromptJob prompt = guarded(env, [&] { return promptJobFromJs(obj, hasImages); });
+  if (hasImages && images.size() != prompt.subjectPositions.size())
     throw toJsError(env, {"ERR_SUBJECT_COUNT", "One subject picture per subject position is needed"});
   DenoiseJob job = guarded(env, [&] { return denoiseJobFromJs(obj); });
   struct Output {
@@ -152,11 +171,18 @@ Napi::Value ModelWrap::Generate(const Napi::CallbackInfo& info) {
   auto out = std::make_shared<Output>();
   auto* worker = new DenoisingWorker(
       env,
-      [model, pixels, prompt, job, out](const ProgressFn& progress, const std::atomic<bool>& aborted) mutable {
+      // keepAlive: the pictures' JS buffers (images are views), released with the worker on the
+      // main thread.
+      [model, images = std::move(images), keepAlive, subjectSize, prompt, job, out](
+          const ProgressFn& progress, const std::atomic<bool>& aborted) mutable {
         Pipeline pipeline(model);
         // Stage times, synchronised with the device so they measure work, not queueing.
         StageClock clock(model->device());
-        if (pixels.defined() && !prompt.objectEmbeds.defined()) prompt.objectEmbeds = pipeline.encodeSubjects(pixels);
+        if (!images.empty() && !prompt.objectEmbeds.defined()) {
+          at::Tensor pixels = prepareSubjectPixels(images, subjectSize);
+          images.clear();  // views; their buffers go with keepAlive on the main thread
+          prompt.objectEmbeds = pipeline.encodeSubjects(pixels);
+        }
         out->encodeSubjectsMs = clock.lap();
         PromptEmbeds embeds = pipeline.encodePrompt(prompt);
         out->encodePromptMs = clock.lap();

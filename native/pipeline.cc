@@ -16,9 +16,9 @@ at::Tensor runModule(torch::jit::Module& module, std::vector<c10::IValue> inputs
 
 at::Tensor Pipeline::encodeSubjects(const at::Tensor& pixelsU8) {
   c10::InferenceMode guard;
-  TORCH_CHECK(pixelsU8.dim() == 4 && pixelsU8.size(1) == 224 && pixelsU8.size(2) == 224 && pixelsU8.size(3) == 3 &&
+  TORCH_CHECK(pixelsU8.dim() == 4 && pixelsU8.size(1) == pixelsU8.size(2) && pixelsU8.size(3) == 3 &&
                   pixelsU8.scalar_type() == at::kByte,
-              "subject pixels must be uint8 [S,224,224,3]");
+              "subject pixels must be uint8 [S,size,size,3]");
   std::lock_guard<std::mutex> lock(model_->runLock);
   return runModule(model_->imageEncoder, {pixelsU8.to(model_->device())});
 }

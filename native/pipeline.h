@@ -68,7 +68,8 @@ class Pipeline {
  public:
   explicit Pipeline(std::shared_ptr<Model> model) : model_(std::move(model)) {}
 
-  at::Tensor encodeSubjects(const at::Tensor& pixelsU8);  // [S,224,224,3] -> [S,D] (device, model dtype)
+  // [S,224,224,3] from prepareSubjectPixels (subject_pixels.h) -> [S,D] (device, model dtype)
+  at::Tensor encodeSubjects(const at::Tensor& pixelsU8);
   PromptEmbeds encodePrompt(const PromptJob& job);
   DenoiseResult denoise(const PromptEmbeds& embeds, const DenoiseJob& job, const ProgressFn& progress,
                         const std::atomic<bool>& aborted);

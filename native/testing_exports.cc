@@ -4,6 +4,7 @@
 #include "js_job.h"
 #include "js_tensor.h"
 #include "schedulers/replay.h"
+#include "subject_pixels.h"
 
 namespace fc {
 namespace {
@@ -38,11 +39,24 @@ Napi::Value ReplayScheduler(const Napi::CallbackInfo& info) {
   });
 }
 
+// prepareSubjectPixels(images: uint8 [H,W,3][], size) -> uint8 [S,size,size,3]: the subject
+// pad + resize that generate() and encodeSubjects() run on the worker, here synchronously.
+Napi::Value PrepareSubjectPixels(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    JsKeepAlive keepAlive;  // synchronous: the views are done with before this returns
+    std::vector<at::Tensor> images = subjectImagesFromJs(env, info[0], "subjectImages", keepAlive);
+    if (!info[1].IsNumber()) throw CodedError("ERR_INVALID_ARGUMENT", "Expected a number for size");
+    return tensorToJs(env, prepareSubjectPixels(images, info[1].As<Napi::Number>().Int64Value()));
+  });
+}
+
 }  // namespace
 
 Napi::Object testingExports(Napi::Env env) {
   Napi::Object testing = Napi::Object::New(env);
   testing.Set("replayScheduler", Napi::Function::New(env, ReplayScheduler, "replayScheduler"));
+  testing.Set("prepareSubjectPixels", Napi::Function::New(env, PrepareSubjectPixels, "prepareSubjectPixels"));
   return testing;
 }
 
