@@ -153,13 +153,9 @@ async function main() {
   const { loadNative } = await import(join(root, 'dist', 'esm', 'native.js'));
 
   const loadStart = performance.now();
-  const fc = await FastComposer.load(opts.model, { device: 'cpu', dtype: 'float32' });
+  const fc = await FastComposer.load(opts.model, { device: 'cpu', dtype: 'float32', ...(opts.threads > 0 ? { threads: opts.threads } : {}) });
   const nodeLoadS = (performance.now() - loadStart) / 1e3;
   const loadStart1 = os.loadavg();
-  if (opts.threads > 0) {
-    // the same intra-op thread count on both sides (0: each side's default)
-    loadNative().binding.setNumThreads(opts.threads);
-  }
   const info = runtimeInfo();
   if (!(opts.threads > 0)) opts.threads = info.threads;
 

@@ -162,6 +162,7 @@ export class FastComposer {
         vaeDecoder: p.vae_decoder,
         device,
         dtype: opts.dtype,
+        threads: opts.threads,
         latentScale: model.manifest.latentScale,
         vaeScaleFactor: model.manifest.vaeScaleFactor,
         latentChannels: model.manifest.latentChannels,

@@ -134,10 +134,15 @@ export interface NormalizedGenerateOptions {
 export interface LoadOptions {
   device?: DeviceSpec;
   dtype?: ModelDType;
+  /** CPU threads for this model's work (1..1024). Default: 1 for small models (UNet under 25M
+   * parameters, where threads cost more than they save), else libtorch's default. */
+  threads?: number;
 }
 export interface NormalizedLoadOptions {
   device: DeviceSpec;
   dtype: ModelDType;
+  /** 0 = decide from the model's size. */
+  threads: number;
 }
 
 export interface GenerateContext {
@@ -152,7 +157,7 @@ const GENERATE_KEYS = [
   'scheduler', 'numImages', 'latents', 'onStep', 'signal', 'attentionMaps', 'regionStrength', 'regionExclusive', 'allowManySubjects',
   'output',
 ] as const;
-const LOAD_KEYS = ['device', 'dtype'] as const;
+const LOAD_KEYS = ['device', 'dtype', 'threads'] as const;
 const SUBJECT_KEYS = ['image', 'region', 'mask', 'subjectMask'] as const;
 const RAW_IMAGE_KEYS = ['data', 'width', 'height', 'channels'] as const;
 const REGION_KEYS = ['x', 'y', 'width', 'height'] as const;
@@ -405,5 +410,12 @@ export function validateLoadOptions(opts: unknown): NormalizedLoadOptions {
     device = o.device as DeviceSpec;
   }
   const dtype = o.dtype === undefined ? DEFAULTS.dtype : oneOf(o.dtype, 'dtype', MODEL_DTYPES);
-  return { device, dtype };
+  let threads = 0;
+  if (o.threads !== undefined) {
+    if (typeof o.threads !== 'number' || !Number.isInteger(o.threads) || o.threads < 1 || o.threads > 1024) {
+      throw invalidArgument('integer between 1 and 1024', 'threads', o.threads);
+    }
+    threads = o.threads;
+  }
+  return { device, dtype, threads };
 }

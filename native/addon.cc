@@ -73,6 +73,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   // The traced graphs are plain ATen calls; TorchScript's profiling executor would spend the
   // first calls profiling and re-optimising them for little gain, a cost the first user call
   // pays. FASTCOMPOSER_JIT_OPTIMIZE=1 turns it back on.
+  recordDefaultThreads();
   const char* optimize = std::getenv("FASTCOMPOSER_JIT_OPTIMIZE");
   torch::jit::setGraphExecutorOptimize(optimize && std::strcmp(optimize, "1") == 0);
   Napi::Function abortFlag = AbortFlagWrap::Define(env);

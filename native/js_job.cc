@@ -107,6 +107,7 @@ ModelSpec modelSpecFromJs(const Napi::Object& obj) {
   spec.vaeDecoderPath = getString(obj, "vaeDecoder");
   spec.device = getString(obj, "device");
   spec.dtype = getString(obj, "dtype");
+  if (!obj.Get("threads").IsUndefined()) spec.threads = getInt(obj, "threads", 0, 1024);
   spec.latentScale = getNumber(obj, "latentScale");
   spec.vaeScaleFactor = getInt(obj, "vaeScaleFactor", 1, 64);
   spec.latentChannels = getInt(obj, "latentChannels", 1, 64);

@@ -1,5 +1,6 @@
 #include "model.h"
 
+#include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
 #include <torch/cuda.h>
 
@@ -67,7 +68,25 @@ void toChannelsLast(torch::jit::Module& module) {
   }
 }
 
+int defaultThreads = 0;
+
+// Below this many UNet parameters each op is too small to split: on the tiny test model one
+// thread ran 4x faster than two (docs/PERFORMANCE.md).
+constexpr int64_t kSmallModelParameters = 25'000'000;
+
+int64_t parameterCount(const torch::jit::Module& module) {
+  int64_t n = 0;
+  for (const at::Tensor& p : module.parameters()) n += p.numel();
+  return n;
+}
+
 }  // namespace
+
+void recordDefaultThreads() { defaultThreads = at::get_num_threads(); }
+
+void Model::useThreads() const {
+  if (device_.is_cpu() && threads_ > 0 && at::get_num_threads() != threads_) at::set_num_threads(threads_);
+}
 
 Model::Model(const ModelSpec& spec) : spec_(spec), device_(parseDevice(spec.device)), dtype_(parseDtype(spec.dtype)) {
   if (device_.is_cpu() && dtype_ == at::kHalf)
@@ -77,6 +96,11 @@ Model::Model(const ModelSpec& spec) : spec_(spec), device_(parseDevice(spec.devi
   postfuse = loadModule(spec.postfusePath, device_, dtype_);
   unet = loadModule(spec.unetPath, device_, dtype_);
   vaeDecoder = loadModule(spec.vaeDecoderPath, device_, dtype_);
+  if (spec.threads > 0) {
+    threads_ = static_cast<int>(spec.threads);
+  } else {
+    threads_ = parameterCount(unet) < kSmallModelParameters ? 1 : (defaultThreads > 0 ? defaultThreads : 0);
+  }
   if (!unet.find_method("forward_localized"))
     throw CodedError("ERR_MODEL", "Module " + spec.unetPath + " lacks the forward_localized method; re-export the model");
   if (device_.is_cuda()) {

@@ -21,10 +21,14 @@ struct ModelSpec {
   std::string vaeDecoderPath;
   std::string device = "cpu";     // "cpu", "cuda", "cuda:N" (TS resolves "auto")
   std::string dtype = "float32";  // "float32" | "float16" | "bfloat16"
+  int64_t threads = 0;  // CPU threads for this model's work; 0 = decide from the model's size
   double latentScale = 0.18215;
   int64_t vaeScaleFactor = 8;
   int64_t latentChannels = 4;
 };
+
+// libtorch's default intra-op thread count, read on the main thread at addon start.
+void recordDefaultThreads();
 
 class Model {
  public:
@@ -34,6 +38,10 @@ class Model {
   const ModelSpec& spec() const { return spec_; }
   // Latents in the model's dtype and memory format, ready for the UNet or the VAE decoder.
   at::Tensor prepareLatents(const at::Tensor& x) const;
+
+  // Sets this model's CPU thread count on the calling (worker) thread: OpenMP keeps the count
+  // per thread, so models of different sizes can share libuv's pool.
+  void useThreads() const;
 
   // Whether the last plain UNet step was replayed from a CUDA graph.
   bool replaysCudaGraph() const { return cudaGraphs_ && unetGraph_ != nullptr; }
@@ -57,6 +65,7 @@ class Model {
   at::Device device_;
   at::ScalarType dtype_;
   bool channelsLast_ = false;
+  int threads_ = 0;
   bool cudaGraphs_ = false;
   std::unique_ptr<UnetGraph> unetGraph_;  // the last shape's capture
 };

@@ -15,6 +15,7 @@ at::Tensor runModule(torch::jit::Module& module, std::vector<c10::IValue> inputs
 }  // namespace
 
 at::Tensor Pipeline::encodeSubjects(const at::Tensor& pixelsU8) {
+  model_->useThreads();
   c10::InferenceMode guard;
   TORCH_CHECK(pixelsU8.dim() == 4 && pixelsU8.size(1) == pixelsU8.size(2) && pixelsU8.size(3) == 3 &&
                   pixelsU8.scalar_type() == at::kByte,
@@ -24,6 +25,7 @@ at::Tensor Pipeline::encodeSubjects(const at::Tensor& pixelsU8) {
 }
 
 PromptEmbeds Pipeline::encodePrompt(const PromptJob& job) {
+  model_->useThreads();
   c10::InferenceMode guard;
   std::lock_guard<std::mutex> lock(model_->runLock);
   const at::Device& device = model_->device();
@@ -72,6 +74,7 @@ at::Tensor Pipeline::regionWeights(const DenoiseJob& job, int64_t batch, bool cf
 
 DenoiseResult Pipeline::denoise(const PromptEmbeds& embeds, const DenoiseJob& job, const ProgressFn& progress,
                                 const std::atomic<bool>& aborted) {
+  model_->useThreads();
   c10::InferenceMode guard;
   const at::Device& device = model_->device();
   const int64_t n = job.numImages;
@@ -159,6 +162,7 @@ DenoiseResult Pipeline::denoise(const PromptEmbeds& embeds, const DenoiseJob& jo
 }
 
 at::Tensor Pipeline::decode(const at::Tensor& latents) {
+  model_->useThreads();
   c10::InferenceMode guard;
   std::lock_guard<std::mutex> lock(model_->runLock);
   at::Tensor z = latents.to(model_->device(), at::kFloat) / model_->spec().latentScale;
