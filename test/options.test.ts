@@ -280,9 +280,9 @@ describe('latents', () => {
 
 describe('validateLoadOptions', () => {
   it('fills defaults', () => {
-    expect(validateLoadOptions(undefined)).toEqual({ device: 'auto', dtype: 'float32' });
-    expect(validateLoadOptions({})).toEqual({ device: 'auto', dtype: 'float32' });
-    expect(validateLoadOptions({ device: 'cuda:1', dtype: 'bfloat16' })).toEqual({ device: 'cuda:1', dtype: 'bfloat16' });
+    expect(validateLoadOptions(undefined)).toEqual({ device: 'auto', dtype: 'float32', threads: 0 });
+    expect(validateLoadOptions({})).toEqual({ device: 'auto', dtype: 'float32', threads: 0 });
+    expect(validateLoadOptions({ device: 'cuda:1', dtype: 'bfloat16', threads: 4 })).toEqual({ device: 'cuda:1', dtype: 'bfloat16', threads: 4 });
     for (const device of ['cpu', 'cuda', 'cuda:0', 'auto']) expect(validateLoadOptions({ device }).device).toBe(device);
   });
 
@@ -294,5 +294,7 @@ describe('validateLoadOptions', () => {
     expectError(() => validateLoadOptions({ dtype: 'fp16' }), 'ERR_INVALID_ARGUMENT', 'for dtype', '"fp16" of type string');
     expectError(() => validateLoadOptions({ precision: 'fp16' }), 'ERR_INVALID_ARGUMENT', '"precision"');
     expectError(() => validateLoadOptions('cpu'), 'ERR_INVALID_ARGUMENT', 'options', '"cpu" of type string');
+    expectError(() => validateLoadOptions({ threads: 0 }), 'ERR_INVALID_ARGUMENT', 'for threads', '0 of type number');
+    expectError(() => validateLoadOptions({ threads: 1.5 }), 'ERR_INVALID_ARGUMENT', 'for threads', '1.5 of type number');
   });
 });
