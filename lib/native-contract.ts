@@ -13,7 +13,7 @@ export interface NativeModelSpec {
   vaeDecoder: string;
   device: string; // 'cpu' | 'cuda' | 'cuda:N' ('auto' is resolved in TS)
   dtype: 'float32' | 'float16' | 'bfloat16';
-  threads: number; // CPU threads for this model's work; 0 = decided from the model's size
+  threads: number; // CPU threads for this model's work; 0 = libtorch's default
   latentScale: number;
   vaeScaleFactor: number;
   latentChannels: number;

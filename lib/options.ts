@@ -134,14 +134,13 @@ export interface NormalizedGenerateOptions {
 export interface LoadOptions {
   device?: DeviceSpec;
   dtype?: ModelDType;
-  /** CPU threads for this model's work (1..1024). Default: 1 for small models (UNet under 25M
-   * parameters, where threads cost more than they save), else libtorch's default. */
+  /** CPU threads for this model's work (1..1024). Default: libtorch's (the machine's cores). */
   threads?: number;
 }
 export interface NormalizedLoadOptions {
   device: DeviceSpec;
   dtype: ModelDType;
-  /** 0 = decide from the model's size. */
+  /** 0 = libtorch's default. */
   threads: number;
 }
 

@@ -12,6 +12,7 @@
 #include "abort_flag.h"
 #include "device_memory.h"
 #include "errors.h"
+#include "job_thread.h"
 #include "js_job.h"
 #include "model_wrap.h"
 #include "testing_exports.h"
@@ -27,9 +28,11 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
   if (!info[0].IsObject()) throw toJsError(env, {"ERR_INVALID_ARGUMENT", "Expected a model spec object"});
   ModelSpec spec = guarded(env, [&] { return modelSpecFromJs(info[0].As<Napi::Object>()); });
   auto model = std::make_shared<std::shared_ptr<Model>>();
+  // Loaded on the device's job thread, like every later call on the model (job_thread.h).
+  const std::string device = spec.device == "cuda" ? "cuda:0" : spec.device;
   auto* worker = new PromiseWorker(
       env, [spec, model] { *model = std::make_shared<Model>(spec); },
-      [model](Napi::Env e) -> Napi::Value { return ModelWrap::Wrap(e, *model); });
+      [model](Napi::Env e) -> Napi::Value { return ModelWrap::Wrap(e, *model); }, &deviceJobThread(device));
   worker->Queue();
   return worker->promise();
 }

@@ -70,16 +70,6 @@ void toChannelsLast(torch::jit::Module& module) {
 
 int defaultThreads = 0;
 
-// Below this many UNet parameters each op is too small to split: on the tiny test model one
-// thread ran 4x faster than two (docs/PERFORMANCE.md).
-constexpr int64_t kSmallModelParameters = 25'000'000;
-
-int64_t parameterCount(const torch::jit::Module& module) {
-  int64_t n = 0;
-  for (const at::Tensor& p : module.parameters()) n += p.numel();
-  return n;
-}
-
 }  // namespace
 
 void recordDefaultThreads() { defaultThreads = at::get_num_threads(); }
@@ -96,11 +86,7 @@ Model::Model(const ModelSpec& spec) : spec_(spec), device_(parseDevice(spec.devi
   postfuse = loadModule(spec.postfusePath, device_, dtype_);
   unet = loadModule(spec.unetPath, device_, dtype_);
   vaeDecoder = loadModule(spec.vaeDecoderPath, device_, dtype_);
-  if (spec.threads > 0) {
-    threads_ = static_cast<int>(spec.threads);
-  } else {
-    threads_ = parameterCount(unet) < kSmallModelParameters ? 1 : (defaultThreads > 0 ? defaultThreads : 0);
-  }
+  threads_ = spec.threads > 0 ? static_cast<int>(spec.threads) : defaultThreads;
   if (!unet.find_method("forward_localized"))
     throw CodedError("ERR_MODEL", "Module " + spec.unetPath + " lacks the forward_localized method; re-export the model");
   if (device_.is_cuda()) {
@@ -112,6 +98,8 @@ Model::Model(const ModelSpec& spec) : spec_(spec), device_(parseDevice(spec.devi
       toChannelsLast(vaeDecoder);
     }
     cudaGraphs_ = envFlag("FASTCOMPOSER_CUDA_GRAPHS", true);
+    // The constructor runs on the device's job thread (addon.cc), where later calls run too:
+    // cuDNN and cuBLAS handles are per thread.
     if (envFlag("FASTCOMPOSER_WARMUP", true)) warmup();
   }
 }

@@ -5,6 +5,7 @@
 #include <torch/script.h>
 
 #include "cuda_graph.h"
+#include "job_thread.h"
 
 #include <memory>
 #include <mutex>
@@ -21,7 +22,7 @@ struct ModelSpec {
   std::string vaeDecoderPath;
   std::string device = "cpu";     // "cpu", "cuda", "cuda:N" (TS resolves "auto")
   std::string dtype = "float32";  // "float32" | "float16" | "bfloat16"
-  int64_t threads = 0;  // CPU threads for this model's work; 0 = decide from the model's size
+  int64_t threads = 0;  // CPU threads for this model's work; 0 = libtorch's default
   double latentScale = 0.18215;
   int64_t vaeScaleFactor = 8;
   int64_t latentChannels = 4;
@@ -38,6 +39,9 @@ class Model {
   const ModelSpec& spec() const { return spec_; }
   // Latents in the model's dtype and memory format, ready for the UNet or the VAE decoder.
   at::Tensor prepareLatents(const at::Tensor& x) const;
+
+  // The thread that runs all of this model's torch work: its device's (see job_thread.h).
+  JobThread& jobs() { return deviceJobThread(device_.str()); }
 
   // Sets this model's CPU thread count on the calling (worker) thread: OpenMP keeps the count
   // per thread, so models of different sizes can share libuv's pool.

@@ -94,7 +94,7 @@ Napi::Value ModelWrap::EncodeSubjects(const Napi::CallbackInfo& info) {
       [model, images, size, out, keepAlive] {
         *out = Pipeline(model).encodeSubjects(prepareSubjectPixels(images, size)).to(at::kFloat).to(at::kCPU);
       },
-      [out](Napi::Env e) -> Napi::Value { return tensorToJs(e, *out); });
+      [out](Napi::Env e) -> Napi::Value { return tensorToJs(e, *out); }, &model->jobs());
   worker->Queue();
   return worker->promise();
 }
@@ -105,8 +105,15 @@ Napi::Value ModelWrap::EncodePrompt(const Napi::CallbackInfo& info) {
   PromptJob job = guarded(env, [&] { return promptJobFromJs(info[0].As<Napi::Object>()); });
   auto out = std::make_shared<PromptEmbeds>();
   auto* worker = new PromiseWorker(
-      env, [model, job, out] { *out = Pipeline(model).encodePrompt(job); },
-      [out](Napi::Env e) -> Napi::Value { return promptEmbedsToJs(e, *out); });
+      env,
+      [model, job, out] {
+        // Host float32 copies made here, on the job thread, not on the main thread.
+        PromptEmbeds e = Pipeline(model).encodePrompt(job);
+        out->fused = e.fused.to(at::kCPU, at::kFloat).contiguous();
+        out->textOnly = e.textOnly.to(at::kCPU, at::kFloat).contiguous();
+        out->negative = e.negative.to(at::kCPU, at::kFloat).contiguous();
+      },
+      [out](Napi::Env e) -> Napi::Value { return promptEmbedsToJs(e, *out); }, &model->jobs());
   worker->Queue();
   return worker->promise();
 }
@@ -122,7 +129,8 @@ Napi::Value ModelWrap::Denoise(const Napi::CallbackInfo& info) {
       [model, embeds, job, out](const ProgressFn& progress, const std::atomic<bool>& aborted) {
         *out = Pipeline(model).denoise(embeds, job, progress, aborted);
       },
-      [out](Napi::Env e) -> Napi::Value { return denoiseResultToJs(e, *out); }, info[2], abortFlagFrom(info[3]));
+      [out](Napi::Env e) -> Napi::Value { return denoiseResultToJs(e, *out); }, info[2], abortFlagFrom(info[3]),
+      &model->jobs());
   worker->Queue();
   return worker->promise();
 }
@@ -136,7 +144,7 @@ Napi::Value ModelWrap::Decode(const Napi::CallbackInfo& info) {
   auto out = std::make_shared<at::Tensor>();
   auto* worker = new PromiseWorker(
       env, [model, latents, out] { *out = Pipeline(model).decode(latents); },
-      [out](Napi::Env e) -> Napi::Value { return tensorToJs(e, *out); });
+      [out](Napi::Env e) -> Napi::Value { return tensorToJs(e, *out); }, &model->jobs());
   worker->Queue();
   return worker->promise();
 }
@@ -205,7 +213,7 @@ Napi::Value ModelWrap::Generate(const Napi::CallbackInfo& info) {
         result.Set("timings", timings);
         return result;
       },
-      info[1], abortFlagFrom(info[2]));
+      info[1], abortFlagFrom(info[2]), &model->jobs());
   worker->Queue();
   return worker->promise();
 }

@@ -1,6 +1,7 @@
 #include "testing_exports.h"
 
 #include "errors.h"
+#include "job_thread.h"
 #include "js_job.h"
 #include "js_tensor.h"
 #include "schedulers/replay.h"
@@ -23,7 +24,9 @@ Napi::Value ReplayScheduler(const Napi::CallbackInfo& info) {
     for (uint32_t i = 0; i < epsArray.Length(); ++i) eps.push_back(tensorFromJs(env, epsArray.Get(i), "eps"));
     std::optional<int64_t> seed;
     if (info[5].IsNumber()) seed = info[5].As<Napi::Number>().Int64Value();
-    std::vector<at::Tensor> out = replayScheduler(name, config, steps, x0, eps, seed);
+    std::vector<at::Tensor> out;
+    // torch work stays on the CPU job thread even here (job_thread.h); the caller waits.
+    deviceJobThread("cpu").run([&] { out = replayScheduler(name, config, steps, x0, eps, seed); });
     // Layout (replay.h): timesteps, x_0..x_N, scaled_0..scaled_{N-1}, initNoiseSigma.
     const size_t n = static_cast<size_t>(out.front().size(0));
     Napi::Object result = Napi::Object::New(env);
@@ -47,7 +50,10 @@ Napi::Value PrepareSubjectPixels(const Napi::CallbackInfo& info) {
     JsKeepAlive keepAlive;  // synchronous: the views are done with before this returns
     std::vector<at::Tensor> images = subjectImagesFromJs(env, info[0], "subjectImages", keepAlive);
     if (!info[1].IsNumber()) throw CodedError("ERR_INVALID_ARGUMENT", "Expected a number for size");
-    return tensorToJs(env, prepareSubjectPixels(images, info[1].As<Napi::Number>().Int64Value()));
+    const int64_t size = info[1].As<Napi::Number>().Int64Value();
+    at::Tensor pixels;
+    deviceJobThread("cpu").run([&] { pixels = prepareSubjectPixels(images, size); });
+    return tensorToJs(env, pixels);
   });
 }
 

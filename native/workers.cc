@@ -2,13 +2,14 @@
 
 namespace fc {
 
-PromiseWorker::PromiseWorker(Napi::Env env, Work work, Finish finish)
+PromiseWorker::PromiseWorker(Napi::Env env, Work work, Finish finish, JobThread* thread)
     : Napi::AsyncWorker(env, "fastcomposer"), deferred_(Napi::Promise::Deferred::New(env)),
-      work_(std::move(work)), finish_(std::move(finish)) {}
+      work_(std::move(work)), finish_(std::move(finish)), thread_(thread) {}
 
 void PromiseWorker::Execute() {
   try {
-    work_();
+    if (thread_) thread_->run(work_);
+    else work_();
   } catch (...) {
     error_ = classifyCurrentException();
     failed_ = true;
@@ -30,17 +31,18 @@ void PromiseWorker::OnError(const Napi::Error& error) {
   deferred_.Reject(failed_ ? toJsError(env, error_).Value() : error.Value());
 }
 
-DenoisingWorker::DenoisingWorker(Napi::Env env, Work work, Finish finish, Napi::Value onStep, AbortFlag abort)
+DenoisingWorker::DenoisingWorker(Napi::Env env, Work work, Finish finish, Napi::Value onStep, AbortFlag abort,
+                                 JobThread* thread)
     : Napi::AsyncProgressQueueWorker<StepEvent>(env, "fastcomposer.denoise"),
       deferred_(Napi::Promise::Deferred::New(env)), work_(std::move(work)), finish_(std::move(finish)),
-      abort_(abort ? std::move(abort) : std::make_shared<std::atomic<bool>>(false)) {
+      abort_(abort ? std::move(abort) : std::make_shared<std::atomic<bool>>(false)), thread_(thread) {
   if (onStep.IsFunction()) onStep_ = Napi::Persistent(onStep.As<Napi::Function>());
 }
 
 void DenoisingWorker::Execute(const ExecutionProgress& progress) {
   try {
     ProgressFn report = [&progress](const StepEvent& event) { progress.Send(&event, 1); };
-    work_(report, *abort_);
+    thread_->run([&] { work_(report, *abort_); });
   } catch (...) {
     error_ = classifyCurrentException();
     failed_ = true;

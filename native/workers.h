@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "errors.h"
+#include "job_thread.h"
 #include "pipeline.h"
 
 namespace fc {
@@ -22,7 +23,8 @@ class PromiseWorker : public Napi::AsyncWorker {
   using Work = std::function<void()>;
   using Finish = std::function<Napi::Value(Napi::Env)>;
 
-  PromiseWorker(Napi::Env env, Work work, Finish finish);
+  // With `thread`, the work runs there (the model's job thread) while this pool thread waits.
+  PromiseWorker(Napi::Env env, Work work, Finish finish, JobThread* thread = nullptr);
   Napi::Promise promise() const { return deferred_.Promise(); }
 
  protected:
@@ -34,6 +36,7 @@ class PromiseWorker : public Napi::AsyncWorker {
   Napi::Promise::Deferred deferred_;
   Work work_;
   Finish finish_;
+  JobThread* thread_;
   ErrorInfo error_;
   bool failed_ = false;
 };
@@ -45,7 +48,7 @@ class DenoisingWorker : public Napi::AsyncProgressQueueWorker<StepEvent> {
   using Work = std::function<void(const ProgressFn&, const std::atomic<bool>&)>;
   using Finish = std::function<Napi::Value(Napi::Env)>;
 
-  DenoisingWorker(Napi::Env env, Work work, Finish finish, Napi::Value onStep, AbortFlag abort);
+  DenoisingWorker(Napi::Env env, Work work, Finish finish, Napi::Value onStep, AbortFlag abort, JobThread* thread);
   Napi::Promise promise() const { return deferred_.Promise(); }
 
  protected:
@@ -60,6 +63,7 @@ class DenoisingWorker : public Napi::AsyncProgressQueueWorker<StepEvent> {
   Finish finish_;
   Napi::FunctionReference onStep_;
   AbortFlag abort_;
+  JobThread* thread_;
   ErrorInfo error_;
   bool failed_ = false;
 };

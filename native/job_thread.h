@@ -1,0 +1,43 @@
+// One long-lived thread per device that runs all torch work for that device. OpenMP (libgomp)
+// keeps a team of worker threads per calling thread, and once it manages more threads than
+// there are CPUs it stops spinning between parallel regions and sleeps instead: with torch ops
+// called from several libuv pool threads (or the main thread), every small op paid for a futex
+// wake-up and two threads ran 3-5x slower than one (docs/PERFORMANCE.md). One calling thread
+// per device keeps one team.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+
+namespace fc {
+
+class JobThread {
+ public:
+  JobThread();
+  ~JobThread();  // finishes the queued tasks, then joins
+  JobThread(const JobThread&) = delete;
+  JobThread& operator=(const JobThread&) = delete;
+
+  // Runs `task` on this thread and waits for it; rethrows what it threw. Called from libuv's
+  // pool threads, which only wait here.
+  void run(const std::function<void()>& task);
+
+ private:
+  void loop();
+
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<std::function<void()>> queue_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+// The job thread of a device ("cpu", "cuda:0", ...), created on first use and kept for the
+// life of the process (never joined: a job still running at exit must not hold exit up).
+JobThread& deviceJobThread(const std::string& device);
+
+}  // namespace fc
