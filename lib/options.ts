@@ -48,8 +48,8 @@ export interface RawImage {
   height: number;
   channels: 1 | 3 | 4;
 }
-/** A file path, an encoded image (PNG, JPEG, WebP, ...), or raw pixels. */
-export type ImageInput = string | Buffer | RawImage;
+/** A file path, an encoded image (PNG, JPEG, WebP, ...) in a Buffer or Uint8Array, or raw pixels. */
+export type ImageInput = string | Uint8Array | RawImage;
 /** A box in output pixels. */
 export interface Region {
   x: number;

@@ -9,23 +9,12 @@
 import { stat } from 'node:fs/promises';
 import { loadSharp } from './sharp-loader.js';
 import { FastComposerError, invalidArgument } from './errors.js';
+import type { ImageInput, RawImage, SubjectSpec } from './options.js';
 import type { Tensor } from './tensor.js';
 
-/** Undecoded pixels: rows top to bottom, channels interleaved (HWC), 8 bits each. */
-export interface RawImage {
-  data: Uint8Array;
-  width: number;
-  height: number;
-  channels: 1 | 3 | 4;
-}
-/** A file path, an encoded picture (PNG, JPEG, WebP, GIF, TIFF, AVIF...), or raw pixels. */
-export type ImageInput = string | Uint8Array | RawImage;
-/** `subjectMask`: same size as `image`, white = subject; where it is dark the picture turns black. */
-export interface SubjectSpec {
-  image: ImageInput;
-  subjectMask?: ImageInput;
-}
-export type SubjectInput = ImageInput | SubjectSpec;
+/** What the decoder needs of a subject: the picture, and optionally its segmentation mask
+ * (`subjectMask`: same size as `image`, white = subject; where it is dark the picture turns black). */
+export type SubjectPicture = ImageInput | Pick<SubjectSpec, 'image' | 'subjectMask'>;
 
 export interface DecodeOptions {
   /** Refuse pictures with more pixels than this (decompression bombs). Default MAX_INPUT_PIXELS. */
@@ -46,13 +35,13 @@ export interface Rgb {
 
 /** All subjects, in order, decoded (and masked), at their own sizes: the native side pads and
  * resizes them (`subjectImages` of the native job). */
-export async function decodeSubjects(subjects: readonly SubjectInput[], options: DecodeOptions = {}): Promise<Rgb[]> {
+export async function decodeSubjects(subjects: readonly SubjectPicture[], options: DecodeOptions = {}): Promise<Rgb[]> {
   if (!Array.isArray(subjects)) throw invalidArgument('an array of subject pictures', 'subjects', subjects);
   return Promise.all(subjects.map((s, i) => decodeSubject(s, `subjects[${i}]`, options)));
 }
 
 /** One subject decoded to RGB with its subjectMask applied; `label` names it in errors (e.g. "subjects[1]"). */
-export async function decodeSubject(subject: SubjectInput, label = 'subject', options: DecodeOptions = {}): Promise<Rgb> {
+export async function decodeSubject(subject: SubjectPicture, label = 'subject', options: DecodeOptions = {}): Promise<Rgb> {
   const spec = isSpec(subject) ? subject : { image: subject };
   const [img, mask] = await Promise.all([
     decodeRgb(spec.image, label, options),
@@ -303,7 +292,7 @@ function isRaw(v: unknown): v is RawImage {
   return typeof v === 'object' && v !== null && !(v instanceof Uint8Array) && 'data' in v && 'width' in v;
 }
 
-function isSpec(v: SubjectInput): v is SubjectSpec {
+function isSpec(v: SubjectPicture): v is Pick<SubjectSpec, 'image' | 'subjectMask'> {
   return typeof v === 'object' && v !== null && !(v instanceof Uint8Array) && 'image' in v;
 }
 

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
 import { FastComposer, FastComposerError, type GenerateOptions, type GenerateResult, type Region } from '../lib/index.js';
 import { validateGenerateOptions } from '../lib/options.js';
-import type { RawImage } from '../lib/subjects.js';
+import type { RawImage } from '../lib/options.js';
 import { float32View, type Tensor } from '../lib/tensor.js';
 import { relativeError } from './helpers/safetensors.js';
 

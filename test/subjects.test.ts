@@ -12,12 +12,11 @@ import {
   decodeSubject,
   decodeSubjects,
   loadRegionMask,
-  type RawImage,
   resizeAntialiased,
   type Rgb,
   rgbTensor,
-  type SubjectInput,
 } from '../lib/subjects.js';
+import type { RawImage, SubjectInput } from '../lib/options.js';
 import type { Tensor } from '../lib/tensor.js';
 
 const SUBJECTS = join(import.meta.dirname, 'fixtures/tiny-a/release/subjects');
