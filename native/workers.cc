@@ -2,23 +2,7 @@
 
 namespace fc {
 
-PromiseWorker::PromiseWorker(Napi::Env env, Work work, Finish finish, JobThread* thread)
-    : Napi::AsyncWorker(env, "fastcomposer"), deferred_(Napi::Promise::Deferred::New(env)),
-      work_(std::move(work)), finish_(std::move(finish)), thread_(thread) {}
-
-void PromiseWorker::Execute() {
-  try {
-    if (thread_) thread_->run(work_);
-    else work_();
-  } catch (...) {
-    error_ = classifyCurrentException();
-    failed_ = true;
-    SetError(error_.message);
-  }
-}
-
-void PromiseWorker::OnOK() {
-  Napi::Env env = Env();
+void Settlement::resolve(Napi::Env env) {
   try {
     deferred_.Resolve(finish_(env));
   } catch (...) {
@@ -26,16 +10,29 @@ void PromiseWorker::OnOK() {
   }
 }
 
-void PromiseWorker::OnError(const Napi::Error& error) {
-  Napi::Env env = Env();
+void Settlement::reject(Napi::Env env, const Napi::Error& error) {
   deferred_.Reject(failed_ ? toJsError(env, error_).Value() : error.Value());
+}
+
+PromiseWorker::PromiseWorker(Napi::Env env, Work work, Finish finish, JobThread* thread)
+    : Napi::AsyncWorker(env, "fastcomposer"), settlement_(env, std::move(finish)), work_(std::move(work)),
+      thread_(thread) {}
+
+void PromiseWorker::Execute() {
+  try {
+    if (thread_) thread_->run(work_);
+    else work_();
+  } catch (...) {
+    settlement_.recordCurrentException();
+    SetError(settlement_.message());
+  }
 }
 
 DenoisingWorker::DenoisingWorker(Napi::Env env, Work work, Finish finish, Napi::Value onStep, AbortFlag abort,
                                  JobThread* thread)
-    : Napi::AsyncProgressQueueWorker<StepEvent>(env, "fastcomposer.denoise"),
-      deferred_(Napi::Promise::Deferred::New(env)), work_(std::move(work)), finish_(std::move(finish)),
-      abort_(abort ? std::move(abort) : std::make_shared<std::atomic<bool>>(false)), thread_(thread) {
+    : Napi::AsyncProgressQueueWorker<StepEvent>(env, "fastcomposer.denoise"), settlement_(env, std::move(finish)),
+      work_(std::move(work)), abort_(abort ? std::move(abort) : std::make_shared<std::atomic<bool>>(false)),
+      thread_(thread) {
   if (onStep.IsFunction()) onStep_ = Napi::Persistent(onStep.As<Napi::Function>());
 }
 
@@ -44,9 +41,8 @@ void DenoisingWorker::Execute(const ExecutionProgress& progress) {
     ProgressFn report = [&progress](const StepEvent& event) { progress.Send(&event, 1); };
     thread_->run([&] { work_(report, *abort_); });
   } catch (...) {
-    error_ = classifyCurrentException();
-    failed_ = true;
-    SetError(error_.message);
+    settlement_.recordCurrentException();
+    SetError(settlement_.message());
   }
 }
 
@@ -60,25 +56,11 @@ void DenoisingWorker::OnProgress(const StepEvent* events, size_t count) {
     info.Set("timestep", Napi::Number::New(env, events[i].timestep));
     try {
       onStep_.Call({info});
-    } catch (const Napi::Error& e) {
+    } catch (const Napi::Error&) {
       // A throwing progress callback must not take the process down; it stops the job instead.
       abort_->store(true);
     }
   }
-}
-
-void DenoisingWorker::OnOK() {
-  Napi::Env env = Env();
-  try {
-    deferred_.Resolve(finish_(env));
-  } catch (...) {
-    deferred_.Reject(toJsError(env, classifyCurrentException()).Value());
-  }
-}
-
-void DenoisingWorker::OnError(const Napi::Error& error) {
-  Napi::Env env = Env();
-  deferred_.Reject(failed_ ? toJsError(env, error_).Value() : error.Value());
 }
 
 }  // namespace fc
