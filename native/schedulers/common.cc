@@ -244,4 +244,14 @@ void requireTimestepsBelow(const char* scheduler, const std::vector<int64_t>& ti
   }
 }
 
+double eulerInitNoiseSigma(const at::Tensor& sigmas, const std::string& spacing) {
+  const at::Tensor maxSigma = sigmas.max();
+  return (spacing == "linspace" || spacing == "trailing") ? maxSigma.item<double>()
+                                                           : at::pow(at::pow(maxSigma, 2) + 1, 0.5).item<double>();
+}
+
+at::Tensor eulerScaleModelInput(const at::Tensor& x, const at::Tensor& sigma) {
+  return x / at::pow(at::pow(sigma, 2) + 1, 0.5);
+}
+
 }  // namespace fc::sched

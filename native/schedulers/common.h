@@ -29,6 +29,12 @@ namespace fc::sched {
                               const std::string& why);
 
 // Checks `value` is one of `allowed`, else throws unsupported(key, value, "expected one of ...").
+// Euler-family helpers, shared by "euler" and "euler-ancestral": the initial noise sigma
+// (max sigma, or sqrt(max^2 + 1) for "leading" spacing) and the model-input scaling
+// x / sqrt(sigma^2 + 1), both in float32 tensor arithmetic as diffusers computes them.
+double eulerInitNoiseSigma(const at::Tensor& sigmas, const std::string& spacing);
+at::Tensor eulerScaleModelInput(const at::Tensor& x, const at::Tensor& sigma);
+
 // Leading spacing with a steps offset can ask for timestep T itself (e.g. 1000 steps with
 // steps_offset 1): diffusers then fails on an index; this names the limit instead.
 void requireTimestepsBelow(const char* scheduler, const std::vector<int64_t>& timesteps, int64_t numTrainTimesteps,

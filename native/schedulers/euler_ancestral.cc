@@ -32,10 +32,7 @@ class EulerAncestral final : public Scheduler {
                                at::kFloat)
                      .clone()
                      .to(device);
-    const at::Tensor maxSigma = sigmas_.max();
-    initSigma_ = (spacing_ == "linspace" || spacing_ == "trailing")
-                     ? maxSigma.item<double>()
-                     : at::pow(at::pow(maxSigma, 2) + 1, 0.5).item<double>();
+    initSigma_ = eulerInitNoiseSigma(sigmas_, spacing_);
   }
 
   const at::Tensor& timesteps() const override { return timesteps_; }
@@ -43,8 +40,7 @@ class EulerAncestral final : public Scheduler {
 
   at::Tensor scaleModelInput(const at::Tensor& x, int64_t stepIndex) override {
     checkStepIndex("euler-ancestral", stepIndex, steps());
-    const at::Tensor sigma = sigmas_[stepIndex];
-    return x / at::pow(at::pow(sigma, 2) + 1, 0.5);
+    return eulerScaleModelInput(x, sigmas_[stepIndex]);
   }
 
   at::Tensor step(const at::Tensor& eps, int64_t stepIndex, const at::Tensor& x,
