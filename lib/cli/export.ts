@@ -21,7 +21,6 @@ interface ExportFlags {
   progress: boolean;
 }
 
-const STAGES = ['checkpoint', 'text_encoder', 'image_encoder', 'postfuse', 'unet', 'vae_decoder', 'tokenizer', 'manifest'];
 
 export function runExporter(args: string[], onEvent: (event: Record<string, unknown>) => void): Promise<void> {
   const python = findPython();
@@ -68,12 +67,15 @@ export function exportCommand(program: Command): void {
         }
       }
       const bar = progressBar(flags.progress && process.stderr.isTTY === true);
+      // The exporter announces its stages first ({"status":"plan","stages":[...]}), then reports each.
+      let total = 1;
       let done = 0;
       try {
         await runExporter(args, (event) => {
-          const stage = String(event.stage ?? '');
+          if (event.status === 'plan' && Array.isArray(event.stages)) total = event.stages.length;
+          if (!event.stage) return;
           if (event.status === 'done') done += 1;
-          bar.update(Math.min(done, STAGES.length), STAGES.length, `export: ${stage} ${String(event.status ?? '')}`.trim());
+          bar.update(Math.min(done, total), total, `export: ${String(event.stage)} ${String(event.status ?? '')}`.trim());
         });
       } finally {
         bar.stop();
