@@ -49,6 +49,8 @@ export interface NativeDenoiseJob {
   regionExclusive?: boolean;
 }
 
+/** subjectImages' Buffers are read in place by the worker: callers must neither change nor
+ * transfer (detach) them until the call settles. lib/ passes copies it owns. */
 export interface NativeGenerateJob extends NativePromptJob, NativeDenoiseJob {
   /** Decoded subject pictures, uint8 [H,W,3] RGB each, any size: padded to square and resized to
    * subjectSize x subjectSize on the worker (native/subject_pixels.cc). One per subject position. */

@@ -90,6 +90,14 @@ export function loadNative(): LoadedNative {
         `Install torch==${baseVersion(build.torchVersion)} there, or rebuild with \`npm rebuild fastcomposer\`. ${TORCH_FIXES}`,
     );
   }
+  if (build?.cuda && !existsSync(join(torch.libDir, 'libtorch_cuda.so'))) {
+    throw new FastComposerError(
+      'ERR_TORCH_VERSION',
+      `The fastcomposer binary ${addonPath} was built against a CUDA torch (${build.torchVersion}), but the torch ` +
+        `found (${torch.source}: ${torch.root}) has no CUDA libraries. Install a CUDA torch there, or rebuild ` +
+        `against this one with \`FASTCOMPOSER_BUILD_FROM_SOURCE=1 npm rebuild fastcomposer\`. ${TORCH_FIXES}`,
+    );
+  }
   if (process.platform === 'linux') preload(torch);
   let binding: NativeBinding;
   try {

@@ -26,11 +26,9 @@ export class JobQueue {
         () => undefined,
       );
     });
-    // The next job waits for this one to settle, whatever its outcome.
-    this.tail = job.then(
-      () => undefined,
-      () => undefined,
-    );
+    // The next job waits for this one to settle, whatever its outcome
+    // (also the one before it: a job aborted while waiting settles at once, before its predecessor).
+    this.tail = Promise.allSettled([previous, job]).then(() => undefined);
     return job;
   }
 

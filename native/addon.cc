@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "abort_flag.h"
+#include "addon_data.h"
 #include "device_memory.h"
 #include "errors.h"
 #include "job_thread.h"
@@ -21,7 +22,6 @@
 namespace fc {
 namespace {
 
-Napi::FunctionReference* abortFlagClass = nullptr;
 
 Napi::Value LoadModel(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -31,7 +31,15 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
   // Loaded on the device's job thread, like every later call on the model (job_thread.h).
   const std::string device = spec.device == "cuda" ? "cuda:0" : spec.device;
   auto* worker = new PromiseWorker(
-      env, [spec, model] { *model = std::make_shared<Model>(spec); },
+      env,
+      [spec, model] {
+        // The model is freed on its job thread, wherever its last reference goes (dispose,
+        // garbage collection, a finished worker): CUDA frees and graph teardown stay off the
+        // event loop and in order with the device's other work.
+        *model = std::shared_ptr<Model>(new Model(spec), [](Model* m) {
+          deviceJobThread(m->device().str()).post([m] { delete m; });
+        });
+      },
       [model](Napi::Env e) -> Napi::Value { return ModelWrap::Wrap(e, *model); }, &deviceJobThread(device));
   worker->Queue();
   return worker->promise();
@@ -79,10 +87,14 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   recordDefaultThreads();
   const char* optimize = std::getenv("FASTCOMPOSER_JIT_OPTIMIZE");
   torch::jit::setGraphExecutorOptimize(optimize && std::strcmp(optimize, "1") == 0);
+  auto* data = new AddonData();
+  env.SetInstanceData(data);  // deleted by Node with the environment
   Napi::Function abortFlag = AbortFlagWrap::Define(env);
-  abortFlagClass = new Napi::FunctionReference(Napi::Persistent(abortFlag));
+  data->abortFlagClass = Napi::Persistent(abortFlag);
+  Napi::Function modelClass = ModelWrap::Define(env);
+  data->modelClass = Napi::Persistent(modelClass);
   exports.Set("AbortFlag", abortFlag);
-  exports.Set("NativeModel", ModelWrap::Define(env, *abortFlagClass));
+  exports.Set("NativeModel", modelClass);
   exports.Set("torchVersion", Napi::String::New(env, TORCH_VERSION));
   exports.Set("loadModel", Napi::Function::New(env, LoadModel, "loadModel"));
   exports.Set("cudaDeviceCount", Napi::Function::New(env, CudaDeviceCount, "cudaDeviceCount"));

@@ -36,6 +36,14 @@ void JobThread::run(const std::function<void()>& task) {
   result.get();
 }
 
+void JobThread::post(std::function<void()> task) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    queue_.push_back(std::move(task));
+  }
+  wake_.notify_one();
+}
+
 void JobThread::loop() {
   for (;;) {
     std::function<void()> next;

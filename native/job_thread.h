@@ -26,6 +26,9 @@ class JobThread {
   // pool threads, which only wait here.
   void run(const std::function<void()>& task);
 
+  // Queues `task` without waiting (it must not throw). Safe from the job thread itself.
+  void post(std::function<void()> task);
+
  private:
   void loop();
 

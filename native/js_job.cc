@@ -159,7 +159,7 @@ PromptJob promptJobFromJs(const Napi::Object& obj, bool subjectsFollow) {
   return job;
 }
 
-DenoiseJob denoiseJobFromJs(const Napi::Object& obj) {
+DenoiseJob denoiseJobFromJs(const Napi::Object& obj, int64_t vaeScaleFactor) {
   Napi::Env env = obj.Env();
   DenoiseJob job;
   job.steps = getInt(obj, "steps", 1, 1000);
@@ -168,16 +168,17 @@ DenoiseJob denoiseJobFromJs(const Napi::Object& obj) {
   job.seed = static_cast<uint64_t>(getInt(obj, "seed", 0, (int64_t{1} << 53) - 1));
   job.width = getInt(obj, "width", 8, 8192);
   job.height = getInt(obj, "height", 8, 8192);
-  if (job.width % 8 || job.height % 8) fail(env, "width and height must be multiples of 8");
+  if (job.width % vaeScaleFactor || job.height % vaeScaleFactor)
+    fail(env, "width and height must be multiples of the model's VAE scale factor (" + std::to_string(vaeScaleFactor) + ")");
   job.numImages = getInt(obj, "numImages", 1, 64);
   job.scheduler = getString(obj, "scheduler");
   job.schedulerConfig = schedulerConfigFromJs(obj.Get("schedulerConfig"));
   Napi::Value latents = obj.Get("latents");
   if (!latents.IsUndefined() && !latents.IsNull()) {
     job.latents = tensorFromJs(env, latents, "latents");
-    if (job.latents.dim() != 4 || job.latents.size(0) != job.numImages || job.latents.size(2) != job.height / 8 ||
-        job.latents.size(3) != job.width / 8 || job.latents.scalar_type() != at::kFloat)
-      fail(env, "Expected float32 latents [numImages,4,height/8,width/8]");
+    if (job.latents.dim() != 4 || job.latents.size(0) != job.numImages || job.latents.size(2) != job.height / vaeScaleFactor ||
+        job.latents.size(3) != job.width / vaeScaleFactor || job.latents.scalar_type() != at::kFloat)
+      fail(env, "Expected float32 latents [numImages,4,height/f,width/f] (f: the VAE scale factor)");
   }
   job.attentionMaps = getBool(obj, "attentionMaps", false);
   job.subjectPositions = getIntArray(obj, "subjectPositions", 76);
@@ -185,9 +186,9 @@ DenoiseJob denoiseJobFromJs(const Napi::Object& obj) {
   if (!inside.IsUndefined() && !inside.IsNull()) {
     job.regionInside = tensorFromJs(env, inside, "regionInside");
     const int64_t s = static_cast<int64_t>(job.subjectPositions.size());
-    if (job.regionInside.dim() != 3 || job.regionInside.size(0) != s || job.regionInside.size(1) != job.height / 8 ||
-        job.regionInside.size(2) != job.width / 8 || job.regionInside.scalar_type() != at::kFloat)
-      fail(env, "Expected float32 regionInside [subjects,height/8,width/8]");
+    if (job.regionInside.dim() != 3 || job.regionInside.size(0) != s || job.regionInside.size(1) != job.height / vaeScaleFactor ||
+        job.regionInside.size(2) != job.width / vaeScaleFactor || job.regionInside.scalar_type() != at::kFloat)
+      fail(env, "Expected float32 regionInside [subjects,height/f,width/f] (f: the VAE scale factor)");
     job.regionStrength = getNumber(obj, "regionStrength");
     job.regionExclusive = getBool(obj, "regionExclusive", false);
     std::vector<int64_t> has = getIntArray(obj, "hasRegion", 1);
@@ -210,11 +211,11 @@ std::vector<at::Tensor> subjectImagesFromJs(Napi::Env env, const Napi::Value& va
   return images;
 }
 
-PromptEmbeds promptEmbedsFromJs(const Napi::Object& obj, const Model& model) {
+PromptEmbeds promptEmbedsFromJs(const Napi::Object& obj) {
   auto load = [&](const char* key) {
     at::Tensor t = tensorFromJs(obj.Env(), obj.Get(key), key);
     if (t.dim() != 3 || t.size(0) != 1) fail(obj.Env(), std::string("Expected [1,77,D] tensor for ") + key);
-    return t.to(model.device(), model.dtype());
+    return t;  // host copy; moved to the model's device and dtype on its job thread
   };
   PromptEmbeds e;
   e.fused = load("fused");

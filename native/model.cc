@@ -126,8 +126,11 @@ at::Tensor Model::runUnet(const at::Tensor& x, const at::Tensor& t, const at::Te
       unetGraph_.reset();  // free the old capture's memory pool before making another
       unetGraph_ = UnetGraph::capture(unet, x, t, ehs);
       if (!unetGraph_) cudaGraphs_ = false;  // not capturable here: stay eager
+      graphReplayed_.store(unetGraph_ != nullptr);
     }
-    if (unetGraph_) return unetGraph_->run(x, t, ehs);
+    // A copy: the graph's output tensor is overwritten by the next replay, and multistep
+    // schedulers (PNDM, DPM++) keep earlier model outputs.
+    if (unetGraph_) return unetGraph_->run(x, t, ehs).clone();
   }
   return unet.forward({x, t, ehs}).toTensor();
 }

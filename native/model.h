@@ -7,6 +7,7 @@
 #include "cuda_graph.h"
 #include "job_thread.h"
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -48,7 +49,7 @@ class Model {
   void useThreads() const;
 
   // Whether the last plain UNet step was replayed from a CUDA graph.
-  bool replaysCudaGraph() const { return cudaGraphs_ && unetGraph_ != nullptr; }
+  bool replaysCudaGraph() const { return graphReplayed_.load(); }  // read on the main thread
 
   // unet.forward, replayed from a CUDA graph captured for the current shape where possible.
   // Call with runLock held.
@@ -72,6 +73,7 @@ class Model {
   int threads_ = 0;
   bool cudaGraphs_ = false;
   std::unique_ptr<UnetGraph> unetGraph_;  // the last shape's capture
+  std::atomic<bool> graphReplayed_{false};
 };
 
 }  // namespace fc

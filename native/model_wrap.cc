@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "abort_flag.h"
+#include "addon_data.h"
 #include "device_memory.h"
 #include "js_job.h"
 #include "js_tensor.h"
@@ -12,12 +13,9 @@
 namespace fc {
 namespace {
 
-Napi::FunctionReference* constructor = nullptr;
-Napi::FunctionReference* abortFlagConstructor = nullptr;
 
 AbortFlag abortFlagFrom(const Napi::Value& value) {
-  if (value.IsObject() && abortFlagConstructor &&
-      value.As<Napi::Object>().InstanceOf(abortFlagConstructor->Value()))
+  if (value.IsObject() && value.As<Napi::Object>().InstanceOf(addonData(value.Env()).abortFlagClass.Value()))
     return AbortFlagWrap::Unwrap(value.As<Napi::Object>())->flag();
   return nullptr;
 }
@@ -50,7 +48,7 @@ class StageClock {
 
 }  // namespace
 
-Napi::Function ModelWrap::Define(Napi::Env env, Napi::FunctionReference& abortFlagClass) {
+Napi::Function ModelWrap::Define(Napi::Env env) {
   Napi::Function cls = DefineClass(env, "NativeModel",
                                    {InstanceMethod<&ModelWrap::EncodeSubjects>("encodeSubjects"),
                                     InstanceMethod<&ModelWrap::EncodePrompt>("encodePrompt"),
@@ -59,15 +57,13 @@ Napi::Function ModelWrap::Define(Napi::Env env, Napi::FunctionReference& abortFl
                                     InstanceMethod<&ModelWrap::Generate>("generate"),
                                     InstanceMethod<&ModelWrap::Dispose>("dispose"),
                                     InstanceMethod<&ModelWrap::Info>("info")});
-  constructor = new Napi::FunctionReference(Napi::Persistent(cls));
-  abortFlagConstructor = &abortFlagClass;
   return cls;
 }
 
 ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {}
 
 Napi::Object ModelWrap::Wrap(Napi::Env env, std::shared_ptr<Model> model) {
-  Napi::Object obj = constructor->New({});
+  Napi::Object obj = addonData(env).modelClass.New({});
   ModelWrap::Unwrap(obj)->model_ = std::move(model);
   return obj;
 }
@@ -121,13 +117,17 @@ Napi::Value ModelWrap::EncodePrompt(const Napi::CallbackInfo& info) {
 Napi::Value ModelWrap::Denoise(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto model = modelOrThrow(env);
-  PromptEmbeds embeds = guarded(env, [&] { return promptEmbedsFromJs(info[0].As<Napi::Object>(), *model); });
-  DenoiseJob job = guarded(env, [&] { return denoiseJobFromJs(info[1].As<Napi::Object>()); });
+  PromptEmbeds embeds = guarded(env, [&] { return promptEmbedsFromJs(info[0].As<Napi::Object>()); });
+  DenoiseJob job = guarded(env, [&] { return denoiseJobFromJs(info[1].As<Napi::Object>(), model->spec().vaeScaleFactor); });
   auto out = std::make_shared<DenoiseResult>();
   auto* worker = new DenoisingWorker(
       env,
       [model, embeds, job, out](const ProgressFn& progress, const std::atomic<bool>& aborted) {
-        *out = Pipeline(model).denoise(embeds, job, progress, aborted);
+        PromptEmbeds onDevice;
+        onDevice.fused = embeds.fused.to(model->device(), model->dtype());
+        onDevice.textOnly = embeds.textOnly.to(model->device(), model->dtype());
+        onDevice.negative = embeds.negative.to(model->device(), model->dtype());
+        *out = Pipeline(model).denoise(onDevice, job, progress, aborted);
       },
       [out](Napi::Env e) -> Napi::Value { return denoiseResultToJs(e, *out); }, info[2], abortFlagFrom(info[3]),
       &model->jobs());
@@ -170,7 +170,7 @@ Napi::Value ModelWrap::Generate(const Napi::CallbackInfo& info) {
   PromptJob prompt = guarded(env, [&] { return promptJobFromJs(obj, hasImages); });
   if (hasImages && images.size() != prompt.subjectPositions.size())
     throw toJsError(env, {"ERR_SUBJECT_COUNT", "One subject picture per subject position is needed"});
-  DenoiseJob job = guarded(env, [&] { return denoiseJobFromJs(obj); });
+  DenoiseJob job = guarded(env, [&] { return denoiseJobFromJs(obj, model->spec().vaeScaleFactor); });
   struct Output {
     DenoiseResult denoised;
     at::Tensor images;

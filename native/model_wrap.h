@@ -13,7 +13,7 @@ namespace fc {
 
 class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
  public:
-  static Napi::Function Define(Napi::Env env, Napi::FunctionReference& abortFlagClass);
+  static Napi::Function Define(Napi::Env env);
   explicit ModelWrap(const Napi::CallbackInfo& info);
 
   // Wraps a freshly loaded model into a new JS object.

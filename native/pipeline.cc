@@ -47,7 +47,8 @@ PromptEmbeds Pipeline::encodePrompt(const PromptJob& job) {
 }
 
 at::Tensor Pipeline::regionWeights(const DenoiseJob& job, int64_t batch, bool cfg) const {
-  const int64_t h = job.height / 8, w = job.width / 8;
+  const int64_t factor = model_->spec().vaeScaleFactor;
+  const int64_t h = job.height / factor, w = job.width / factor;
   const int64_t subjects = static_cast<int64_t>(job.subjectPositions.size());
   at::Tensor ones = at::ones({subjects, h, w}, at::kFloat);
   at::Tensor weights = ones;
@@ -147,6 +148,7 @@ DenoiseResult Pipeline::denoise(const PromptEmbeds& embeds, const DenoiseJob& jo
     if (progress) progress({i + 1, total, hostTimesteps[i].item<double>()});
   }
 
+  if (aborted.load()) throw AbortedError();  // a signal during the last step counts too
   DenoiseResult result;
   result.latents = x.to(at::kCPU);
   if (job.attentionMaps && !job.subjectPositions.empty()) {

@@ -28,6 +28,7 @@ Napi::Value ReplayScheduler(const Napi::CallbackInfo& info) {
     // torch work stays on the CPU job thread even here (job_thread.h); the caller waits.
     deviceJobThread("cpu").run([&] { out = replayScheduler(name, config, steps, x0, eps, seed); });
     // Layout (replay.h): timesteps, x_0..x_N, scaled_0..scaled_{N-1}, initNoiseSigma.
+    if (out.size() < 2) throw CodedError("ERR_NATIVE", "replayScheduler returned no tensors");
     const size_t n = static_cast<size_t>(out.front().size(0));
     Napi::Object result = Napi::Object::New(env);
     result.Set("timesteps", tensorToJs(env, out[0]));

@@ -20,7 +20,10 @@ function matchingPrebuild(torch) {
   const info = join(dir, 'torch.json');
   if (!existsSync(info)) return undefined;
   const built = JSON.parse(readFileSync(info, 'utf8'));
-  return baseVersion(built.torchVersion) === baseVersion(torch.version) ? { dir, built } : undefined;
+  // A binary built against a CUDA torch links its CUDA libraries: it needs a CUDA torch too.
+  const cudaTorch = existsSync(join(torch.root, 'lib', 'libtorch_cuda.so'));
+  const matches = baseVersion(built.torchVersion) === baseVersion(torch.version) && Boolean(built.cuda) === cudaTorch;
+  return matches ? { dir, built } : undefined;
 }
 
 function main() {
