@@ -101,6 +101,12 @@ Model::Model(const ModelSpec& spec) : spec_(spec), device_(parseDevice(spec.devi
     // The constructor runs on the device's job thread (addon.cc), where later calls run too:
     // cuDNN and cuBLAS handles are per thread.
     if (envFlag("FASTCOMPOSER_WARMUP", true)) warmup();
+  } else if (envFlag("FASTCOMPOSER_CHANNELS_LAST", true)) {
+    // oneDNN's NHWC convolutions: the VAE decode at 256x256 took 40 ms instead of 66-74 ms
+    // (docs/PERFORMANCE.md); same numbers to ~1e-6.
+    channelsLast_ = true;
+    toChannelsLast(unet);
+    toChannelsLast(vaeDecoder);
   }
 }
 
