@@ -116,7 +116,8 @@ export interface NativeModel {
   generate(job: NativeGenerateJob, onStep?: NativeStepCallback, abort?: NativeAbortFlag): Promise<NativeGenerateResult>;
   /** cudaGraph: the last plain UNet step was replayed from a captured CUDA graph. */
   info(): { device: string; dtype: string; cudaGraph: boolean };
-  dispose(): void;
+  /** Settles once the model's memory is freed (or later, when in-flight calls end). */
+  dispose(): Promise<void>;
 }
 
 export interface NativeSchedulerReplay {

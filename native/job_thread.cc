@@ -1,9 +1,11 @@
 #include "job_thread.h"
 
 #include <exception>
+#include <chrono>
 #include <future>
 #include <map>
 #include <memory>
+#include <vector>
 
 namespace fc {
 
@@ -44,6 +46,13 @@ void JobThread::post(std::function<void()> task) {
   wake_.notify_one();
 }
 
+bool JobThread::drain(int timeoutMs) {
+  auto done = std::make_shared<std::promise<void>>();
+  std::future<void> finished = done->get_future();
+  post([done] { done->set_value(); });
+  return finished.wait_for(std::chrono::milliseconds(timeoutMs)) == std::future_status::ready;
+}
+
 void JobThread::loop() {
   for (;;) {
     std::function<void()> next;
@@ -58,13 +67,30 @@ void JobThread::loop() {
   }
 }
 
+namespace {
+
+std::mutex registryMutex;
+std::map<std::string, JobThread*>& registry() {
+  static auto* threads = new std::map<std::string, JobThread*>();  // never destroyed
+  return *threads;
+}
+
+}  // namespace
+
 JobThread& deviceJobThread(const std::string& device) {
-  static std::mutex mutex;
-  static auto* threads = new std::map<std::string, JobThread*>();
-  std::lock_guard<std::mutex> lock(mutex);
-  JobThread*& slot = (*threads)[device];
+  std::lock_guard<std::mutex> lock(registryMutex);
+  JobThread*& slot = registry()[device];
   if (!slot) slot = new JobThread();
   return *slot;
+}
+
+void drainJobThreads(int timeoutMs) {
+  std::vector<JobThread*> threads;
+  {
+    std::lock_guard<std::mutex> lock(registryMutex);
+    for (auto& entry : registry()) threads.push_back(entry.second);
+  }
+  for (JobThread* thread : threads) thread->drain(timeoutMs);
 }
 
 }  // namespace fc

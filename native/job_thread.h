@@ -29,6 +29,9 @@ class JobThread {
   // Queues `task` without waiting (it must not throw). Safe from the job thread itself.
   void post(std::function<void()> task);
 
+  // Waits up to `timeoutMs` for the tasks queued so far; false on a timeout.
+  bool drain(int timeoutMs);
+
  private:
   void loop();
 
@@ -38,6 +41,11 @@ class JobThread {
   bool stopping_ = false;
   std::thread thread_;
 };
+
+// Waits, at most `timeoutMs` for each, until every job thread has run what was queued so far:
+// called when a Node environment shuts down, so that models freed at the last moment are gone
+// before CUDA is torn down.
+void drainJobThreads(int timeoutMs);
 
 // The job thread of a device ("cpu", "cuda:0", ...), created on first use and kept for the
 // life of the process (never joined: a job still running at exit must not hold exit up).

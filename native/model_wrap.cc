@@ -218,10 +218,24 @@ Napi::Value ModelWrap::Generate(const Napi::CallbackInfo& info) {
   return worker->promise();
 }
 
+// dispose() -> Promise<void>, settled once the model's job thread has run everything queued so
+// far: the model's deletion is among it when this was its last reference (the deleter queues it
+// there, addon.cc). Awaiting it means the device memory is back, also before the process exits;
+// a CUDA model freed while the process tears CUDA down crashed the process. In-flight workers
+// hold their own references: then the model goes when the last of them ends.
 Napi::Value ModelWrap::Dispose(const Napi::CallbackInfo& info) {
-  // In-flight workers hold their own reference; the modules are freed when the last one ends.
+  Napi::Env env = info.Env();
+  if (!model_) {
+    auto deferred = Napi::Promise::Deferred::New(env);
+    deferred.Resolve(env.Undefined());
+    return deferred.Promise();
+  }
+  JobThread& thread = model_->jobs();
   model_.reset();
-  return info.Env().Undefined();
+  auto* worker = new PromiseWorker(
+      env, [] {}, [](Napi::Env e) -> Napi::Value { return e.Undefined(); }, &thread);
+  worker->Queue();
+  return worker->promise();
 }
 
 Napi::Value ModelWrap::Info(const Napi::CallbackInfo& info) {
