@@ -254,4 +254,21 @@ at::Tensor eulerScaleModelInput(const at::Tensor& x, const at::Tensor& sigma) {
   return x / at::pow(at::pow(sigma, 2) + 1, 0.5);
 }
 
+std::vector<int64_t> discreteTimesteps(const std::string& spacing, int64_t numTrainTimesteps, int64_t steps,
+                                       int64_t offset) {
+  const int64_t T = numTrainTimesteps;
+  std::vector<int64_t> ascending;
+  if (spacing == "linspace") {
+    for (double v : npLinspace(0, static_cast<double>(T - 1), steps)) ascending.push_back(static_cast<int64_t>(npRound(v)));
+  } else if (spacing == "leading") {
+    const int64_t ratio = T / steps;
+    for (int64_t i = 0; i < steps; ++i) ascending.push_back(i * ratio + offset);
+  } else {
+    const double ratio = static_cast<double>(T) / static_cast<double>(steps);
+    std::vector<double> desc = npArange(static_cast<double>(T), 0, -ratio);
+    for (auto it = desc.rbegin(); it != desc.rend(); ++it) ascending.push_back(static_cast<int64_t>(npRound(*it)) - 1);
+  }
+  return ascending;
+}
+
 }  // namespace fc::sched

@@ -35,6 +35,12 @@ namespace fc::sched {
 double eulerInitNoiseSigma(const at::Tensor& sigmas, const std::string& spacing);
 at::Tensor eulerScaleModelInput(const at::Tensor& x, const at::Tensor& sigma);
 
+// The integer timestep grid of PNDM and DDIM, ascending: "linspace" (rounded linspace over
+// [0, T-1]), "leading" (i * (T / n) + offset) or "trailing" (rounded arange from T down, minus 1),
+// computed as diffusers does with NumPy float64.
+std::vector<int64_t> discreteTimesteps(const std::string& spacing, int64_t numTrainTimesteps, int64_t steps,
+                                       int64_t offset);
+
 // Leading spacing with a steps offset can ask for timestep T itself (e.g. 1000 steps with
 // steps_offset 1): diffusers then fails on an index; this names the limit instead.
 void requireTimestepsBelow(const char* scheduler, const std::vector<int64_t>& timesteps, int64_t numTrainTimesteps,

@@ -32,21 +32,8 @@ class Ddim final : public Scheduler {
       throw std::invalid_argument("ddim: numInferenceSteps must be in [1, num_train_timesteps]");
     }
     n_ = n;
-    ts_.clear();
-    if (spacing_ == "linspace") {
-      std::vector<double> v = npLinspace(0, static_cast<double>(T - 1), n);
-      for (auto it = v.rbegin(); it != v.rend(); ++it) {
-        ts_.push_back(static_cast<int64_t>(npRound(*it)));
-      }
-    } else if (spacing_ == "leading") {
-      const int64_t ratio = T / n;
-      for (int64_t i = n - 1; i >= 0; --i) ts_.push_back(i * ratio + offset_);
-    } else {
-      const double ratio = static_cast<double>(T) / static_cast<double>(n);
-      for (double v : npArange(static_cast<double>(T), 0, -ratio)) {
-        ts_.push_back(static_cast<int64_t>(npRound(v)) - 1);
-      }
-    }
+    std::vector<int64_t> ascending = discreteTimesteps(spacing_, T, n, offset_);
+    ts_.assign(ascending.rbegin(), ascending.rend());
     requireTimestepsBelow("ddim", ts_, T, n);
     timesteps_ = at::tensor(ts_, at::TensorOptions().dtype(at::kLong)).to(at::kFloat).to(device);
   }

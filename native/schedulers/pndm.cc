@@ -29,22 +29,7 @@ class Pndm final : public Scheduler {
     if (n < 1) throw std::invalid_argument("pndm: numInferenceSteps must be >= 1");
     const int64_t T = noise_.numTrainTimesteps;
     n_ = n;
-    // The ascending base grid.
-    std::vector<int64_t> base;
-    if (spacing_ == "linspace") {
-      for (double v : npLinspace(0, static_cast<double>(T - 1), n)) {
-        base.push_back(static_cast<int64_t>(npRound(v)));
-      }
-    } else if (spacing_ == "leading") {
-      const int64_t ratio = T / n;
-      for (int64_t i = 0; i < n; ++i) base.push_back(i * ratio + offset_);
-    } else {
-      const double ratio = static_cast<double>(T) / static_cast<double>(n);
-      std::vector<double> desc = npArange(static_cast<double>(T), 0, -ratio);
-      for (auto it = desc.rbegin(); it != desc.rend(); ++it) {
-        base.push_back(static_cast<int64_t>(npRound(*it)) - 1);
-      }
-    }
+    std::vector<int64_t> base = discreteTimesteps(spacing_, T, n, offset_);  // ascending
     requireTimestepsBelow("pndm", base, T, n);
     const auto m = static_cast<int64_t>(base.size());
     prk_.clear();
