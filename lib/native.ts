@@ -45,7 +45,7 @@ function resolveAddon(): string {
     throw new FastComposerError(
       'ERR_NATIVE_LOAD',
       `No fastcomposer binary for ${process.platform}-${process.arch} in build/ or prebuilds/. ` +
-        'Run `npm rebuild fastcomposer` to build it from source (needs cmake and a C++ compiler).',
+        'Run `npx fastcomposer setup` to build it from source (needs cmake and a C++ compiler).',
       { cause },
     );
   }
@@ -87,7 +87,7 @@ export function loadNative(): LoadedNative {
       'ERR_TORCH_VERSION',
       `The fastcomposer binary ${addonPath} was built against torch ${build.torchVersion}, but the torch found ` +
         `(${torch.source}: ${torch.root}) is ${torch.version}. ` +
-        `Install torch==${baseVersion(build.torchVersion)} there, or rebuild with \`npm rebuild fastcomposer\`. ${TORCH_FIXES}`,
+        `Install torch==${baseVersion(build.torchVersion)} there, or rebuild with \`FASTCOMPOSER_BUILD_FROM_SOURCE=1 npx fastcomposer setup\`. ${TORCH_FIXES}`,
     );
   }
   if (build?.cuda && !existsSync(join(torch.libDir, 'libtorch_cuda.so'))) {
@@ -95,7 +95,7 @@ export function loadNative(): LoadedNative {
       'ERR_TORCH_VERSION',
       `The fastcomposer binary ${addonPath} was built against a CUDA torch (${build.torchVersion}), but the torch ` +
         `found (${torch.source}: ${torch.root}) has no CUDA libraries. Install a CUDA torch there, or rebuild ` +
-        `against this one with \`FASTCOMPOSER_BUILD_FROM_SOURCE=1 npm rebuild fastcomposer\`. ${TORCH_FIXES}`,
+        `against this one with \`FASTCOMPOSER_BUILD_FROM_SOURCE=1 npx fastcomposer setup\`. ${TORCH_FIXES}`,
     );
   }
   if (process.platform === 'linux') preload(torch);
@@ -107,7 +107,7 @@ export function loadNative(): LoadedNative {
       'ERR_NATIVE_LOAD',
       `Cannot load ${addonPath} with torch ${torch.version} from ${torch.root}: ${(cause as Error).message}. ` +
         'If this mentions GLIBC or GLIBCXX, the binary needs a newer C/C++ runtime: rebuild from source with ' +
-        `\`npm rebuild fastcomposer\`. ${TORCH_FIXES}`,
+        `\`FASTCOMPOSER_BUILD_FROM_SOURCE=1 npx fastcomposer setup\`. ${TORCH_FIXES}`,
       { cause },
     );
   }

@@ -73,5 +73,5 @@ export function locateTorch(env: NodeJS.ProcessEnv = process.env): TorchLocation
 
 export const TORCH_FIXES =
   'Fixes: set LIBTORCH to an unpacked libtorch folder; or set FASTCOMPOSER_PYTHON to a Python that has torch; ' +
-  'or run `npm rebuild fastcomposer` (it installs torch into the package\'s .venv); ' +
+  'or run `npx fastcomposer setup` (it installs torch into the package\'s .venv); ' +
   'or `python3 -m pip install torch==2.13.0`.';

@@ -6,6 +6,7 @@ import { FastComposerError } from '../errors.js';
 import { exportCommand } from './export.js';
 import { generateCommand } from './generate.js';
 import { infoCommand } from './info.js';
+import { ensureSetup, setupCommand } from './setup.js';
 
 const program = new Command();
 program
@@ -16,6 +17,11 @@ program
 exportCommand(program);
 generateCommand(program);
 infoCommand(program);
+setupCommand(program);
+// Commands that need torch, the binary or the embedded model finish an install npm left undone.
+program.hook('preAction', (_program, action) => {
+  if (action.name() !== 'setup') ensureSetup();
+});
 
 try {
   await program.parseAsync(process.argv);
