@@ -114,8 +114,16 @@ export interface NativeModel {
   ): Promise<NativeDenoiseResult>;
   decode(latents: Tensor): Promise<Tensor>;
   generate(job: NativeGenerateJob, onStep?: NativeStepCallback, abort?: NativeAbortFlag): Promise<NativeGenerateResult>;
-  /** cudaGraph: the last plain UNet step was replayed from a captured CUDA graph. */
-  info(): { device: string; dtype: string; cudaGraph: boolean };
+  /**
+   * cudaGraph: the last UNet step (plain or localized) was replayed from a captured CUDA graph.
+   * graphPasses: what native/graph_passes.cc rewrote at load in the UNet and VAE graphs.
+   */
+  info(): {
+    device: string;
+    dtype: string;
+    cudaGraph: boolean;
+    graphPasses: { groupNorms: number; fusedSilus: number; droppedContiguous: number; nhwcGroupNormKernel: boolean };
+  };
   /** Settles once the model's memory is freed (or later, when in-flight calls end). */
   dispose(): Promise<void>;
 }

@@ -1,5 +1,8 @@
 #include "cuda_graph.h"
 
+#include <map>
+#include <set>
+
 #ifdef FASTCOMPOSER_CUDA_GRAPHS
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -11,30 +14,45 @@ namespace fc {
 #ifdef FASTCOMPOSER_CUDA_GRAPHS
 namespace {
 
-bool sameLayout(const at::Tensor& a, const at::Tensor& b) {
-  return a.sizes() == b.sizes() && a.strides() == b.strides() && a.scalar_type() == b.scalar_type() &&
-         a.device() == b.device();
+// Strides need not match: copy_ into the graph's input tensors converts them (an expanded
+// timestep has stride 0, its copy does not).
+bool sameKind(const at::Tensor& a, const at::Tensor& b) {
+  return a.sizes() == b.sizes() && a.scalar_type() == b.scalar_type() && a.device() == b.device();
 }
 
-class CudaUnetGraph : public UnetGraph {
- public:
-  CudaUnetGraph(const at::Tensor& x, const at::Tensor& t, const at::Tensor& ehs)
-      : x_(x.clone()), t_(t.contiguous().clone()), ehs_(ehs.contiguous().clone()) {}
+std::vector<at::Tensor> tensorsOf(const c10::IValue& value) {
+  if (value.isTensor()) return {value.toTensor()};
+  std::vector<at::Tensor> out;
+  for (const c10::IValue& v : value.toTupleRef().elements()) out.push_back(v.toTensor());
+  return out;
+}
 
-  void capture(torch::jit::Module& unet) {
-    const c10::DeviceIndex index = x_.device().index();
+// One method captured for one set of input shapes and dtypes.
+class CapturedMethod {
+ public:
+  explicit CapturedMethod(const std::vector<at::Tensor>& inputs) {
+    // The graph reads its inputs from these tensors, made before the capture (so they live
+    // outside the graph's pool) in the caller's memory format (channels_last latents stay so;
+    // an expanded tensor becomes dense).
+    for (const at::Tensor& x : inputs) inputs_.push_back(x.clone());
+  }
+
+  // Runs the method twice on a side stream (cuDNN's autotuning and the libraries' lazy set-up
+  // must not be recorded), then records it into `pool` ({0,0}: a pool of its own).
+  void capture(torch::jit::Module& module, const std::string& method, at::cuda::MempoolId_t pool) {
+    const c10::DeviceIndex index = inputs_.front().device().index();
     c10::cuda::getCurrentCUDAStream(index).synchronize();
-    // Capture happens on a side stream; warm-up runs there first so that cuDNN's autotuning
-    // and the libraries' lazy set-up are not recorded.
     c10::cuda::CUDAStream stream = c10::cuda::getStreamFromPool(false, index);
+    torch::jit::Method fn = module.get_method(method);
+    std::vector<c10::IValue> args(inputs_.begin(), inputs_.end());
     {
       c10::cuda::CUDAStreamGuard guard(stream);
-      for (int i = 0; i < 2; ++i) unet.forward({x_, t_, ehs_});
+      for (int i = 0; i < 2; ++i) fn(args);
       stream.synchronize();
-      // Thread-local capture: other threads (another model's worker) may use CUDA meanwhile.
-      graph_.capture_begin({0, 0}, cudaStreamCaptureModeThreadLocal);
+      // Thread-local capture: other threads (another device's job thread) may use CUDA meanwhile.
+      graph_.capture_begin(pool, cudaStreamCaptureModeThreadLocal);
       try {
-        out_ = unet.forward({x_, t_, ehs_}).toTensor();
+        outputs_ = tensorsOf(fn(args));
       } catch (...) {
         // An op that cannot be captured invalidates the capture; end it so that the pooled
         // stream is usable again, then let the caller fall back to eager runs.
@@ -52,45 +70,68 @@ class CudaUnetGraph : public UnetGraph {
     stream.synchronize();
   }
 
-  bool matches(const at::Tensor& x, const at::Tensor& t, const at::Tensor& ehs) const override {
-    return sameLayout(x, x_) && t.sizes() == t_.sizes() && t.scalar_type() == t_.scalar_type() &&
-           ehs.sizes() == ehs_.sizes() && ehs.scalar_type() == ehs_.scalar_type();
+  bool matches(const std::vector<at::Tensor>& inputs) const {
+    if (inputs.size() != inputs_.size()) return false;
+    for (size_t i = 0; i < inputs.size(); ++i)
+      if (!sameKind(inputs[i], inputs_[i])) return false;
+    return true;
   }
 
-  at::Tensor run(const at::Tensor& x, const at::Tensor& t, const at::Tensor& ehs) override {
-    x_.copy_(x);
-    t_.copy_(t);
-    ehs_.copy_(ehs);
+  const std::vector<at::Tensor>& run(const std::vector<at::Tensor>& inputs) {
+    for (size_t i = 0; i < inputs.size(); ++i) inputs_[i].copy_(inputs[i]);
     graph_.replay();
-    return out_;
+    return outputs_;
+  }
+
+  at::cuda::MempoolId_t pool() { return graph_.pool(); }
+
+ private:
+  std::vector<at::Tensor> inputs_, outputs_;
+  at::cuda::CUDAGraph graph_;
+};
+
+class CudaGraphCache : public GraphCache {
+ public:
+  std::optional<std::vector<at::Tensor>> run(torch::jit::Module& module, const std::string& method,
+                                             const std::vector<at::Tensor>& inputs) override {
+    if (uncapturable_.count(method)) return std::nullopt;
+    auto found = graphs_.find(method);
+    if (found == graphs_.end() || !found->second->matches(inputs)) {
+      // New shapes: the other captures are for the old ones too. Drop them all, so the pool
+      // is freed before the next capture fills a new one.
+      if (found != graphs_.end() || !sameShapes(inputs)) graphs_.clear();
+      auto graph = std::make_unique<CapturedMethod>(inputs);
+      try {
+        graph->capture(module, method, graphs_.empty() ? at::cuda::MempoolId_t{0, 0} : graphs_.begin()->second->pool());
+      } catch (const std::exception&) {
+        uncapturable_.insert(method);
+        return std::nullopt;
+      }
+      found = graphs_.insert_or_assign(method, std::move(graph)).first;
+      shape_ = inputs.front().sizes().vec();
+    }
+    return found->second->run(inputs);
   }
 
  private:
-  at::Tensor x_, t_, ehs_, out_;
-  at::cuda::CUDAGraph graph_;
+  // Whether the first input (the latents) has the shape the current captures were made for.
+  bool sameShapes(const std::vector<at::Tensor>& inputs) const { return inputs.front().sizes().vec() == shape_; }
+
+  std::map<std::string, std::unique_ptr<CapturedMethod>> graphs_;
+  std::set<std::string> uncapturable_;
+  std::vector<int64_t> shape_;
 };
 
 }  // namespace
 
-std::unique_ptr<UnetGraph> UnetGraph::capture(torch::jit::Module& unet, const at::Tensor& x, const at::Tensor& t,
-                                              const at::Tensor& ehs) {
-  if (!x.is_cuda()) return nullptr;
-  try {
-    auto graph = std::make_unique<CudaUnetGraph>(x, t, ehs);
-    graph->capture(unet);
-    return graph;
-  } catch (const std::exception&) {
-    // Something in the graph could not be captured: run eagerly instead.
-    return nullptr;
-  }
+std::unique_ptr<GraphCache> GraphCache::create(const at::Device& device) {
+  if (!device.is_cuda()) return nullptr;
+  return std::make_unique<CudaGraphCache>();
 }
 
 #else
 
-std::unique_ptr<UnetGraph> UnetGraph::capture(torch::jit::Module&, const at::Tensor&, const at::Tensor&,
-                                              const at::Tensor&) {
-  return nullptr;
-}
+std::unique_ptr<GraphCache> GraphCache::create(const at::Device&) { return nullptr; }
 
 #endif
 

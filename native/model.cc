@@ -93,20 +93,30 @@ Model::Model(const ModelSpec& spec) : spec_(spec), device_(parseDevice(spec.devi
     // cuDNN picks the fastest convolution algorithm per shape on first use.
     at::globalContext().setBenchmarkCuDNN(envFlag("FASTCOMPOSER_CUDNN_BENCHMARK", true));
     channelsLast_ = envFlag("FASTCOMPOSER_CHANNELS_LAST", dtype_ != at::kFloat);
-    if (channelsLast_) {
-      toChannelsLast(unet);
-      toChannelsLast(vaeDecoder);
-    }
-    cudaGraphs_ = envFlag("FASTCOMPOSER_CUDA_GRAPHS", true);
-    // The constructor runs on the device's job thread (addon.cc), where later calls run too:
-    // cuDNN and cuBLAS handles are per thread.
-    if (envFlag("FASTCOMPOSER_WARMUP", true)) warmup();
-  } else if (envFlag("FASTCOMPOSER_CHANNELS_LAST", true)) {
+    if (envFlag("FASTCOMPOSER_CUDA_GRAPHS", true)) graphs_ = GraphCache::create(device_);
+  } else {
     // oneDNN's NHWC convolutions: the VAE decode at 256x256 took 40 ms instead of 66-74 ms
     // (docs/PERFORMANCE.md); same numbers to ~1e-6.
-    channelsLast_ = true;
+    channelsLast_ = envFlag("FASTCOMPOSER_CHANNELS_LAST", true);
+  }
+  if (channelsLast_) {
     toChannelsLast(unet);
     toChannelsLast(vaeDecoder);
+  }
+  optimizeGraphs();
+  // The constructor runs on the device's job thread (addon.cc), where later calls run too:
+  // cuDNN and cuBLAS handles are per thread.
+  if (device_.is_cuda() && envFlag("FASTCOMPOSER_WARMUP", true)) warmup();
+}
+
+// Before the first run, so that the executors see the rewritten graphs (graph_passes.h).
+void Model::optimizeGraphs() {
+  if (!envFlag("FASTCOMPOSER_GRAPH_PASSES", true)) return;
+  for (torch::jit::Module* module : {&unet, &vaeDecoder}) {
+    GraphPassCounts c = optimizeForInference(*module, channelsLast_);
+    graphPasses_.groupNorms += c.groupNorms;
+    graphPasses_.fusedSilus += c.fusedSilus;
+    graphPasses_.droppedContiguous += c.droppedContiguous;
   }
 }
 
@@ -126,19 +136,23 @@ void Model::warmup() {
   torch::cuda::synchronize(device_.index());
 }
 
-at::Tensor Model::runUnet(const at::Tensor& x, const at::Tensor& t, const at::Tensor& ehs) {
-  if (cudaGraphs_) {
-    if (!unetGraph_ || !unetGraph_->matches(x, t, ehs)) {
-      unetGraph_.reset();  // free the old capture's memory pool before making another
-      unetGraph_ = UnetGraph::capture(unet, x, t, ehs);
-      if (!unetGraph_) cudaGraphs_ = false;  // not capturable here: stay eager
-      graphReplayed_.store(unetGraph_ != nullptr);
+std::vector<at::Tensor> Model::runUnet(const std::string& method, const std::vector<at::Tensor>& inputs) {
+  if (graphs_) {
+    if (auto outputs = graphs_->run(unet, method, inputs)) {
+      graphReplayed_.store(true);
+      // Copies: the graph's output tensors are overwritten by the next replay, and multistep
+      // schedulers (PNDM, DPM++) keep earlier model outputs.
+      std::vector<at::Tensor> owned;
+      for (const at::Tensor& y : *outputs) owned.push_back(y.clone());
+      return owned;
     }
-    // A copy: the graph's output tensor is overwritten by the next replay, and multistep
-    // schedulers (PNDM, DPM++) keep earlier model outputs.
-    if (unetGraph_) return unetGraph_->run(x, t, ehs).clone();
   }
-  return unet.forward({x, t, ehs}).toTensor();
+  graphReplayed_.store(false);
+  c10::IValue out = unet.get_method(method)(std::vector<c10::IValue>(inputs.begin(), inputs.end()));
+  if (out.isTensor()) return {out.toTensor()};
+  std::vector<at::Tensor> owned;
+  for (const c10::IValue& v : out.toTupleRef().elements()) owned.push_back(v.toTensor());
+  return owned;
 }
 
 at::Tensor Model::prepareLatents(const at::Tensor& x) const {

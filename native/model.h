@@ -5,6 +5,7 @@
 #include <torch/script.h>
 
 #include "cuda_graph.h"
+#include "graph_passes.h"
 #include "job_thread.h"
 
 #include <atomic>
@@ -48,13 +49,16 @@ class Model {
   // per thread, so models of different sizes can share libuv's pool.
   void useThreads() const;
 
-  // Whether the last plain UNet step was replayed from a CUDA graph.
+  // Whether the last UNet step was replayed from a CUDA graph.
   bool replaysCudaGraph() const { return graphReplayed_.load(); }  // read on the main thread
 
-  // unet.forward, replayed from a CUDA graph captured for the current shape where possible.
-  // Call with runLock held.
-  at::Tensor runUnet(const at::Tensor& x, const at::Tensor& t, const at::Tensor& ehs);
+  // unet.<method>(inputs) ("forward" or "forward_localized"), replayed from a CUDA graph
+  // captured for the current shapes where possible. Returns the output tensor(s), owned by the
+  // caller. Call with runLock held.
+  std::vector<at::Tensor> runUnet(const std::string& method, const std::vector<at::Tensor>& inputs);
   const at::Device& device() const { return device_; }
+  // What graph_passes.h changed in the UNet and the VAE decoder at load.
+  const GraphPassCounts& graphPasses() const { return graphPasses_; }
   at::ScalarType dtype() const { return dtype_; }
 
   torch::jit::Module textEncoder, imageEncoder, postfuse, unet, vaeDecoder;
@@ -65,14 +69,15 @@ class Model {
 
  private:
   void warmup();
+  void optimizeGraphs();
 
   ModelSpec spec_;
   at::Device device_;
   at::ScalarType dtype_;
   bool channelsLast_ = false;
   int threads_ = 0;
-  bool cudaGraphs_ = false;
-  std::unique_ptr<UnetGraph> unetGraph_;  // the last shape's capture
+  GraphPassCounts graphPasses_;
+  std::unique_ptr<GraphCache> graphs_;  // null: no CUDA graphs (CPU, disabled, or not built in)
   std::atomic<bool> graphReplayed_{false};
 };
 

@@ -1,5 +1,7 @@
 #include "model_wrap.h"
 
+#include "graph_passes.h"
+
 #include <chrono>
 
 #include "abort_flag.h"
@@ -245,6 +247,13 @@ Napi::Value ModelWrap::Info(const Napi::CallbackInfo& info) {
   out.Set("device", Napi::String::New(env, model->device().str()));
   out.Set("dtype", Napi::String::New(env, scalarTypeName(model->dtype())));
   out.Set("cudaGraph", Napi::Boolean::New(env, model->replaysCudaGraph()));
+  const GraphPassCounts& passes = model->graphPasses();
+  Napi::Object graph = Napi::Object::New(env);
+  graph.Set("groupNorms", Napi::Number::New(env, passes.groupNorms));
+  graph.Set("fusedSilus", Napi::Number::New(env, passes.fusedSilus));
+  graph.Set("droppedContiguous", Napi::Number::New(env, passes.droppedContiguous));
+  graph.Set("nhwcGroupNormKernel", Napi::Boolean::New(env, hasNhwcGroupNormKernel()));
+  out.Set("graphPasses", graph);
   return out;
 }
 

@@ -128,16 +128,14 @@ DenoiseResult Pipeline::denoise(const PromptEmbeds& embeds, const DenoiseJob& jo
     at::Tensor t = timesteps.slice(0, i, i + 1).to(at::kFloat).expand({batch});
     at::Tensor eps;
     if (localized && subjectStep) {
-      auto outputs = model_->unet.get_method("forward_localized")(
-                                    {modelInput, t, fusedBatch, positions, weights})
-                         .toTuple();
-      eps = outputs->elements()[0].toTensor();
-      at::Tensor maps = outputs->elements()[1].toTensor().to(at::kFloat);
+      std::vector<at::Tensor> outputs = model_->runUnet("forward_localized", {modelInput, t, fusedBatch, positions, weights});
+      eps = outputs[0];
+      at::Tensor maps = outputs[1].to(at::kFloat);
       if (cfg) maps = maps.slice(0, n, 2 * n);
       mapSum = mapSum.defined() ? mapSum + maps : maps;
       ++mapSteps;
     } else {
-      eps = model_->runUnet(modelInput, t, subjectStep ? fusedBatch : textOnlyBatch);
+      eps = model_->runUnet("forward", {modelInput, t, subjectStep ? fusedBatch : textOnlyBatch})[0];
     }
     eps = eps.to(at::kFloat);
     if (cfg) {

@@ -1,0 +1,466 @@
+#!/usr/bin/env python3
+"""The diffusers baseline: what the released FastComposer pipeline runs, built from a release folder
+with diffusers and transformers, timed by stage.
+
+    PYTHONPATH=/work/ref/diffusers/src /work/ref/venv/bin/python bench/diffusers_reference.py \
+        --release test/fixtures/tiny-a/release --steps 20 --width 128 --height 96 --json
+
+Optional: it needs a Python with diffusers and transformers (not the project's .venv). It imports
+no project code, so it checks the exporter and native pipeline against an independent build.
+
+A release folder is laid out like test/fixtures/tiny-a/release: sd/ (a Stable Diffusion 1.5 folder
+in diffusers layout; only its configs are read, the checkpoint carries every weight), clip/config.json
+(the image encoder's CLIP config) and fastcomposer/pytorch_model.bin. The checkpoint's quirks are
+handled on load: VAE attention weights under the pre-0.17 diffusers names (query/key/value/
+proj_attn), text encoder keys without the `text_model.` level, and position_ids buffers that
+current transformers no longer stores.
+
+What one generation runs, in the released pipeline's order and granularity (StableDiffusionPipeline
+encode_prompt plus FastComposer's augmented prompt and delayed subject conditioning):
+  encoders  text encoder on the text-only prompt, then on the negative prompt (two batch-1 calls);
+            CLIP vision tower + projection on the subjects; text encoder on the prompt ids (a third
+            batch-1 call); the postfuse MLP at the subject-token positions
+  denoise   per scheduler timestep i: cat([x, x]), scale_model_input, embeddings cat([negative,
+            text-only]) while i <= (1 - alpha) * steps else cat([negative, augmented]), UNet on the
+            batch of 2, eps = u + guidance * (c - u), PNDMScheduler.step
+  decode    AutoencoderKL.decode(latents / scaling_factor), (x / 2 + 0.5).clamp(0, 1), to a uint8
+            HWC array
+The initial noise is torch.randn from a CPU generator seeded with --seed, times init_noise_sigma.
+Not included: the release's safety checker (a release folder has none), tqdm progress bars, PIL
+conversion and subject image preprocessing (the job's pixels are already 224x224).
+
+Inputs: --job FILE, the JSON bench/cpu.mjs writes (inputIds, textOnlyIds, negativeIds,
+subjectPositions, pixels = path of raw uint8 [S,224,224,3]; optionally prompt / negativePrompt,
+which are then tokenized inside the timed run as the release does and checked against the ids),
+or synthetic ids and seeded random subject pixels.
+
+--serve: load once, print {"type":"ready"}, then one timed generation per "run" line on stdin (one
+JSON line each) until "quit" or EOF: the protocol of bench/python_eager.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import torch
+from torch import nn
+
+try:
+    from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
+    from transformers import CLIPConfig, CLIPTextConfig, CLIPTextModel, CLIPVisionModelWithProjection
+except ImportError as e:  # an optional baseline: say what is missing, plainly
+    sys.stderr.write(
+        f"diffusers_reference: {e}\nThis baseline needs diffusers and transformers, e.g. "
+        "PYTHONPATH=/work/ref/diffusers/src /work/ref/venv/bin/python bench/diffusers_reference.py ...\n"
+    )
+    sys.exit(2)
+
+BOS, EOS = 49406, 49407
+IMAGE_TOKEN = "<|image|>"
+# OpenAI CLIP's pixel statistics, which the release normalises subjects with.
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+class BenchError(Exception):
+    pass
+
+
+# ------------------------------------------------------------------------ the postfuse MLP
+
+
+class _Block(nn.Module):
+    """LayerNorm -> Linear -> GELU -> Linear, optionally plus its input (checkpoint names kept)."""
+
+    def __init__(self, dim_in: int, dim_out: int, dim_hidden: int, residual: bool) -> None:
+        super().__init__()
+        self.layernorm = nn.LayerNorm(dim_in)
+        self.fc1 = nn.Linear(dim_in, dim_hidden)
+        self.fc2 = nn.Linear(dim_hidden, dim_out)
+        self.residual = residual
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.fc2(nn.functional.gelu(self.fc1(self.layernorm(x))))
+        return y + x if self.residual else y
+
+
+class Postfuse(nn.Module):
+    """Replaces each subject token's embedding t (with its image embedding o) by
+    LN(block2(block1([t, o]) + t)); other tokens pass through."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.mlp1 = _Block(2 * dim, dim, dim, residual=False)
+        self.mlp2 = _Block(dim, dim, dim, residual=True)
+        self.layer_norm = nn.LayerNorm(dim)
+
+    def forward(self, text: torch.Tensor, objects: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        # text [1,L,D]; objects [S,D]; positions [S] ascending, subject k at positions[k]
+        out = text.clone()
+        tokens = text[0, positions]
+        fused = self.mlp1(torch.cat([tokens, objects.to(text.dtype)], -1)) + tokens
+        out[0, positions] = self.layer_norm(self.mlp2(fused))
+        return out
+
+
+# ------------------------------------------------------------------------------ loading
+
+
+def _split(state: Dict[str, torch.Tensor], prefix: str) -> Dict[str, torch.Tensor]:
+    n = len(prefix)
+    return {k[n:]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def _load(module: nn.Module, state: Dict[str, torch.Tensor], what: str) -> None:
+    """Strict load, except for stored buffers the current module keeps non-persistent (position_ids)."""
+    own = module.state_dict().keys()
+    buffers = {name for name, _ in module.named_buffers()}
+    stale = [k for k in state if k not in own and (k in buffers or k.endswith("position_ids"))]
+    for k in stale:
+        del state[k]
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise BenchError(f"{what}: checkpoint does not fit (missing {missing[:5]}, unexpected {unexpected[:5]})")
+
+
+def _vae_keys(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Renames diffusers<0.17 VAE attention weights to the current Attention module's names."""
+    renamed = {".query.": ".to_q.", ".key.": ".to_k.", ".value.": ".to_v.", ".proj_attn.": ".to_out.0."}
+    out = {}
+    for k, v in state.items():
+        if ".attentions." in k:
+            for old, new in renamed.items():
+                if old in k:
+                    k = k.replace(old, new)
+                    break
+        out[k] = v
+    return out
+
+
+class Release:
+    """The released pipeline's modules and scheduler, float32 on the CPU."""
+
+    def __init__(self, release: Path, sd: Optional[Path], clip: Optional[Path], checkpoint: Optional[Path]) -> None:
+        sd = sd or release / "sd"
+        clip = clip or release / "clip"
+        checkpoint = checkpoint or release / "fastcomposer" / "pytorch_model.bin"
+        for p in (sd / "unet" / "config.json", sd / "vae" / "config.json", sd / "text_encoder" / "config.json",
+                  sd / "scheduler" / "scheduler_config.json", clip / "config.json", checkpoint):
+            if not p.is_file():
+                raise BenchError(f"not a FastComposer release folder: {p} is missing")
+        self.sd, self.clip, self.checkpoint = sd, clip, checkpoint
+        state = torch.load(str(checkpoint), map_location="cpu", weights_only=True)
+
+        self.unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(str(sd / "unet")))
+        _load(self.unet, _split(state, "unet."), "unet")
+        self.vae = AutoencoderKL.from_config(AutoencoderKL.load_config(str(sd / "vae")))
+        _load(self.vae, _vae_keys(_split(state, "vae.")), "vae")
+
+        self.text_encoder = CLIPTextModel(CLIPTextConfig.from_pretrained(str(sd / "text_encoder")))
+        # The checkpoint has no `text_model.` level; transformers 4.x's CLIPTextModel has one, 5.x not.
+        nested = any(k.startswith("text_model.") for k in self.text_encoder.state_dict())
+        text_state = {}
+        for k, v in _split(state, "text_encoder.").items():
+            k = k[len("text_model."):] if k.startswith("text_model.") else k
+            text_state[("text_model." + k) if nested else k] = v
+        _load(self.text_encoder, text_state, "text_encoder")
+
+        clip_cfg = CLIPConfig.from_pretrained(str(clip))
+        vision_cfg = clip_cfg.vision_config
+        vision_cfg.projection_dim = clip_cfg.projection_dim
+        self.image_encoder = CLIPVisionModelWithProjection(vision_cfg)
+        _load(self.image_encoder, _split(state, "image_encoder."), "image_encoder")
+        self.image_size = int(vision_cfg.image_size)
+
+        self.postfuse = Postfuse(self.text_encoder.config.hidden_size)
+        _load(self.postfuse, _split(state, "postfuse_module."), "postfuse_module")
+
+        for m in (self.unet, self.vae, self.text_encoder, self.image_encoder, self.postfuse):
+            m.eval().requires_grad_(False)
+        self.scheduler = PNDMScheduler.from_config(PNDMScheduler.load_config(str(sd / "scheduler")))
+        self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        self.mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
+        self.std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+
+        self.tokenizer = self.special_tokenizer = None
+        if (sd / "tokenizer" / "vocab.json").is_file():
+            try:
+                from transformers import CLIPTokenizer
+
+                self.tokenizer = CLIPTokenizer.from_pretrained(str(sd / "tokenizer"))
+                self.special_tokenizer = CLIPTokenizer.from_pretrained(str(sd / "tokenizer"))
+                self.special_tokenizer.add_tokens([IMAGE_TOKEN], special_tokens=True)
+                self.image_token_id = self.special_tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+            except Exception as e:  # tokenizing is a cross-check, not needed for the timing
+                sys.stderr.write(f"diffusers_reference: no tokenizer ({e}); using the job's ids\n")
+                self.tokenizer = self.special_tokenizer = None
+
+
+# ------------------------------------------------------------------------------- inputs
+
+
+class Inputs:
+    def __init__(self, input_ids: torch.Tensor, text_only_ids: torch.Tensor, negative_ids: torch.Tensor,
+                 positions: List[int], pixels: Optional[torch.Tensor], prompt: Optional[str] = None,
+                 negative_prompt: Optional[str] = None) -> None:
+        self.input_ids, self.text_only_ids, self.negative_ids = input_ids, text_only_ids, negative_ids
+        self.positions, self.pixels = positions, pixels
+        self.prompt, self.negative_prompt = prompt, negative_prompt
+
+
+def _ids(xs: List[int]) -> torch.Tensor:
+    if len(xs) != 77:
+        raise BenchError(f"token id lists must have 77 entries, got {len(xs)}")
+    return torch.tensor([xs], dtype=torch.int64)
+
+
+def load_job(path: Path, image_size: int) -> Inputs:
+    job = json.loads(path.read_text(encoding="utf-8"))
+    positions = [int(p) for p in job.get("subjectPositions", [])]
+    pixels = None
+    if positions:
+        raw = Path(job["pixels"]).read_bytes()
+        want = len(positions) * image_size * image_size * 3
+        if len(raw) != want:
+            raise BenchError(f"{job['pixels']}: {len(raw)} bytes, expected {want} for {len(positions)} subjects")
+        pixels = torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(len(positions), image_size, image_size, 3)
+    return Inputs(_ids(job["inputIds"]), _ids(job["textOnlyIds"]), _ids(job["negativeIds"]), positions, pixels,
+                  job.get("prompt"), job.get("negativePrompt"))
+
+
+def synthetic_inputs(subjects: int, image_size: int, seed: int) -> Inputs:
+    words = [320, 786, 537, 320, 2308, 536, 518, 2117]
+    ids = [BOS] + words + [EOS]
+    pad = lambda xs: xs + [EOS] * (77 - len(xs))  # noqa: E731
+    positions = [2, 5][:subjects] + [6 + i for i in range(max(0, subjects - 2))]
+    g = torch.Generator().manual_seed(seed + 12345)
+    pixels = torch.randint(0, 256, (subjects, image_size, image_size, 3), generator=g, dtype=torch.uint8) \
+        if subjects else None
+    return Inputs(_ids(pad(ids)), _ids(pad(ids)), _ids(pad([BOS, EOS])), positions, pixels)
+
+
+def tokenize_like_release(r: Release, prompt: str, negative: str) -> Dict[str, Any]:
+    """The release's tokenization: plain CLIP ids (padded to 77 with the pad token, EOS for SD1.5)
+    for the text-only and negative prompts; for the augmented prompt, the image token added as a
+    special token, its occurrences dropped and the token before each one marked."""
+    def plain(text: str) -> List[int]:
+        return r.tokenizer(text, padding="max_length", max_length=r.tokenizer.model_max_length,
+                           truncation=True).input_ids
+
+    ids = r.special_tokenizer.encode(prompt)
+    kept: List[int] = []
+    marks: List[int] = []
+    for tok in ids:
+        if tok == r.image_token_id:
+            marks.append(len(kept) - 1)
+        else:
+            kept.append(tok)
+    max_len = r.special_tokenizer.model_max_length
+    kept = kept[:max_len] + [r.tokenizer.pad_token_id] * max(0, max_len - len(kept))
+    return {"inputIds": kept, "subjectPositions": [m for m in marks if m < max_len],
+            "textOnlyIds": plain(prompt.replace(IMAGE_TOKEN, "")), "negativeIds": plain(negative)}
+
+
+# ----------------------------------------------------------------------------- pipeline
+
+
+def generate(r: Release, inp: Inputs, *, steps: int, width: int, height: int, seed: int, guidance: float,
+             alpha: float) -> Dict[str, Any]:
+    clock = time.perf_counter
+    token_check: Optional[Dict[str, bool]] = None
+    with torch.no_grad():
+        t_start = clock()
+        if inp.prompt is not None and r.tokenizer is not None:
+            tok = tokenize_like_release(r, inp.prompt, inp.negative_prompt or "")
+            token_check = {
+                "inputIds": tok["inputIds"] == inp.input_ids[0].tolist(),
+                "textOnlyIds": tok["textOnlyIds"] == inp.text_only_ids[0].tolist(),
+                "negativeIds": tok["negativeIds"] == inp.negative_ids[0].tolist(),
+                "subjectPositions": tok["subjectPositions"] == inp.positions,
+            }
+        # The job's ids are used either way, so that the two pipelines see the same input.
+        t_tok = clock()
+        text_only = r.text_encoder(inp.text_only_ids)[0]
+        negative = r.text_encoder(inp.negative_ids)[0]
+        t_text = clock()
+        objects = None
+        if inp.positions:
+            x = inp.pixels.permute(0, 3, 1, 2).to(torch.float32) / 255.0
+            if x.shape[-1] != r.image_size or x.shape[-2] != r.image_size:
+                x = nn.functional.interpolate(x, (r.image_size, r.image_size), mode="bilinear", antialias=True)
+            objects = r.image_encoder(pixel_values=(x - r.mean) / r.std).image_embeds
+        t_subjects = clock()
+        augmented = r.text_encoder(inp.input_ids)[0]
+        if inp.positions:
+            augmented = r.postfuse(augmented, objects, torch.tensor(inp.positions, dtype=torch.int64))
+        t_encoders = clock()
+
+        sched = r.scheduler
+        sched.set_timesteps(steps)
+        h, w = height // r.vae_scale_factor, width // r.vae_scale_factor
+        gen = torch.Generator("cpu").manual_seed(seed)
+        latents = torch.randn((1, r.unet.config.in_channels, h, w), generator=gen, dtype=torch.float32)
+        latents = latents * sched.init_noise_sigma
+        text_only_until = (1 - alpha) * steps
+        step_s: List[float] = []
+        unet_s: List[float] = []
+        for i, t in enumerate(sched.timesteps):
+            s0 = clock()
+            model_in = sched.scale_model_input(torch.cat([latents, latents]), t)
+            cond = text_only if i <= text_only_until else augmented
+            embeds = torch.cat([negative, cond])
+            eps = r.unet(model_in, t, encoder_hidden_states=embeds).sample
+            s1 = clock()
+            uncond, text = eps.chunk(2)
+            eps = uncond + guidance * (text - uncond)
+            latents = sched.step(eps, t, latents).prev_sample
+            s2 = clock()
+            unet_s.append(s1 - s0)
+            step_s.append(s2 - s0)
+        t_denoise = clock()
+        image = r.vae.decode(latents / r.vae.config.scaling_factor).sample
+        image = (image / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).float().numpy()
+        image = (image * 255).round().astype("uint8")
+        t_end = clock()
+    timings = {
+        "tokenize": t_tok - t_start,
+        "encodePrompt": (t_text - t_tok) + (t_encoders - t_subjects),
+        "encodeSubjects": t_subjects - t_text,
+        "encoders": t_encoders - t_tok,
+        "denoise": t_denoise - t_encoders,
+        "unetCalls": len(step_s),
+        "meanStep": sum(step_s) / len(step_s),
+        "meanUnet": sum(unet_s) / len(unet_s),
+        "decode": t_end - t_denoise,
+        "total": t_end - t_start,
+    }
+    return {"latents": latents, "image": image, "timings": timings, "tokenizerMatches": token_check}
+
+
+def checksum(latents: torch.Tensor) -> Dict[str, Any]:
+    x = latents.to(torch.float32).contiguous()
+    d = x.to(torch.float64)
+    return {"shape": list(x.shape), "sum": d.sum().item(), "absSum": d.abs().sum().item(),
+            "sha256": hashlib.sha256(x.numpy().tobytes()).hexdigest()}
+
+
+# ---------------------------------------------------------------------------------- CLI
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--release", type=Path, required=True, help="release folder (sd/, clip/, fastcomposer/)")
+    p.add_argument("--sd", type=Path, help="SD 1.5 folder (default RELEASE/sd)")
+    p.add_argument("--clip", type=Path, help="CLIP config folder (default RELEASE/clip)")
+    p.add_argument("--checkpoint", type=Path, help="default RELEASE/fastcomposer/pytorch_model.bin")
+    p.add_argument("--device", default="cpu", help="cpu only (accepted for python_eager.py compatibility)")
+    p.add_argument("--dtype", default="float32", help="float32 only (accepted for compatibility)")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--width", type=int, default=512)
+    p.add_argument("--height", type=int, default=512)
+    p.add_argument("--guidance", type=float, default=5.0)
+    p.add_argument("--alpha", type=float, default=0.7, help="share of subject-conditioned steps")
+    p.add_argument("--subjects", type=int, default=1, help="synthetic subjects (without --job)")
+    p.add_argument("--job", type=Path, help="JSON with token ids, subject positions, pixels file")
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--save-latents", type=Path, help="write the final latents, raw float32, here")
+    p.add_argument("--serve", action="store_true", help="one timed run per 'run' line on stdin")
+    p.add_argument("--json", action="store_true", help="print JSON only")
+    return p
+
+
+def _emit(obj: Dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.device != "cpu" or args.dtype != "float32":
+        raise BenchError("this baseline runs float32 on the CPU only")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.width % 8 or args.height % 8:
+        raise BenchError("--width and --height must be multiples of 8")
+    t0 = time.perf_counter()
+    release = Release(args.release, args.sd, args.clip, args.checkpoint)
+    load_s = time.perf_counter() - t0
+    inp = load_job(args.job, release.image_size) if args.job else \
+        synthetic_inputs(args.subjects, release.image_size, args.seed)
+    settings = dict(steps=args.steps, width=args.width, height=args.height, seed=args.seed,
+                    guidance=args.guidance, alpha=args.alpha)
+    import diffusers
+    import transformers
+
+    config = {"release": str(args.release.resolve()), "device": "cpu", "dtype": "float32",
+              "threads": torch.get_num_threads(), "torch": torch.__version__, "diffusers": diffusers.__version__,
+              "transformers": transformers.__version__, "subjects": len(inp.positions), "steps": args.steps,
+              "width": args.width, "height": args.height, "seed": args.seed, "guidance": args.guidance,
+              "alpha": args.alpha}
+
+    def one_run() -> Dict[str, Any]:
+        cpu0 = time.process_time()
+        out = generate(release, inp, **settings)
+        cpu_s = time.process_time() - cpu0
+        if args.save_latents:
+            args.save_latents.write_bytes(out["latents"].contiguous().numpy().astype("float32").tobytes())
+        return {"seconds": out["timings"]["total"], "cpuSeconds": cpu_s, "stages": out["timings"],
+                "latents": checksum(out["latents"]), "tokenizerMatches": out["tokenizerMatches"]}
+
+    if args.serve:
+        _emit({"type": "ready", "loadSeconds": load_s, "config": config})
+        for line in sys.stdin:
+            cmd = line.strip()
+            if cmd in ("quit", "exit"):
+                break
+            if cmd != "run":
+                _emit({"type": "error", "message": f"unknown command {cmd!r}"})
+                continue
+            _emit({"type": "run", **one_run()})
+        return 0
+
+    for _ in range(args.warmup):
+        generate(release, inp, **settings)
+    runs = [one_run() for _ in range(args.runs)]
+    keys = [k for k, v in runs[0]["stages"].items() if isinstance(v, float)]
+    mean = {k: sum(r["stages"][k] for r in runs) / len(runs) for k in keys}
+    result: Dict[str, Any] = {
+        "config": config,
+        "loadSeconds": load_s,
+        "runs": [r["seconds"] for r in runs],
+        "meanSeconds": sum(r["seconds"] for r in runs) / len(runs),
+        "meanCpuSeconds": sum(r["cpuSeconds"] for r in runs) / len(runs),
+        "meanStages": mean,
+        "unetCalls": runs[0]["stages"]["unetCalls"],
+        "perRun": [r["stages"] for r in runs],
+        "latents": runs[-1]["latents"],
+        "tokenizerMatches": runs[-1]["tokenizerMatches"],
+    }
+    if args.json:
+        _emit(result)
+    else:
+        print(f"{config['release']} (diffusers {config['diffusers']}, transformers {config['transformers']}, "
+              f"{config['threads']} threads), {args.width}x{args.height}, {args.steps} steps "
+              f"({result['unetCalls']} UNet calls)")
+        print(f"  per image: {result['meanSeconds']:.3f} s  (runs: {', '.join(f'{s:.3f}' for s in result['runs'])})")
+        print(f"  encoders {mean['encoders'] * 1e3:.1f} ms, UNet step {mean['meanStep'] * 1e3:.1f} ms "
+              f"(UNet {mean['meanUnet'] * 1e3:.1f} ms), VAE {mean['decode'] * 1e3:.1f} ms")
+        print(f"  latents sum {result['latents']['sum']:.6g} sha256 {result['latents']['sha256'][:16]}")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except BenchError as e:
+        sys.stderr.write(f"diffusers_reference: {e}\n")
+        sys.exit(1)
