@@ -13,10 +13,19 @@ export function buildNative(torch, { out = join(pkgRoot, 'build') } = {}) {
   const require = createRequire(import.meta.url);
   const cmakeJs = join(dirname(require.resolve('cmake-js/package.json')), 'bin', 'cmake-js');
   log(`building the native addon from source against torch ${torch.version} (${torch.root})`);
-  run(process.execPath, [cmakeJs, 'compile', '--out', out, `--CDTORCH_ROOT=${torch.root}`], { cwd: pkgRoot });
+  const cuda = existsSync(join(torch.root, 'lib', 'libtorch_cuda.so'));
+  const args = [cmakeJs, 'compile', '--out', out, `--CDTORCH_ROOT=${torch.root}`];
+  try {
+    run(process.execPath, args, { cwd: pkgRoot });
+  } catch (error) {
+    if (!cuda) throw error;
+    // The fused CUDA kernels need an nvcc that suits this torch; without them the addon still
+    // runs on CUDA (ATen's group norm), so try once more before giving up.
+    log(`the build with CUDA kernels failed (${error.message}); building again without them`);
+    run(process.execPath, [...args, '--CDFASTCOMPOSER_CUDA_KERNELS=OFF'], { cwd: pkgRoot });
+  }
   const release = join(out, 'Release');
   mkdirSync(release, { recursive: true });
-  const cuda = existsSync(join(torch.root, 'lib', 'libtorch_cuda.so'));
   writeFileSync(join(release, 'torch.json'), JSON.stringify({ torchVersion: torch.version, cuda, builtAt: new Date().toISOString() }, null, 2));
   return join(release, 'fastcomposer.node');
 }
