@@ -303,7 +303,10 @@ await part('kernel-fp32', async () => {
   const small = { ...job, width: 256, height: 256, steps: 10 };
   const out = {};
   for (const [name, passes] of [['fused', '1'], ['aten', '0']]) {
-    const { fc } = await load('float32', { FASTCOMPOSER_CHANNELS_LAST: '1', FASTCOMPOSER_GRAPH_PASSES: passes });
+    // No TF32 and no autotuning: otherwise two float32 loads differ by ~1e-3 on their own.
+    const { fc } = await load('float32', {
+      FASTCOMPOSER_CHANNELS_LAST: '1', FASTCOMPOSER_GRAPH_PASSES: passes, FASTCOMPOSER_TF32: '0', FASTCOMPOSER_CUDNN_BENCHMARK: '0',
+    });
     const r = await fc.generate(small);
     out[name] = { latents: f32(r.latents).slice(), info: fc['native']?.info() };
     await fc.dispose();

@@ -30,8 +30,7 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
   auto model = std::make_shared<std::shared_ptr<Model>>();
   // Loaded on the device's job thread, like every later call on the model (job_thread.h).
   const std::string device = spec.device == "cuda" ? "cuda:0" : spec.device;
-  auto* worker = new PromiseWorker(
-      env,
+  return startJob(env, deviceJobThread(device),
       [spec, model] {
         // The model is freed on its job thread, wherever its last reference goes (dispose,
         // garbage collection, a finished worker): CUDA frees and graph teardown stay off the
@@ -40,9 +39,7 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
           deviceJobThread(m->device().str()).post([m] { delete m; });
         });
       },
-      [model](Napi::Env e) -> Napi::Value { return ModelWrap::Wrap(e, *model); }, &deviceJobThread(device));
-  worker->Queue();
-  return worker->promise();
+      [model](Napi::Env e) -> Napi::Value { return ModelWrap::Wrap(e, *model); });
 }
 
 Napi::Value CudaDeviceCount(const Napi::CallbackInfo& info) {

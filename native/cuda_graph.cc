@@ -5,8 +5,13 @@
 
 #ifdef FASTCOMPOSER_CUDA_GRAPHS
 #include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
+#if __has_include(<ATen/core/CachingHostAllocator.h>)
+#include <ATen/core/CachingHostAllocator.h>
+#define FASTCOMPOSER_HOST_ALLOCATOR_POOLS 1
+#endif
 #endif
 
 namespace fc {
@@ -27,6 +32,47 @@ std::vector<at::Tensor> tensorsOf(const c10::IValue& value) {
   return out;
 }
 
+#ifdef FASTCOMPOSER_HOST_ALLOCATOR_POOLS
+// The host (pinned memory) allocator routes captures to pools in recent libtorch versions only;
+// call its clean-up where it has one.
+template <typename HostAllocator>
+void endHostCapture(HostAllocator* host, at::cuda::MempoolId_t pool) {
+  if constexpr (requires { host->end_allocate_to_pool(pool); host->release_pool(pool); }) {
+    try {
+      host->end_allocate_to_pool(pool);
+      host->release_pool(pool);
+    } catch (...) {
+      // This version's capture_begin did not route host allocations: nothing to undo.
+    }
+  }
+}
+#endif
+
+// Undoes what CUDAGraph::capture_begin set up when the capture itself failed: capture_end, which
+// would, never runs then, and the allocators would keep routing to the pool through a filter that
+// points into the destroyed CUDAGraph.
+void abandonCapture(const c10::cuda::CUDAStream& stream, at::cuda::MempoolId_t pool) {
+  cudaStreamCaptureStatus status;
+  if (cudaStreamIsCapturing(stream.stream(), &status) == cudaSuccess && status != cudaStreamCaptureStatusNone) {
+    cudaGraph_t broken = nullptr;
+    cudaStreamEndCapture(stream.stream(), &broken);
+    if (broken) cudaGraphDestroy(broken);
+  }
+  cudaGetLastError();
+  try {
+    c10::cuda::CUDACachingAllocator::endAllocateToPool(stream.device_index(), pool);
+    c10::cuda::CUDACachingAllocator::releasePool(stream.device_index(), pool);
+  } catch (...) {
+  }
+#ifdef FASTCOMPOSER_HOST_ALLOCATOR_POOLS
+  endHostCapture(at::getHostAllocator(at::kCUDA), pool);
+#endif
+}
+
+// Thrown when the recording itself failed (an op that cannot be captured): the method is then
+// run eagerly from now on. Errors before the recording (out of memory in the warm-up) propagate.
+struct CaptureFailed {};
+
 // One method captured for one set of input shapes and dtypes.
 class CapturedMethod {
  public:
@@ -37,35 +83,24 @@ class CapturedMethod {
     for (const at::Tensor& x : inputs) inputs_.push_back(x.clone());
   }
 
-  // Runs the method twice on a side stream (cuDNN's autotuning and the libraries' lazy set-up
-  // must not be recorded), then records it into `pool` ({0,0}: a pool of its own).
-  void capture(torch::jit::Module& module, const std::string& method, at::cuda::MempoolId_t pool) {
-    const c10::DeviceIndex index = inputs_.front().device().index();
-    c10::cuda::getCurrentCUDAStream(index).synchronize();
-    c10::cuda::CUDAStream stream = c10::cuda::getStreamFromPool(false, index);
+  // Runs the method twice on the capture stream (cuDNN's autotuning and the libraries' lazy
+  // set-up must not be recorded), then records it into `pool`.
+  void capture(torch::jit::Module& module, const std::string& method, c10::cuda::CUDAStream stream,
+               at::cuda::MempoolId_t pool) {
+    c10::cuda::getCurrentCUDAStream(stream.device_index()).synchronize();
     torch::jit::Method fn = module.get_method(method);
     std::vector<c10::IValue> args(inputs_.begin(), inputs_.end());
-    {
-      c10::cuda::CUDAStreamGuard guard(stream);
-      for (int i = 0; i < 2; ++i) fn(args);
-      stream.synchronize();
-      // Thread-local capture: other threads (another device's job thread) may use CUDA meanwhile.
-      graph_.capture_begin(pool, cudaStreamCaptureModeThreadLocal);
-      try {
-        outputs_ = tensorsOf(fn(args));
-      } catch (...) {
-        // An op that cannot be captured invalidates the capture; end it so that the pooled
-        // stream is usable again, then let the caller fall back to eager runs.
-        cudaStreamCaptureStatus status;
-        if (cudaStreamIsCapturing(stream.stream(), &status) == cudaSuccess && status != cudaStreamCaptureStatusNone) {
-          cudaGraph_t broken = nullptr;
-          cudaStreamEndCapture(stream.stream(), &broken);
-          if (broken) cudaGraphDestroy(broken);
-        }
-        cudaGetLastError();
-        throw;
-      }
+    c10::cuda::CUDAStreamGuard guard(stream);
+    for (int i = 0; i < 2; ++i) fn(args);
+    stream.synchronize();
+    // Thread-local capture: other threads (another device's job thread) may use CUDA meanwhile.
+    graph_.capture_begin(pool, cudaStreamCaptureModeThreadLocal);
+    try {
+      outputs_ = tensorsOf(fn(args));
       graph_.capture_end();
+    } catch (...) {
+      abandonCapture(stream, pool);
+      throw CaptureFailed{};
     }
     stream.synchronize();
   }
@@ -83,8 +118,6 @@ class CapturedMethod {
     return outputs_;
   }
 
-  at::cuda::MempoolId_t pool() { return graph_.pool(); }
-
  private:
   std::vector<at::Tensor> inputs_, outputs_;
   at::cuda::CUDAGraph graph_;
@@ -92,41 +125,50 @@ class CapturedMethod {
 
 class CudaGraphCache : public GraphCache {
  public:
+  explicit CudaGraphCache(const at::Device& device)
+      // One stream for every capture: the caching allocator reuses a pool's free blocks only on
+      // the stream they were allocated on, so captures sharing the pool must share the stream.
+      : stream_(c10::cuda::getStreamFromPool(false, device.index())) {}
+
   std::optional<std::vector<at::Tensor>> run(torch::jit::Module& module, const std::string& method,
                                              const std::vector<at::Tensor>& inputs) override {
     if (uncapturable_.count(method)) return std::nullopt;
     auto found = graphs_.find(method);
     if (found == graphs_.end() || !found->second->matches(inputs)) {
-      // New shapes: the other captures are for the old ones too. Drop them all, so the pool
-      // is freed before the next capture fills a new one.
-      if (found != graphs_.end() || !sameShapes(inputs)) graphs_.clear();
+      // New latents: every capture is for the old ones, drop them all so that their memory is
+      // back in the pool before the next capture. (Other inputs, such as the subject count of
+      // forward_localized, only replace this method's capture.)
+      if (inputs.front().sizes().vec() != latentShape_) graphs_.clear();
+      else if (found != graphs_.end()) graphs_.erase(found);
+      // A pool whose last graph is gone may not take captures again (the allocator frees it
+      // lazily): with no graph left, start a fresh one.
+      if (graphs_.empty()) pool_ = at::cuda::graph_pool_handle();
       auto graph = std::make_unique<CapturedMethod>(inputs);
       try {
-        graph->capture(module, method, graphs_.empty() ? at::cuda::MempoolId_t{0, 0} : graphs_.begin()->second->pool());
-      } catch (const std::exception&) {
+        graph->capture(module, method, stream_, pool_);
+      } catch (const CaptureFailed&) {
         uncapturable_.insert(method);
         return std::nullopt;
       }
       found = graphs_.insert_or_assign(method, std::move(graph)).first;
-      shape_ = inputs.front().sizes().vec();
+      latentShape_ = inputs.front().sizes().vec();
     }
     return found->second->run(inputs);
   }
 
  private:
-  // Whether the first input (the latents) has the shape the current captures were made for.
-  bool sameShapes(const std::vector<at::Tensor>& inputs) const { return inputs.front().sizes().vec() == shape_; }
-
+  c10::cuda::CUDAStream stream_;
+  at::cuda::MempoolId_t pool_{0, 0};  // shared by the live captures: replays never overlap
   std::map<std::string, std::unique_ptr<CapturedMethod>> graphs_;
   std::set<std::string> uncapturable_;
-  std::vector<int64_t> shape_;
+  std::vector<int64_t> latentShape_;
 };
 
 }  // namespace
 
 std::unique_ptr<GraphCache> GraphCache::create(const at::Device& device) {
   if (!device.is_cuda()) return nullptr;
-  return std::make_unique<CudaGraphCache>();
+  return std::make_unique<CudaGraphCache>(device);
 }
 
 #else

@@ -1,10 +1,13 @@
 #include "graph_passes.h"
 
+#include <torch/csrc/jit/ir/constants.h>
 #include <torch/csrc/jit/ir/ir.h>
 #include <torch/csrc/jit/passes/dead_code_elimination.h>
 #include <torch/csrc/jit/passes/inliner.h>
 #include <torch/csrc/jit/passes/subgraph_rewrite.h>
 
+#include <algorithm>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -50,11 +53,26 @@ graph(%x, %groups, %weight, %bias, %eps, %cudnn):
   plain.runOnGraph(graph);
 }
 
+// Only a plain .contiguous() (memory_format=torch.contiguous_format) whose result feeds nothing
+// but convolutions and additions: those accept any layout, while a later view() or an in-place
+// op could depend on the copy.
+bool droppable(const Node* node) {
+  static const c10::Symbol contiguous = c10::Symbol::fromQualString("aten::contiguous");
+  if (node->kind() != contiguous || node->inputs().size() != 2) return false;
+  std::optional<c10::IValue> format = torch::jit::toIValue(node->input(1));
+  if (!format || !format->isInt() || format->toInt() != static_cast<int64_t>(c10::MemoryFormat::Contiguous)) return false;
+  static const std::vector<c10::Symbol> readers = {c10::Symbol::fromQualString("aten::_convolution"),
+                                                   c10::Symbol::fromQualString("aten::conv2d"),
+                                                   c10::Symbol::fromQualString("aten::add")};
+  for (const torch::jit::Use& use : node->output()->uses())
+    if (std::find(readers.begin(), readers.end(), use.user->kind()) == readers.end()) return false;
+  return !node->output()->uses().empty();
+}
+
 int dropContiguous(Graph& graph) {
-  const auto contiguous = c10::Symbol::fromQualString("aten::contiguous");
   std::vector<Node*> found;
   for (Node* node : graph.nodes())
-    if (node->kind() == contiguous) found.push_back(node);
+    if (droppable(node)) found.push_back(node);
   for (Node* node : found) {
     node->output()->replaceAllUsesWith(node->input(0));
     node->destroy();

@@ -14,10 +14,12 @@ struct GraphPassCounts {
 
 // For every method of `module`: inlines the submodules' calls, then
 //  - replaces aten::group_norm (+ aten::silu) by fastcomposer::group_norm (group_norm_op.cc),
-//  - with channelsLast, drops aten::contiguous calls: the exporter makes the transformer's
-//    output NCHW-contiguous for CPU float32 rounding parity with diffusers, which in a
-//    channels_last model costs a copy there and another in the next convolution.
-// Call before the module's first run.
+//  - with channelsLast, drops the aten::contiguous calls that only feed convolutions and
+//    additions: the exporter makes the transformer's output NCHW-contiguous for CPU float32
+//    rounding parity with diffusers, which in a channels_last model costs a copy there and
+//    another in the next convolution.
+// Call before the method's first run: an executor keeps the graph it first ran, later rewrites
+// would go unseen.
 GraphPassCounts optimizeForInference(torch::jit::Module& module, bool channelsLast);
 
 // Whether this build has the NHWC group-norm CUDA kernel (else the op runs ATen's).

@@ -22,11 +22,11 @@ class JobThread {
   JobThread(const JobThread&) = delete;
   JobThread& operator=(const JobThread&) = delete;
 
-  // Runs `task` on this thread and waits for it; rethrows what it threw. Called from libuv's
-  // pool threads, which only wait here.
+  // Runs `task` on this thread and waits for it; rethrows what it threw. For short synchronous
+  // calls (testing_exports.cc); native calls queue their jobs with post() (workers.h).
   void run(const std::function<void()>& task);
 
-  // Queues `task` without waiting (it must not throw). Safe from the job thread itself.
+  // Queues `task` without waiting (it must not throw). Safe from any thread, the job thread too.
   void post(std::function<void()> task);
 
   // Waits up to `timeoutMs` for the tasks queued so far; false on a timeout.

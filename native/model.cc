@@ -92,6 +92,10 @@ Model::Model(const ModelSpec& spec) : spec_(spec), device_(parseDevice(spec.devi
   if (device_.is_cuda()) {
     // cuDNN picks the fastest convolution algorithm per shape on first use.
     at::globalContext().setBenchmarkCuDNN(envFlag("FASTCOMPOSER_CUDNN_BENCHMARK", true));
+    // PyTorch lets cuDNN use TF32 in float32 convolutions by default (so does Python);
+    // FASTCOMPOSER_TF32=0 asks for full float32 (process-wide, as PyTorch's own switch).
+    if (const char* tf32 = std::getenv("FASTCOMPOSER_TF32"); tf32 && *tf32)
+      at::globalContext().setAllowTF32CuDNN(std::strcmp(tf32, "0") != 0);
     channelsLast_ = envFlag("FASTCOMPOSER_CHANNELS_LAST", dtype_ != at::kFloat);
     if (envFlag("FASTCOMPOSER_CUDA_GRAPHS", true)) graphs_ = GraphCache::create(device_);
   } else {

@@ -86,15 +86,12 @@ Napi::Value ModelWrap::EncodeSubjects(const Napi::CallbackInfo& info) {
   if (!info[1].IsNumber()) throw toJsError(env, {"ERR_INVALID_ARGUMENT", "Expected a number for size"});
   const int64_t size = info[1].As<Napi::Number>().Int64Value();
   auto out = std::make_shared<at::Tensor>();
-  auto* worker = new PromiseWorker(
-      env,
-      // keepAlive: the pictures' JS buffers, released with the worker on the main thread.
+  return startJob(env, model->jobs(),
+      // keepAlive: the pictures' JS buffers, released with the job's state on the main thread.
       [model, images, size, out, keepAlive] {
         *out = Pipeline(model).encodeSubjects(prepareSubjectPixels(images, size)).to(at::kFloat).to(at::kCPU);
       },
-      [out](Napi::Env e) -> Napi::Value { return tensorToJs(e, *out); }, &model->jobs());
-  worker->Queue();
-  return worker->promise();
+      [out](Napi::Env e) -> Napi::Value { return tensorToJs(e, *out); });
 }
 
 Napi::Value ModelWrap::EncodePrompt(const Napi::CallbackInfo& info) {
@@ -102,8 +99,7 @@ Napi::Value ModelWrap::EncodePrompt(const Napi::CallbackInfo& info) {
   auto model = modelOrThrow(env);
   PromptJob job = guarded(env, [&] { return promptJobFromJs(info[0].As<Napi::Object>()); });
   auto out = std::make_shared<PromptEmbeds>();
-  auto* worker = new PromiseWorker(
-      env,
+  return startJob(env, model->jobs(),
       [model, job, out] {
         // Host float32 copies made here, on the job thread, not on the main thread.
         PromptEmbeds e = Pipeline(model).encodePrompt(job);
@@ -111,9 +107,7 @@ Napi::Value ModelWrap::EncodePrompt(const Napi::CallbackInfo& info) {
         out->textOnly = e.textOnly.to(at::kCPU, at::kFloat).contiguous();
         out->negative = e.negative.to(at::kCPU, at::kFloat).contiguous();
       },
-      [out](Napi::Env e) -> Napi::Value { return promptEmbedsToJs(e, *out); }, &model->jobs());
-  worker->Queue();
-  return worker->promise();
+      [out](Napi::Env e) -> Napi::Value { return promptEmbedsToJs(e, *out); });
 }
 
 Napi::Value ModelWrap::Denoise(const Napi::CallbackInfo& info) {
@@ -122,8 +116,7 @@ Napi::Value ModelWrap::Denoise(const Napi::CallbackInfo& info) {
   PromptEmbeds embeds = guarded(env, [&] { return promptEmbedsFromJs(info[0].As<Napi::Object>()); });
   DenoiseJob job = guarded(env, [&] { return denoiseJobFromJs(info[1].As<Napi::Object>(), model->spec().vaeScaleFactor); });
   auto out = std::make_shared<DenoiseResult>();
-  auto* worker = new DenoisingWorker(
-      env,
+  return startDenoisingJob(env, model->jobs(),
       [model, embeds, job, out](const ProgressFn& progress, const std::atomic<bool>& aborted) {
         PromptEmbeds onDevice;
         onDevice.fused = embeds.fused.to(model->device(), model->dtype());
@@ -131,10 +124,7 @@ Napi::Value ModelWrap::Denoise(const Napi::CallbackInfo& info) {
         onDevice.negative = embeds.negative.to(model->device(), model->dtype());
         *out = Pipeline(model).denoise(onDevice, job, progress, aborted);
       },
-      [out](Napi::Env e) -> Napi::Value { return denoiseResultToJs(e, *out); }, info[2], abortFlagFrom(info[3]),
-      &model->jobs());
-  worker->Queue();
-  return worker->promise();
+      [out](Napi::Env e) -> Napi::Value { return denoiseResultToJs(e, *out); }, info[2], abortFlagFrom(info[3]));
 }
 
 Napi::Value ModelWrap::Decode(const Napi::CallbackInfo& info) {
@@ -144,11 +134,8 @@ Napi::Value ModelWrap::Decode(const Napi::CallbackInfo& info) {
   if (latents.dim() != 4 || latents.scalar_type() != at::kFloat)
     throw toJsError(env, {"ERR_INVALID_ARGUMENT", "Expected float32 latents [N,4,h,w]"});
   auto out = std::make_shared<at::Tensor>();
-  auto* worker = new PromiseWorker(
-      env, [model, latents, out] { *out = Pipeline(model).decode(latents); },
-      [out](Napi::Env e) -> Napi::Value { return tensorToJs(e, *out); }, &model->jobs());
-  worker->Queue();
-  return worker->promise();
+  return startJob(env, model->jobs(), [model, latents, out] { *out = Pipeline(model).decode(latents); },
+      [out](Napi::Env e) -> Napi::Value { return tensorToJs(e, *out); });
 }
 
 // generate(job, onStep, abortFlag): job = { subjectImages?, subjectSize?, prompt: PromptJob fields,
@@ -179,9 +166,8 @@ Napi::Value ModelWrap::Generate(const Napi::CallbackInfo& info) {
     double encodeSubjectsMs = 0, encodePromptMs = 0, denoiseMs = 0, decodeMs = 0, totalMs = 0;
   };
   auto out = std::make_shared<Output>();
-  auto* worker = new DenoisingWorker(
-      env,
-      // keepAlive: the pictures' JS buffers (images are views), released with the worker on the
+  return startDenoisingJob(env, model->jobs(),
+      // keepAlive: the pictures' JS buffers (images are views), released with the job's state on the
       // main thread.
       [model, images = std::move(images), keepAlive, subjectSize, prompt, job, out](
           const ProgressFn& progress, const std::atomic<bool>& aborted) mutable {
@@ -215,9 +201,7 @@ Napi::Value ModelWrap::Generate(const Napi::CallbackInfo& info) {
         result.Set("timings", timings);
         return result;
       },
-      info[1], abortFlagFrom(info[2]), &model->jobs());
-  worker->Queue();
-  return worker->promise();
+      info[1], abortFlagFrom(info[2]));
 }
 
 // dispose() -> Promise<void>, settled once the model's job thread has run everything queued so
@@ -234,10 +218,7 @@ Napi::Value ModelWrap::Dispose(const Napi::CallbackInfo& info) {
   }
   JobThread& thread = model_->jobs();
   model_.reset();
-  auto* worker = new PromiseWorker(
-      env, [] {}, [](Napi::Env e) -> Napi::Value { return e.Undefined(); }, &thread);
-  worker->Queue();
-  return worker->promise();
+  return startJob(env, thread, [] {}, [](Napi::Env e) -> Napi::Value { return e.Undefined(); });
 }
 
 Napi::Value ModelWrap::Info(const Napi::CallbackInfo& info) {

@@ -129,6 +129,7 @@ DenoiseResult Pipeline::denoise(const PromptEmbeds& embeds, const DenoiseJob& jo
     at::Tensor eps;
     if (localized && subjectStep) {
       std::vector<at::Tensor> outputs = model_->runUnet("forward_localized", {modelInput, t, fusedBatch, positions, weights});
+      TORCH_CHECK(outputs.size() >= 2, "unet.forward_localized must return (noise, maps); re-export the model");
       eps = outputs[0];
       at::Tensor maps = outputs[1].to(at::kFloat);
       if (cfg) maps = maps.slice(0, n, 2 * n);

@@ -1,66 +1,114 @@
 #include "workers.h"
 
+#include <variant>
+
 namespace fc {
+namespace {
 
-void Settlement::resolve(Napi::Env env) {
-  try {
-    deferred_.Resolve(finish_(env));
-  } catch (...) {
-    deferred_.Reject(toJsError(env, classifyCurrentException()).Value());
-  }
-}
+struct Done {};
+using Message = std::variant<StepEvent, Done>;
 
-void Settlement::reject(Napi::Env env, const Napi::Error& error) {
-  deferred_.Reject(failed_ ? toJsError(env, error_).Value() : error.Value());
-}
+// One call's state. The thread-safe function's context holds one reference and drops it in its
+// finalizer, on the main thread; the job holds another only until it has queued its Done
+// message, so in a normal run the state (with the JS references it owns) dies on the main thread.
+struct JobState {
+  Napi::Promise::Deferred deferred;
+  Finish finish;
+  DenoisingWork work;
+  Napi::FunctionReference onStep;
+  AbortFlag abort;
+  ErrorInfo error;
+  bool failed = false;  // written by the job before Done, read on the main thread after it
 
-PromiseWorker::PromiseWorker(Napi::Env env, Work work, Finish finish, JobThread* thread)
-    : Napi::AsyncWorker(env, "fastcomposer"), settlement_(env, std::move(finish)), work_(std::move(work)),
-      thread_(thread) {}
+  JobState(Napi::Env env, Finish f, DenoisingWork w, AbortFlag a)
+      : deferred(Napi::Promise::Deferred::New(env)), finish(std::move(f)), work(std::move(w)), abort(std::move(a)) {}
 
-void PromiseWorker::Execute() {
-  try {
-    if (thread_) thread_->run(work_);
-    else work_();
-  } catch (...) {
-    settlement_.recordCurrentException();
-    SetError(settlement_.message());
-  }
-}
-
-DenoisingWorker::DenoisingWorker(Napi::Env env, Work work, Finish finish, Napi::Value onStep, AbortFlag abort,
-                                 JobThread* thread)
-    : Napi::AsyncProgressQueueWorker<StepEvent>(env, "fastcomposer.denoise"), settlement_(env, std::move(finish)),
-      work_(std::move(work)), abort_(abort ? std::move(abort) : std::make_shared<std::atomic<bool>>(false)),
-      thread_(thread) {
-  if (onStep.IsFunction()) onStep_ = Napi::Persistent(onStep.As<Napi::Function>());
-}
-
-void DenoisingWorker::Execute(const ExecutionProgress& progress) {
-  try {
-    ProgressFn report = [&progress](const StepEvent& event) { progress.Send(&event, 1); };
-    thread_->run([&] { work_(report, *abort_); });
-  } catch (...) {
-    settlement_.recordCurrentException();
-    SetError(settlement_.message());
-  }
-}
-
-void DenoisingWorker::OnProgress(const StepEvent* events, size_t count) {
-  if (onStep_.IsEmpty()) return;
-  Napi::Env env = Env();
-  for (size_t i = 0; i < count; ++i) {
+  void step(Napi::Env env, const StepEvent& event) {
+    if (onStep.IsEmpty()) return;
     Napi::Object info = Napi::Object::New(env);
-    info.Set("step", Napi::Number::New(env, static_cast<double>(events[i].step)));
-    info.Set("steps", Napi::Number::New(env, static_cast<double>(events[i].steps)));
-    info.Set("timestep", Napi::Number::New(env, events[i].timestep));
+    info.Set("step", Napi::Number::New(env, static_cast<double>(event.step)));
+    info.Set("steps", Napi::Number::New(env, static_cast<double>(event.steps)));
+    info.Set("timestep", Napi::Number::New(env, event.timestep));
     try {
-      onStep_.Call({info});
+      onStep.Call({info});
     } catch (const Napi::Error&) {
       // A throwing progress callback must not take the process down; it stops the job instead.
-      abort_->store(true);
+      abort->store(true);
     }
   }
+
+  void settle(Napi::Env env) {
+    if (failed) {
+      deferred.Reject(toJsError(env, error).Value());
+      return;
+    }
+    try {
+      deferred.Resolve(finish(env));
+    } catch (...) {
+      deferred.Reject(toJsError(env, classifyCurrentException()).Value());
+    }
+  }
+};
+
+using Holder = std::shared_ptr<JobState>;
+
+void deliver(Napi::Env env, Napi::Function, Holder* state, Message* message) {
+  std::unique_ptr<Message> owned(message);
+  if (env == nullptr) return;  // the environment is going away: nothing left to settle
+  // Exceptions must not escape into N-API's callback.
+  try {
+    if (const StepEvent* event = std::get_if<StepEvent>(owned.get())) (*state)->step(env, *event);
+    else (*state)->settle(env);
+  } catch (...) {
+  }
+}
+
+using Channel = Napi::TypedThreadSafeFunction<Holder, Message, deliver>;
+
+Napi::Promise start(Napi::Env env, JobThread& thread, DenoisingWork work, Finish finish, Napi::Value onStep,
+                    AbortFlag abort) {
+  auto state = std::make_shared<JobState>(env, std::move(finish), std::move(work),
+                                          abort ? std::move(abort) : std::make_shared<std::atomic<bool>>(false));
+  if (onStep.IsFunction()) state->onStep = Napi::Persistent(onStep.As<Napi::Function>());
+  Napi::Promise promise = state->deferred.Promise();
+  auto* context = new Holder(state);
+  Channel channel = Channel::New(env, "fastcomposer", 0, 1, context, [](Napi::Env, void*, Holder* held) { delete held; });
+  thread.post([state = std::move(state), channel]() mutable {
+    ProgressFn report = [&channel](const StepEvent& event) {
+      auto* message = new Message(event);
+      if (channel.NonBlockingCall(message) != napi_ok) delete message;
+    };
+    try {
+      state->work(report, *state->abort);
+    } catch (...) {
+      state->error = classifyCurrentException();
+      state->failed = true;
+    }
+    auto* done = new Message(Done{});
+    const bool delivered = channel.BlockingCall(done) == napi_ok;
+    if (!delivered) {
+      delete done;
+      // The environment is shutting down and its finalizer may have run already: the state
+      // would die here, off the main thread, with JS references of a dead environment. Leak it.
+      new Holder(std::move(state));
+    }
+    state.reset();
+    channel.Release();
+  });
+  return promise;
+}
+
+}  // namespace
+
+Napi::Promise startJob(Napi::Env env, JobThread& thread, Work work, Finish finish) {
+  return start(
+      env, thread, [work = std::move(work)](const ProgressFn&, const std::atomic<bool>&) { work(); }, std::move(finish),
+      env.Undefined(), nullptr);
+}
+
+Napi::Promise startDenoisingJob(Napi::Env env, JobThread& thread, DenoisingWork work, Finish finish, Napi::Value onStep,
+                                AbortFlag abort) {
+  return start(env, thread, std::move(work), std::move(finish), onStep, std::move(abort));
 }
 
 }  // namespace fc

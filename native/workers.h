@@ -1,5 +1,7 @@
-// Async work off the event loop: every native call that touches torch runs in one of these.
-// Results and errors come back as promise settlements; progress through the queue worker.
+// Async work off the event loop: every native call that touches torch runs as a job on its
+// device's job thread (job_thread.h) and settles a promise on the main thread through a
+// thread-safe function, which also carries the denoising progress. No libuv pool thread waits
+// for a job, so long generations leave the pool to fs, dns, zlib and sharp.
 #pragma once
 
 #include <napi.h>
@@ -16,73 +18,20 @@ namespace fc {
 
 using AbortFlag = std::shared_ptr<std::atomic<bool>>;
 
-// The promise side of a worker, shared by both kinds: the deferred, the function that builds the
-// resolved value on the main thread, and the classified error of a failed run.
-class Settlement {
- public:
-  using Finish = std::function<Napi::Value(Napi::Env)>;
-  Settlement(Napi::Env env, Finish finish) : deferred_(Napi::Promise::Deferred::New(env)), finish_(std::move(finish)) {}
-  Napi::Promise promise() const { return deferred_.Promise(); }
+// Builds the resolved value on the main thread, once the work is done.
+using Finish = std::function<Napi::Value(Napi::Env)>;
+using Work = std::function<void()>;
+// Denoising work: reports steps through `progress` and stops at the next step once `aborted`.
+using DenoisingWork = std::function<void(const ProgressFn& progress, const std::atomic<bool>& aborted)>;
 
-  // On the worker thread, inside a catch block.
-  void recordCurrentException() { error_ = classifyCurrentException(); failed_ = true; }
-  const std::string& message() const { return error_.message; }
+// Queues `work` on `thread`; the promise resolves with finish(env), or rejects with a coded
+// error when either throws. `work` and whatever it captures are destroyed on the main thread
+// (it may hold references to JS values).
+Napi::Promise startJob(Napi::Env env, JobThread& thread, Work work, Finish finish);
 
-  // On the main thread.
-  void resolve(Napi::Env env);
-  void reject(Napi::Env env, const Napi::Error& error);
-
- private:
-  Napi::Promise::Deferred deferred_;
-  Finish finish_;
-  ErrorInfo error_;
-  bool failed_ = false;
-};
-
-// Runs `work` on the thread pool, then `finish` on the main thread to build the resolved value.
-// Any exception in either becomes a rejection carrying a `code`.
-class PromiseWorker : public Napi::AsyncWorker {
- public:
-  using Work = std::function<void()>;
-  using Finish = std::function<Napi::Value(Napi::Env)>;
-
-  // With `thread`, the work runs there (the model's job thread) while this pool thread waits.
-  PromiseWorker(Napi::Env env, Work work, Finish finish, JobThread* thread = nullptr);
-  Napi::Promise promise() const { return settlement_.promise(); }
-
- protected:
-  void Execute() override;
-  void OnOK() override { settlement_.resolve(Env()); }
-  void OnError(const Napi::Error& error) override { settlement_.reject(Env(), error); }
-
- private:
-  Settlement settlement_;
-  Work work_;
-  JobThread* thread_;
-};
-
-// A denoising job (alone, or the middle of generate()): reports each step to `onStep` on the
-// main thread and stops at the next step once the abort flag is set.
-class DenoisingWorker : public Napi::AsyncProgressQueueWorker<StepEvent> {
- public:
-  using Work = std::function<void(const ProgressFn&, const std::atomic<bool>&)>;
-  using Finish = std::function<Napi::Value(Napi::Env)>;
-
-  DenoisingWorker(Napi::Env env, Work work, Finish finish, Napi::Value onStep, AbortFlag abort, JobThread* thread);
-  Napi::Promise promise() const { return settlement_.promise(); }
-
- protected:
-  void Execute(const ExecutionProgress& progress) override;
-  void OnProgress(const StepEvent* events, size_t count) override;
-  void OnOK() override { settlement_.resolve(Env()); }
-  void OnError(const Napi::Error& error) override { settlement_.reject(Env(), error); }
-
- private:
-  Settlement settlement_;
-  Work work_;
-  Napi::FunctionReference onStep_;
-  AbortFlag abort_;
-  JobThread* thread_;
-};
+// As startJob, for denoising: each step is reported to `onStep` (a function, or undefined) on the
+// main thread; a throwing onStep sets the abort flag, which stops the job at its next step.
+Napi::Promise startDenoisingJob(Napi::Env env, JobThread& thread, DenoisingWork work, Finish finish, Napi::Value onStep,
+                                AbortFlag abort);
 
 }  // namespace fc

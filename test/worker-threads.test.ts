@@ -1,5 +1,6 @@
 // The addon loaded in a worker thread and in the main thread at once: each environment keeps
-// its own class references, so neither crashes the process (run in a child process).
+// its own class references, so neither crashes the process; and a running native call leaves
+// libuv's pool free (both in child processes).
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 
@@ -16,4 +17,18 @@ it('survives the addon loaded in a worker thread beside the main thread', () => 
   expect(r.signal, r.stderr).toBeNull();
   expect(r.status, r.stderr).toBe(0);
   expect(r.stdout).toContain('RESULT ok');
+});
+
+it('leaves libuv\'s pool free while a generate() runs (UV_THREADPOOL_SIZE=1)', () => {
+  const r = spawnSync(
+    process.execPath,
+    [join(root, 'test', 'fixtures', 'worker', 'pool-free.mjs'), join(root, 'dist', 'esm'), inject('goldenModelDir')],
+    { encoding: 'utf8', timeout: 120_000, env: { ...process.env, UV_THREADPOOL_SIZE: '1' } },
+  );
+  expect(r.status, r.stderr).toBe(0);
+  const line = r.stdout.split('\n').find((l) => l.startsWith('RESULT '));
+  const result = JSON.parse(line!.slice('RESULT '.length)) as { poolMs: number; stepsBeforePool: number; steps: number };
+  // The pool task finished while the denoising loop was still going (61 PNDM steps in all).
+  expect(result.steps).toBe(61);
+  expect(result.stepsBeforePool).toBeLessThan(result.steps);
 });

@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <limits>
+#include <map>
+#include <mutex>
 
 namespace fc {
 namespace {
@@ -96,7 +98,11 @@ template <typename T, bool Silu>
 __global__ void normalize(const T* __restrict__ x, const T* __restrict__ weight, const T* __restrict__ bias,
                           const float2* __restrict__ stats, T* __restrict__ y, int total, int hwc, int c, int cg,
                           int groups) {
-  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
+  // The loop counter is 64-bit: i + stride may pass INT_MAX on its way out. Below `total`
+  // (< 2^31), 32-bit index arithmetic is exact and cheaper.
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t k = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < total; k += stride) {
+    const int i = static_cast<int>(k);
     const int ch = i % c;
     const int n = i / hwc;
     const float2 s = stats[n * groups + ch / cg];
@@ -104,6 +110,22 @@ __global__ void normalize(const T* __restrict__ x, const T* __restrict__ weight,
     if (Silu) v = v / (1.f + __expf(-v));
     y[i] = static_cast<T>(v);
   }
+}
+
+// Whether this binary carries code the current GPU can run (a build for other architectures, or
+// a driver older than the toolkit, has none): then ATen's group norm runs instead of failing.
+bool hasKernelImage() {
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess) return false;
+  static std::mutex mutex;
+  static std::map<int, bool> known;
+  std::lock_guard<std::mutex> lock(mutex);
+  auto found = known.find(device);
+  if (found != known.end()) return found->second;
+  cudaFuncAttributes attributes;
+  const bool ok = cudaFuncGetAttributes(&attributes, finishMoments) == cudaSuccess;
+  cudaGetLastError();  // a failed probe must not leave a sticky error for the next launch check
+  return known[device] = ok;
 }
 
 }  // namespace
@@ -121,6 +143,7 @@ std::optional<at::Tensor> groupNormNhwcCuda(const at::Tensor& x, int64_t groups,
   if (n * hw * c >= std::numeric_limits<int>::max()) return std::nullopt;  // 32-bit indexing below
 
   c10::cuda::CUDAGuard guard(x.device());
+  if (!hasKernelImage()) return std::nullopt;
   cudaStream_t stream = c10::cuda::getCurrentCUDAStream(x.device().index());
   const at::Tensor w = weight.contiguous(), b = bias.contiguous();
   const int cg = static_cast<int>(c / groups);
@@ -133,7 +156,7 @@ std::optional<at::Tensor> groupNormNhwcCuda(const at::Tensor& x, int64_t groups,
   at::Tensor stats = at::empty({ng * 2}, floatOpts);
   at::Tensor y = at::empty_like(x, at::MemoryFormat::ChannelsLast);
   const int total = static_cast<int>(n * hw * c);
-  const int blocks = std::max(1, std::min((total + kThreads - 1) / kThreads, 65536));
+  const int blocks = static_cast<int>(std::clamp<int64_t>((n * hw * c + kThreads - 1) / kThreads, 1, 65536));
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "fastcomposer_group_norm_nhwc", [&] {
     partialMoments<scalar_t><<<dim3(ng, splits), kThreads, 0, stream>>>(
