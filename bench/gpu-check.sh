@@ -56,6 +56,11 @@ grep -E "fastcomposer: (CUDA|no nvcc)" "$LOG" | tail -2
 echo "{\"torchVersion\": \"$TORCH_VERSION\", \"cuda\": true}" >build/Release/torch.json
 say "built in $((SECONDS - start)) s"
 
+# Correctness first, on the tiny model (about 30 s): bench/gpu-smoke.mjs.
+python3 -m fastcomposer_export --tiny --out /tmp/tiny >>"$LOG" 2>&1 &&
+  timeout 180 node bench/gpu-smoke.mjs --model /tmp/tiny >"$OUT/smoke.jsonl" 2>>"$LOG"
+say "smoke: $(tail -1 "$OUT/smoke.jsonl")"; grep '"pass":false' "$OUT/smoke.jsonl" | tee -a "$LOG"
+
 # 3. A full-size random model (float16 weights on disk: the runs cast as asked)
 start=$SECONDS
 MODEL=/tmp/sd15-random
