@@ -21,6 +21,7 @@
       "libraries": [
         "-L<(torch_root)/lib",
         "-Wl,--no-as-needed",
+        "-Wl,-z,nodelete",
         "-ltorch",
         "-ltorch_cpu",
         "-lc10",

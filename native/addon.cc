@@ -86,9 +86,14 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   torch::jit::setGraphExecutorOptimize(optimize && std::strcmp(optimize, "1") == 0);
   auto* data = new AddonData();
   env.SetInstanceData(data);  // deleted by Node with the environment
-  // At shutdown, let the job threads finish what is queued (a model freed at the last moment),
-  // bounded so that a long job cannot hold the exit up.
-  env.AddCleanupHook([] { drainJobThreads(5000); });
+  // At shutdown, stop this environment's running generations at their next step, then let the
+  // job threads finish what is queued (a model freed at the last moment), bounded so that a
+  // long job cannot hold the exit up.
+  env.AddCleanupHook([jobs = data->jobs] {
+    jobs->abortAll();
+    drainJobThreads(5000);
+    jobs->markGone();
+  });
   Napi::Function abortFlag = AbortFlagWrap::Define(env);
   data->abortFlagClass = Napi::Persistent(abortFlag);
   Napi::Function modelClass = ModelWrap::Define(env);

@@ -2,6 +2,8 @@
 
 #include <variant>
 
+#include "addon_data.h"
+
 namespace fc {
 namespace {
 
@@ -11,6 +13,7 @@ using Message = std::variant<StepEvent, Done>;
 // One call's state. The thread-safe function's context holds one reference and drops it in its
 // finalizer, on the main thread; the job holds another only until it has queued its Done
 // message, so in a normal run the state (with the JS references it owns) dies on the main thread.
+// The queue is unbounded, so queuing never blocks the job thread.
 struct JobState {
   Napi::Promise::Deferred deferred;
   Finish finish;
@@ -70,30 +73,34 @@ Napi::Promise start(Napi::Env env, JobThread& thread, DenoisingWork work, Finish
   auto state = std::make_shared<JobState>(env, std::move(finish), std::move(work),
                                           abort ? std::move(abort) : std::make_shared<std::atomic<bool>>(false));
   if (onStep.IsFunction()) state->onStep = Napi::Persistent(onStep.As<Napi::Function>());
+  std::shared_ptr<EnvJobs> envJobs = addonData(env).jobs;
+  envJobs->add(state->abort);
   Napi::Promise promise = state->deferred.Promise();
   auto* context = new Holder(state);
   Channel channel = Channel::New(env, "fastcomposer", 0, 1, context, [](Napi::Env, void*, Holder* held) { delete held; });
-  thread.post([state = std::move(state), channel]() mutable {
-    ProgressFn report = [&channel](const StepEvent& event) {
-      auto* message = new Message(event);
-      if (channel.NonBlockingCall(message) != napi_ok) delete message;
+  thread.post([state = std::move(state), channel, envJobs]() mutable {
+    // Every use of the channel goes through whileAlive: after its environment's cleanup the
+    // channel is deleted (addon_data.h).
+    auto send = [&](Message* message) {
+      bool sent = false;
+      envJobs->whileAlive([&] { sent = channel.NonBlockingCall(message) == napi_ok; });
+      if (!sent) delete message;
+      return sent;
     };
+    ProgressFn report = [&](const StepEvent& event) { send(new Message(event)); };
     try {
       state->work(report, *state->abort);
     } catch (...) {
       state->error = classifyCurrentException();
       state->failed = true;
     }
-    auto* done = new Message(Done{});
-    const bool delivered = channel.BlockingCall(done) == napi_ok;
-    if (!delivered) {
-      delete done;
-      // The environment is shutting down and its finalizer may have run already: the state
-      // would die here, off the main thread, with JS references of a dead environment. Leak it.
+    if (!send(new Message(Done{}))) {
+      // The environment is going away: the state would die here, off its thread, with JS
+      // references of a dead environment. Leak it instead (the environment is ending).
       new Holder(std::move(state));
     }
     state.reset();
-    channel.Release();
+    envJobs->whileAlive([&] { channel.Release(); });
   });
   return promise;
 }
