@@ -157,6 +157,7 @@ export interface NativeBinding {
   /** Bytes held by the CUDA caching allocator on one device; resetPeak starts a new peak. */
   cudaMemory(index?: number, resetPeak?: boolean): NativeDeviceMemory;
   getNumThreads(): number;
-  setNumThreads(threads: number): void;
+  /** At process exit: stops and waits for native work (native/addon.cc PrepareExit). */
+  prepareExit(code: number): void;
   readonly testing: NativeTesting;
 }

@@ -7,6 +7,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { isMainThread } from 'node:worker_threads';
 
 import { FastComposerError } from './errors.js';
 import type { NativeBinding } from './native-contract.js';
@@ -111,6 +112,9 @@ export function loadNative(): LoadedNative {
       { cause },
     );
   }
+  // Before the process exits (also by process.exit()), native work must stop: C++ static objects
+  // are destroyed right after, and a torch task still running then would crash the process.
+  if (isMainThread) process.once('exit', (code) => binding.prepareExit(code));
   loaded = { binding, addonPath, torch, build };
   return loaded;
 }

@@ -3,11 +3,13 @@
 #include <ATen/Parallel.h>
 #include <napi.h>
 #include <torch/cuda.h>
-#include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/version.h>
 
+#include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 
 #include "abort_flag.h"
 #include "addon_data.h"
@@ -30,7 +32,8 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
   auto model = std::make_shared<std::shared_ptr<Model>>();
   // Loaded on the device's job thread, like every later call on the model (job_thread.h).
   const std::string device = spec.device == "cuda" ? "cuda:0" : spec.device;
-  return startJob(env, deviceJobThread(device),
+  JobThread* thread = guarded(env, [&] { return &deviceJobThread(device); });
+  return startJob(env, *thread,
       [spec, model] {
         // The model is freed on its job thread, wherever its last reference goes (dispose,
         // garbage collection, a finished worker): CUDA frees and graph teardown stay off the
@@ -39,7 +42,7 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
           deviceJobThread(m->device().str()).post([m] { delete m; });
         });
       },
-      [model](Napi::Env e) -> Napi::Value { return ModelWrap::Wrap(e, *model); });
+      [model](Napi::Env e) -> Napi::Value { return ModelWrap::Wrap(e, std::move(*model)); });
 }
 
 Napi::Value CudaDeviceCount(const Napi::CallbackInfo& info) {
@@ -50,14 +53,6 @@ Napi::Value CudaDeviceCount(const Napi::CallbackInfo& info) {
 
 Napi::Value GetNumThreads(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), at::get_num_threads());
-}
-
-Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (!info[0].IsNumber() || info[0].As<Napi::Number>().Int32Value() < 1)
-    throw toJsError(env, {"ERR_INVALID_ARGUMENT", "Expected positive integer for threads"});
-  guarded(env, [&] { at::set_num_threads(info[0].As<Napi::Number>().Int32Value()); });
-  return env.Undefined();
 }
 
 // cudaMemory(index, resetPeak?) -> { allocated, peakAllocated, reserved, peakReserved } in bytes.
@@ -75,23 +70,47 @@ Napi::Value CudaMemory(const Napi::CallbackInfo& info) {
   });
 }
 
+// process.on('exit') on the main thread calls this (lib/native.ts), also for process.exit(),
+// which runs no environment cleanup: job threads start nothing more, every environment's
+// generations stop at their next step, and the exit waits for the running tasks. After this,
+// C++ static objects are destroyed (libtorch's, oneDNN's), and a task still running then
+// crashed the process. If one outlasts the wait (a long load or decode), the process ends here,
+// with its exit code and without those destructors.
+Napi::Value PrepareExit(const Napi::CallbackInfo& info) {
+  const int code = info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : 0;
+  beginProcessExit();
+  {
+    std::lock_guard<std::mutex> lock(allEnvJobsMutex());
+    for (const auto& weak : allEnvJobs())
+      if (auto jobs = weak.lock()) jobs->abortAll();
+  }
+  if (!waitForJobThreads(5000)) {
+    std::fflush(nullptr);
+    std::_Exit(code);
+  }
+  return info.Env().Undefined();
+}
+
 }  // namespace
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  // The traced graphs are plain ATen calls; TorchScript's profiling executor would spend the
-  // first calls profiling and re-optimising them for little gain, a cost the first user call
-  // pays. FASTCOMPOSER_JIT_OPTIMIZE=1 turns it back on.
   recordDefaultThreads();
-  const char* optimize = std::getenv("FASTCOMPOSER_JIT_OPTIMIZE");
-  torch::jit::setGraphExecutorOptimize(optimize && std::strcmp(optimize, "1") == 0);
   auto* data = new AddonData();
   env.SetInstanceData(data);  // deleted by Node with the environment
-  // At shutdown, stop this environment's running generations at their next step, then let the
-  // job threads finish what is queued (a model freed at the last moment), bounded so that a
-  // long job cannot hold the exit up.
+  {
+    std::lock_guard<std::mutex> lock(allEnvJobsMutex());
+    allEnvJobs().push_back(data->jobs);
+  }
+  // When this environment ends (a worker thread terminated, the process exiting normally):
+  // its queued jobs are skipped, its generations stop at their next step, and it waits a little
+  // for them, bounded so that a long load or decode cannot hold the end up.
   env.AddCleanupHook([jobs = data->jobs] {
-    jobs->abortAll();
-    drainJobThreads(5000);
+    try {
+      jobs->abortAll();
+      // Once the process is exiting, job threads skip what is queued: nothing to wait for.
+      if (!processExiting()) jobs->waitFinished(5000);
+    } catch (...) {
+    }
     jobs->markGone();
   });
   Napi::Function abortFlag = AbortFlagWrap::Define(env);
@@ -103,9 +122,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("torchVersion", Napi::String::New(env, TORCH_VERSION));
   exports.Set("loadModel", Napi::Function::New(env, LoadModel, "loadModel"));
   exports.Set("cudaDeviceCount", Napi::Function::New(env, CudaDeviceCount, "cudaDeviceCount"));
+  exports.Set("prepareExit", Napi::Function::New(env, PrepareExit, "prepareExit"));
   exports.Set("cudaMemory", Napi::Function::New(env, CudaMemory, "cudaMemory"));
   exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads, "getNumThreads"));
-  exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads, "setNumThreads"));
   exports.Set("testing", testingExports(env));
   return exports;
 }

@@ -1,5 +1,10 @@
 #include "job_thread.h"
 
+#include <torch/csrc/jit/runtime/graph_executor.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <chrono>
 #include <future>
@@ -46,24 +51,46 @@ void JobThread::post(std::function<void()> task) {
   wake_.notify_one();
 }
 
-bool JobThread::drain(int timeoutMs) {
-  auto done = std::make_shared<std::promise<void>>();
-  std::future<void> finished = done->get_future();
-  post([done] { done->set_value(); });
-  return finished.wait_for(std::chrono::milliseconds(timeoutMs)) == std::future_status::ready;
+namespace {
+std::atomic<bool> exiting{false};
+}  // namespace
+
+void beginProcessExit() { exiting.store(true); }
+bool processExiting() { return exiting.load(); }
+
+bool JobThread::waitCurrent(int timeoutMs) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  return idle_.wait_for(lock, std::chrono::milliseconds(timeoutMs), [this] { return !busy_; });
 }
 
 void JobThread::loop() {
+  // TorchScript keeps its executor switch per thread: set it where the modules run. On (the
+  // profiling executor, libtorch's default) unless FASTCOMPOSER_JIT_OPTIMIZE=0.
+  const char* optimize = std::getenv("FASTCOMPOSER_JIT_OPTIMIZE");
+  torch::jit::setGraphExecutorOptimize(!(optimize && std::strcmp(optimize, "0") == 0));
   for (;;) {
     std::function<void()> next;
     {
       std::unique_lock<std::mutex> lock(mutex_);
+      busy_ = false;
+      idle_.notify_all();
       wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
       if (queue_.empty()) return;  // stopping, nothing left
       next = std::move(queue_.front());
       queue_.pop_front();
+      if (exiting.load()) {
+        // The process is exiting: run nothing more, and destroy nothing either (a task may
+        // own references into JavaScript): leak it.
+        new std::function<void()>(std::move(next));
+        continue;
+      }
+      busy_ = true;
     }
-    next();
+    try {
+      next();
+    } catch (...) {
+      // Tasks report their own errors; one that throws anyway must not end the thread.
+    }
   }
 }
 
@@ -84,13 +111,14 @@ JobThread& deviceJobThread(const std::string& device) {
   return *slot;
 }
 
-void drainJobThreads(int timeoutMs) {
+bool waitForJobThreads(int timeoutMs) {
   std::vector<JobThread*> threads;
   {
     std::lock_guard<std::mutex> lock(registryMutex);
     for (auto& entry : registry()) threads.push_back(entry.second);
   }
-  for (JobThread* thread : threads) thread->drain(timeoutMs);
+  bool all = true;
+  for (JobThread* thread : threads) all = thread->waitCurrent(timeoutMs) && all;
+  return all;
 }
-
 }  // namespace fc

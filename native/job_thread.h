@@ -29,23 +29,30 @@ class JobThread {
   // Queues `task` without waiting (it must not throw). Safe from any thread, the job thread too.
   void post(std::function<void()> task);
 
-  // Waits up to `timeoutMs` for the tasks queued so far; false on a timeout.
-  bool drain(int timeoutMs);
+  // Waits up to `timeoutMs` for the task that is running now (if any) to end; false on a
+  // timeout. After beginProcessExit() no further task starts.
+  bool waitCurrent(int timeoutMs);
 
  private:
   void loop();
 
   std::mutex mutex_;
   std::condition_variable wake_;
+  std::condition_variable idle_;
   std::deque<std::function<void()>> queue_;
   bool stopping_ = false;
+  bool busy_ = false;
   std::thread thread_;
 };
 
-// Waits, at most `timeoutMs` for each, until every job thread has run what was queued so far:
-// called when a Node environment shuts down, so that models freed at the last moment are gone
-// before CUDA is torn down.
-void drainJobThreads(int timeoutMs);
+// At process exit (process.on('exit'), addon.cc PrepareExit): job threads start no further task
+// (queued tasks are dropped, leaked), and the caller waits for the running ones with
+// waitForJobThreads, before C++ static objects are destroyed under a running task.
+void beginProcessExit();
+bool processExiting();
+// Waits, at most `timeoutMs` for each, for every job thread's running task; false if one is
+// still running then.
+bool waitForJobThreads(int timeoutMs);
 
 // The job thread of a device ("cpu", "cuda:0", ...), created on first use and kept for the
 // life of the process (never joined: a job still running at exit must not hold exit up).

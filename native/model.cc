@@ -4,6 +4,7 @@
 #include <c10/core/InferenceMode.h>
 #include <torch/cuda.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 
@@ -68,11 +69,12 @@ void toChannelsLast(torch::jit::Module& module) {
   }
 }
 
-int defaultThreads = 0;
+// Written by each environment's Init, read on job threads.
+std::atomic<int> defaultThreads{0};
 
 }  // namespace
 
-void recordDefaultThreads() { defaultThreads = at::get_num_threads(); }
+void recordDefaultThreads() { defaultThreads.store(at::get_num_threads()); }
 
 void Model::useThreads() const {
   if (device_.is_cpu() && threads_ > 0 && at::get_num_threads() != threads_) at::set_num_threads(threads_);
@@ -86,7 +88,7 @@ Model::Model(const ModelSpec& spec) : spec_(spec), device_(parseDevice(spec.devi
   postfuse = loadModule(spec.postfusePath, device_, dtype_);
   unet = loadModule(spec.unetPath, device_, dtype_);
   vaeDecoder = loadModule(spec.vaeDecoderPath, device_, dtype_);
-  threads_ = spec.threads > 0 ? static_cast<int>(spec.threads) : defaultThreads;
+  threads_ = spec.threads > 0 ? static_cast<int>(spec.threads) : defaultThreads.load();
   if (!unet.find_method("forward_localized"))
     throw CodedError("ERR_MODEL", "Module " + spec.unetPath + " lacks the forward_localized method; re-export the model");
   if (device_.is_cuda()) {

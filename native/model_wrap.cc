@@ -75,7 +75,20 @@ std::shared_ptr<Model> ModelWrap::modelOrThrow(Napi::Env env) const {
   return model_;
 }
 
-// encodeSubjects(subjectImages: uint8 [H,W,3][], size): pad + resize + image encoder, all on the worker.
+namespace {
+
+// The subject pictures are views of JS buffers: read them (pad + resize into a tensor of our
+// own) only while their environment is alive. A job that starts after a worker thread ended
+// would read freed memory otherwise.
+at::Tensor readSubjectPixels(EnvJobs& envJobs, const std::vector<at::Tensor>& images, int64_t size) {
+  at::Tensor pixels;
+  if (!envJobs.whileAlive([&] { pixels = prepareSubjectPixels(images, size); })) throw AbortedError();
+  return pixels;
+}
+
+}  // namespace
+
+// encodeSubjects(subjectImages: uint8 [H,W,3][], size): pad + resize + image encoder, all on the job thread.
 Napi::Value ModelWrap::EncodeSubjects(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto model = modelOrThrow(env);
@@ -86,12 +99,14 @@ Napi::Value ModelWrap::EncodeSubjects(const Napi::CallbackInfo& info) {
   if (!info[1].IsNumber()) throw toJsError(env, {"ERR_INVALID_ARGUMENT", "Expected a number for size"});
   const int64_t size = info[1].As<Napi::Number>().Int64Value();
   auto out = std::make_shared<at::Tensor>();
+  std::shared_ptr<EnvJobs> envJobs = addonData(env).jobs;
   return startJob(env, model->jobs(),
-      // keepAlive: the pictures' JS buffers, released with the job's state on the main thread.
-      [model, images, size, out, keepAlive] {
-        *out = Pipeline(model).encodeSubjects(prepareSubjectPixels(images, size)).to(at::kFloat).to(at::kCPU);
+      [model, images, size, out, envJobs] {
+        at::Tensor pixels = readSubjectPixels(*envJobs, images, size);
+        *out = Pipeline(model).encodeSubjects(pixels).to(at::kFloat).to(at::kCPU);
       },
-      [out](Napi::Env e) -> Napi::Value { return tensorToJs(e, *out); });
+      [out](Napi::Env e) -> Napi::Value { return tensorToJs(e, *out); },
+      keepAlive);  // the pictures' JS buffers, released on the main thread once settled
 }
 
 Napi::Value ModelWrap::EncodePrompt(const Napi::CallbackInfo& info) {
@@ -166,17 +181,16 @@ Napi::Value ModelWrap::Generate(const Napi::CallbackInfo& info) {
     double encodeSubjectsMs = 0, encodePromptMs = 0, denoiseMs = 0, decodeMs = 0, totalMs = 0;
   };
   auto out = std::make_shared<Output>();
+  std::shared_ptr<EnvJobs> envJobs = addonData(env).jobs;
   return startDenoisingJob(env, model->jobs(),
-      // keepAlive: the pictures' JS buffers (images are views), released with the job's state on the
-      // main thread.
-      [model, images = std::move(images), keepAlive, subjectSize, prompt, job, out](
+      [model, images = std::move(images), envJobs, subjectSize, prompt, job, out](
           const ProgressFn& progress, const std::atomic<bool>& aborted) mutable {
         Pipeline pipeline(model);
         // Stage times, synchronised with the device so they measure work, not queueing.
         StageClock clock(model->device());
         if (!images.empty() && !prompt.objectEmbeds.defined()) {
-          at::Tensor pixels = prepareSubjectPixels(images, subjectSize);
-          images.clear();  // views; their buffers go with keepAlive on the main thread
+          at::Tensor pixels = readSubjectPixels(*envJobs, images, subjectSize);
+          images.clear();  // views; their buffers are released with the job's JS part
           prompt.objectEmbeds = pipeline.encodeSubjects(pixels);
         }
         out->encodeSubjectsMs = clock.lap();
@@ -201,7 +215,7 @@ Napi::Value ModelWrap::Generate(const Napi::CallbackInfo& info) {
         result.Set("timings", timings);
         return result;
       },
-      info[1], abortFlagFrom(info[2]));
+      info[1], abortFlagFrom(info[2]), keepAlive);  // the pictures' JS buffers
 }
 
 // dispose() -> Promise<void>, settled once the model's job thread has run everything queued so

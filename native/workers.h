@@ -24,14 +24,18 @@ using Work = std::function<void()>;
 // Denoising work: reports steps through `progress` and stops at the next step once `aborted`.
 using DenoisingWork = std::function<void(const ProgressFn& progress, const std::atomic<bool>& aborted)>;
 
+// What a job keeps of JavaScript (references to the buffers that its views read): released on
+// the main thread once the job has settled, never on a job thread.
+using JsOwned = std::shared_ptr<void>;
+
 // Queues `work` on `thread`; the promise resolves with finish(env), or rejects with a coded
-// error when either throws. `work` and whatever it captures are destroyed on the main thread
-// (it may hold references to JS values).
-Napi::Promise startJob(Napi::Env env, JobThread& thread, Work work, Finish finish);
+// error when either throws. `work` must not capture JS references (pass them as `js`): it is
+// destroyed on the job thread as soon as it has run, so that what it holds (a model) goes then.
+Napi::Promise startJob(Napi::Env env, JobThread& thread, Work work, Finish finish, JsOwned js = nullptr);
 
 // As startJob, for denoising: each step is reported to `onStep` (a function, or undefined) on the
 // main thread; a throwing onStep sets the abort flag, which stops the job at its next step.
 Napi::Promise startDenoisingJob(Napi::Env env, JobThread& thread, DenoisingWork work, Finish finish, Napi::Value onStep,
-                                AbortFlag abort);
+                                AbortFlag abort, JsOwned js = nullptr);
 
 }  // namespace fc

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-npm run prebuild
+npm run build:prebuilds
 work=$(mktemp -d /tmp/fastcomposer-pack.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 tarball=$(npm pack --silent --pack-destination "$work" | tail -n 1)

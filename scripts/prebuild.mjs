@@ -1,4 +1,4 @@
-// `npm run prebuild`: prebuildify (N-API) writes prebuilds/<platform>-<arch>/fastcomposer.napi.node,
+// `npm run build:prebuilds` (not "prebuild": npm would run that before every `npm run build`): prebuildify (N-API) writes prebuilds/<platform>-<arch>/fastcomposer.napi.node,
 // built by cmake-js (scripts/prebuild-backend.mjs), and beside it torch.json: the torch version
 // the binary was built against, which lib/native.ts checks before loading it.
 import { copyFileSync, mkdirSync } from 'node:fs';

@@ -58,3 +58,14 @@ it('exits cleanly when only a worker thread loaded the addon', () => {
   expect(r.status, r.stderr).toBe(0);
   expect(r.stdout).toContain('RESULT ok');
 });
+
+it('never reads a terminated worker\'s subject pictures: its queued job is skipped', () => {
+  const r = spawnSync(
+    process.execPath,
+    [join(root, 'test', 'fixtures', 'worker', 'terminate-queued.mjs'), join(root, 'dist', 'esm'), inject('goldenModelDir')],
+    { encoding: 'utf8', timeout: 180_000 },
+  );
+  expect(r.signal, r.stderr).toBeNull();
+  expect(r.status, r.stderr).toBe(0);
+  expect(r.stdout).toContain('RESULT ok');
+});
