@@ -158,6 +158,6 @@ export interface NativeBinding {
   cudaMemory(index?: number, resetPeak?: boolean): NativeDeviceMemory;
   getNumThreads(): number;
   /** At process exit: stops and waits for native work (native/addon.cc PrepareExit). */
-  prepareExit(code: number): void;
+  prepareExit(): void;
   readonly testing: NativeTesting;
 }

@@ -114,7 +114,7 @@ export function loadNative(): LoadedNative {
   }
   // Before the process exits (also by process.exit()), native work must stop: C++ static objects
   // are destroyed right after, and a torch task still running then would crash the process.
-  if (isMainThread) process.once('exit', (code) => binding.prepareExit(code));
+  if (isMainThread) process.once('exit', () => binding.prepareExit());
   loaded = { binding, addonPath, torch, build };
   return loaded;
 }

@@ -5,8 +5,8 @@
 #include <torch/cuda.h>
 #include <torch/version.h>
 
+#include <algorithm>
 #include <atomic>
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -70,24 +70,24 @@ Napi::Value CudaMemory(const Napi::CallbackInfo& info) {
   });
 }
 
+void abortEveryEnvironment() {
+  std::lock_guard<std::mutex> lock(allEnvJobsMutex());
+  for (const auto& weak : allEnvJobs())
+    if (auto jobs = weak.lock()) jobs->abortAll();
+}
+
 // process.on('exit') on the main thread calls this (lib/native.ts), also for process.exit(),
 // which runs no environment cleanup: job threads start nothing more, every environment's
-// generations stop at their next step, and the exit waits for the running tasks. After this,
-// C++ static objects are destroyed (libtorch's, oneDNN's), and a task still running then
-// crashed the process. If one outlasts the wait (a long load or decode), the process ends here,
-// with its exit code and without those destructors.
+// generations stop at their next step, and the exit waits (bounded) for the running tasks,
+// since C++ static objects (libtorch's, oneDNN's) are destroyed after it and a task still
+// running then crashed the process. A task that outlasts the wait (a long load or decode) is
+// left to the C exit handler (installExitBackstop), which ends the process with its status
+// then; later 'exit' listeners still run.
 Napi::Value PrepareExit(const Napi::CallbackInfo& info) {
-  const int code = info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : 0;
   beginProcessExit();
-  {
-    std::lock_guard<std::mutex> lock(allEnvJobsMutex());
-    for (const auto& weak : allEnvJobs())
-      if (auto jobs = weak.lock()) jobs->abortAll();
-  }
-  if (!waitForJobThreads(5000)) {
-    std::fflush(nullptr);
-    std::_Exit(code);
-  }
+  abortEveryEnvironment();
+  armExitBackstop();
+  waitForJobThreads(5000);
   return info.Env().Undefined();
 }
 
@@ -95,20 +95,25 @@ Napi::Value PrepareExit(const Napi::CallbackInfo& info) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   recordDefaultThreads();
+  installExitBackstop(abortEveryEnvironment);
   auto* data = new AddonData();
   env.SetInstanceData(data);  // deleted by Node with the environment
   {
     std::lock_guard<std::mutex> lock(allEnvJobsMutex());
-    allEnvJobs().push_back(data->jobs);
+    auto& all = allEnvJobs();
+    all.erase(std::remove_if(all.begin(), all.end(), [](const auto& w) { return w.expired(); }), all.end());
+    all.push_back(data->jobs);
   }
   // When this environment ends (a worker thread terminated, the process exiting normally):
   // its queued jobs are skipped, its generations stop at their next step, and it waits a little
   // for them, bounded so that a long load or decode cannot hold the end up.
   env.AddCleanupHook([jobs = data->jobs] {
     try {
+      // If the process is exiting (it stops worker threads first), the exit handlers run next:
+      // the backstop must come before the destructors of the statics made so far.
+      armExitBackstop();
       jobs->abortAll();
-      // Once the process is exiting, job threads skip what is queued: nothing to wait for.
-      if (!processExiting()) jobs->waitFinished(5000);
+      jobs->waitFinished(5000, [] { return processExiting(); });
     } catch (...) {
     }
     jobs->markGone();

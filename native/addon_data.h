@@ -11,6 +11,7 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <vector>
 
 namespace fc {
@@ -23,17 +24,23 @@ namespace fc {
 // environment's memory (subject pictures are views of JS buffers).
 class EnvJobs {
  public:
-  // On the environment's thread, as a job is queued; `finished` is called by the job's end.
+  // On the environment's thread, as a job is queued.
   void add(const std::shared_ptr<std::atomic<bool>>& flag) {
     std::lock_guard<std::mutex> lock(mutex_);
     flags_.erase(std::remove_if(flags_.begin(), flags_.end(), [](const auto& f) { return f.expired(); }), flags_.end());
     flags_.push_back(flag);
-    ++outstanding_;
   }
-  // On a job thread, when a job has ended (settled or given up).
+  // On a job thread, as a job starts: false if it is aborted already (it is then skipped);
+  // else it counts as running until finished().
+  bool start(const std::atomic<bool>& aborted) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (aborted.load()) return false;
+    ++running_;
+    return true;
+  }
   void finished() {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (--outstanding_ == 0) idle_.notify_all();
+    if (--running_ == 0) idle_.notify_all();
   }
   // Any thread.
   void abortAll() {
@@ -41,32 +48,39 @@ class EnvJobs {
     for (const auto& weak : flags_)
       if (auto flag = weak.lock()) flag->store(true);
   }
-  bool waitFinished(int timeoutMs) {
+  // Waits up to `timeoutMs` for this environment's running jobs (queued ones are aborted and
+  // will be skipped), or until `stop()` says to stop waiting.
+  template <typename Stop>
+  bool waitFinished(int timeoutMs, Stop stop) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeoutMs);
     std::unique_lock<std::mutex> lock(mutex_);
-    return idle_.wait_for(lock, std::chrono::milliseconds(timeoutMs), [this] { return outstanding_ == 0; });
+    while (running_ > 0 && !stop()) {
+      if (std::chrono::steady_clock::now() >= deadline) return false;
+      idle_.wait_for(lock, std::chrono::milliseconds(50));
+    }
+    return running_ == 0;
   }
   void markGone() {
-    std::lock_guard<std::mutex> lock(aliveMutex_);
+    std::unique_lock<std::shared_mutex> lock(aliveMutex_);
     alive_ = false;
   }
 
   // On a job thread: runs `f` only while the environment is alive, so that it cannot race the
-  // environment's teardown; returns whether it ran.
-  // Its own mutex: `f` may take a while (reading a large picture), and the environment's thread
-  // must not wait for that when it queues a job, only when it ends.
+  // environment's teardown; returns whether it ran. A shared lock (jobs of one environment on
+  // two devices do not wait for each other); markGone waits for every `f` running.
   template <typename F>
   bool whileAlive(F&& f) {
-    std::lock_guard<std::mutex> lock(aliveMutex_);
+    std::shared_lock<std::shared_mutex> lock(aliveMutex_);
     if (alive_) f();
     return alive_;
   }
 
  private:
-  std::mutex mutex_;       // flags_, outstanding_
-  std::mutex aliveMutex_;  // alive_
+  std::mutex mutex_;  // flags_, running_
   std::condition_variable idle_;
   std::vector<std::weak_ptr<std::atomic<bool>>> flags_;
-  int outstanding_ = 0;
+  int running_ = 0;
+  std::shared_mutex aliveMutex_;  // alive_
   bool alive_ = true;
 };
 

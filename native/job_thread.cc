@@ -2,9 +2,12 @@
 
 #include <torch/csrc/jit/runtime/graph_executor.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <stdexcept>
 #include <exception>
 #include <chrono>
 #include <future>
@@ -30,6 +33,8 @@ void JobThread::run(const std::function<void()>& task) {
   std::future<void> result = done.get_future();
   {
     std::lock_guard<std::mutex> lock(mutex_);
+    // A task queued now would never run (loop() skips them): do not wait for it.
+    if (processExiting()) throw std::runtime_error("the process is exiting");
     queue_.push_back([&task, &done] {
       try {
         task();
@@ -53,10 +58,40 @@ void JobThread::post(std::function<void()> task) {
 
 namespace {
 std::atomic<bool> exiting{false};
+std::atomic<void (*)()> abortAllJobs{nullptr};
+
+void exitBackstop(int status, void*) {
+  beginProcessExit();
+  if (auto abortAll = abortAllJobs.load()) abortAll();
+  if (!waitForJobThreads(3000)) {
+    std::fflush(nullptr);
+    std::_Exit(status);
+  }
+}
+
+void registerExitBackstop() {
+#ifdef __GLIBC__
+  on_exit(exitBackstop, nullptr);  // glibc: the handler gets the exit status
+#else
+  std::atexit([] { exitBackstop(0, nullptr); });
+#endif
+}
 }  // namespace
 
 void beginProcessExit() { exiting.store(true); }
 bool processExiting() { return exiting.load(); }
+
+void armExitBackstop() {
+  if (abortAllJobs.load()) registerExitBackstop();
+}
+
+void installExitBackstop(void (*abortAll)()) {
+  static std::once_flag once;
+  std::call_once(once, [abortAll] {
+    abortAllJobs.store(abortAll);
+    registerExitBackstop();
+  });
+}
 
 bool JobThread::waitCurrent(int timeoutMs) {
   std::unique_lock<std::mutex> lock(mutex_);
@@ -68,6 +103,7 @@ void JobThread::loop() {
   // profiling executor, libtorch's default) unless FASTCOMPOSER_JIT_OPTIMIZE=0.
   const char* optimize = std::getenv("FASTCOMPOSER_JIT_OPTIMIZE");
   torch::jit::setGraphExecutorOptimize(!(optimize && std::strcmp(optimize, "0") == 0));
+  int backstops = 0;  // exit handlers this thread registered (see installExitBackstop)
   for (;;) {
     std::function<void()> next;
     {
@@ -90,6 +126,12 @@ void JobThread::loop() {
       next();
     } catch (...) {
       // Tasks report their own errors; one that throws anyway must not end the thread.
+    }
+    // After this thread's first tasks (a load, a first generation), statics made on first use
+    // exist; a handler registered now runs before their destructors.
+    if (backstops < 3 && abortAllJobs.load()) {
+      registerExitBackstop();
+      ++backstops;
     }
   }
 }
@@ -117,8 +159,12 @@ bool waitForJobThreads(int timeoutMs) {
     std::lock_guard<std::mutex> lock(registryMutex);
     for (auto& entry : registry()) threads.push_back(entry.second);
   }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeoutMs);
   bool all = true;
-  for (JobThread* thread : threads) all = thread->waitCurrent(timeoutMs) && all;
+  for (JobThread* thread : threads) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    all = thread->waitCurrent(static_cast<int>(std::max<int64_t>(0, left.count()))) && all;
+  }
   return all;
 }
 }  // namespace fc

@@ -22,8 +22,9 @@ class JobThread {
   JobThread(const JobThread&) = delete;
   JobThread& operator=(const JobThread&) = delete;
 
-  // Runs `task` on this thread and waits for it; rethrows what it threw. For short synchronous
-  // calls (testing_exports.cc); native calls queue their jobs with post() (workers.h).
+  // Runs `task` on this thread and waits for it; rethrows what it threw (and throws once the
+  // process is exiting). For short synchronous calls (testing_exports.cc); native calls queue
+  // their jobs with post() (workers.h).
   void run(const std::function<void()>& task);
 
   // Queues `task` without waiting (it must not throw). Safe from any thread, the job thread too.
@@ -50,9 +51,21 @@ class JobThread {
 // waitForJobThreads, before C++ static objects are destroyed under a running task.
 void beginProcessExit();
 bool processExiting();
-// Waits, at most `timeoutMs` for each, for every job thread's running task; false if one is
-// still running then.
+// Waits, at most `timeoutMs` in all, for every job thread's running task; false if one is still
+// running then.
 bool waitForJobThreads(int timeoutMs);
+
+// The backstop for exits that lib/native.ts's process.on('exit') does not see (the addon loaded
+// only by a worker thread, process.reallyExit): a C exit handler that stops the job threads and,
+// if a task outlasts the wait, ends the process with its exit status before static destructors
+// run under it. Exit handlers run in reverse order of registration, mixed with the destructors of
+// statics made on first use, so it is registered at load (`abortAll`: the addon's way to abort
+// every environment's jobs), by each job thread after its first tasks, and by armExitBackstop.
+void installExitBackstop(void (*abortAll)());
+// Registers the backstop once more, now: when an environment ends (a worker thread stopped, also
+// by the process exiting) and in lib/native.ts's exit preparation, so that it runs before the
+// destructors of every static made so far.
+void armExitBackstop();
 
 // The job thread of a device ("cpu", "cuda:0", ...), created on first use and kept for the
 // life of the process (never joined: a job still running at exit must not hold exit up).

@@ -94,10 +94,21 @@ Napi::Promise start(Napi::Env env, JobThread& thread, DenoisingWork work, Finish
       if (!sent) delete message;
       return sent;
     };
+    const bool started = envJobs->start(*state->abort);
+    // Whatever happens below, the channel is released and a started job counted out.
+    struct Ending {
+      EnvJobs& jobs;
+      Channel& channel;
+      bool started;
+      ~Ending() {
+        jobs.whileAlive([&] { channel.Release(); });
+        if (started) jobs.finished();
+      }
+    } ending{*envJobs, channel, started};
     ProgressFn report = [&](const StepEvent& event) { send(new Message(event)); };
     try {
       // Aborted before it started (a signal while queued, or its environment ending): skip it.
-      if (state->abort->load()) throw AbortedError();
+      if (!started) throw AbortedError();
       state->work(report, *state->abort);
     } catch (...) {
       state->error = classifyCurrentException();
@@ -111,8 +122,6 @@ Napi::Promise start(Napi::Env env, JobThread& thread, DenoisingWork work, Finish
       new Holder(std::move(state));
     }
     state.reset();
-    envJobs->whileAlive([&] { channel.Release(); });
-    envJobs->finished();
   });
   return promise;
 }

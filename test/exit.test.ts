@@ -17,3 +17,13 @@ it.each([300, 400, 500, 600])('process.exit(3) %i ms into a running generate() e
   expect(r.signal, r.stderr).toBeNull();
   expect(r.status, r.stderr).toBe(3);
 });
+
+it('process.exit(7) while only a worker thread\'s long native task runs exits with 7, no signal', () => {
+  const r = spawnSync(
+    process.execPath,
+    [join(root, 'test', 'fixtures', 'worker', 'worker-only-exit.mjs'), join(root, 'dist', 'esm'), inject('goldenModelDir')],
+    { encoding: 'utf8', timeout: 120_000 },
+  );
+  expect(r.signal, r.stderr).toBeNull();
+  expect(r.status, r.stderr).toBe(7);
+});
