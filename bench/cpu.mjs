@@ -17,13 +17,14 @@
 // Targets: baseline/node time ratio >= 1.2; Node/N-API overhead (generate() wall time minus the
 // native pipeline's own totalMs) < 2%. Exit code 0 unless something failed to run; the table
 // says PASS/FAIL per target.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os, { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+
+import { ServedBaseline } from './served-baseline.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -109,49 +110,20 @@ const fmtS = (s) => (s === undefined || Number.isNaN(s) ? 'n/a' : `${s.toFixed(3
 const fmtMs = (s) => (s === undefined || Number.isNaN(s) ? 'n/a' : `${(s * 1e3).toFixed(1)} ms`);
 
 /** The long-lived Python side (python_eager.py or diffusers_reference.py): one JSON line per command. */
-class PythonBaseline {
-  constructor(opts, jobFile, latentsFile) {
-    const diffusers = opts.baseline === 'diffusers';
-    this.script = diffusers ? 'diffusers_reference.py' : 'python_eager.py';
-    const args = [
-      join(root, 'bench', this.script), '--serve', '--json',
-      ...(diffusers ? ['--release', opts.release] : ['--model', opts.model]), '--device', 'cpu', '--dtype', 'float32',
-      '--steps', String(opts.steps), '--width', String(opts.width), '--height', String(opts.height),
-      '--seed', String(opts.seed), '--guidance', String(opts.guidance), '--alpha', String(opts.alpha),
-      '--job', jobFile, '--save-latents', latentsFile, '--threads', String(opts.threads),
-    ];
-    // The eager baseline imports the exporter's modules; the diffusers one imports no project code.
-    const env = diffusers ? { ...process.env }
-      : { ...process.env, PYTHONPATH: [join(root, 'exporter'), process.env.PYTHONPATH].filter(Boolean).join(':') };
-    this.child = spawn(opts.baselinePython, args, { env, stdio: ['pipe', 'pipe', 'inherit'] });
-    this.child.stdin.on('error', () => {}); // a child that died is reported by next()
-    this.lines = createInterface({ input: this.child.stdout })[Symbol.asyncIterator]();
-    this.exited = new Promise((res) => {
-      this.child.once('exit', (code) => res(code));
-      this.child.once('error', (e) => { console.error(`bench: cannot start ${opts.baselinePython}: ${e.message}`); res(-1); });
-    });
-  }
-
-  async next() {
-    const r = await Promise.race([this.lines.next(), this.exited.then((code) => ({ exitCode: code }))]);
-    if (r.exitCode !== undefined || r.done) {
-      const code = r.exitCode ?? await this.exited;
-      throw new Error(`${this.script} exited (code ${code ?? '?'}); see its stderr above`);
-    }
-    const msg = JSON.parse(r.value);
-    if (msg.type === 'error') throw new Error(`${this.script}: ${msg.message}`);
-    return msg;
-  }
-
-  async run() {
-    this.child.stdin.write('run\n');
-    return this.next();
-  }
-
-  async close() {
-    this.child.stdin.end('quit\n');
-    await this.exited;
-  }
+/** The Python side (eager or diffusers), one served process. */
+function startBaseline(opts, jobFile, latentsFile) {
+  const diffusers = opts.baseline === 'diffusers';
+  const script = join(root, 'bench', diffusers ? 'diffusers_reference.py' : 'python_eager.py');
+  const args = [
+    ...(diffusers ? ['--release', opts.release] : ['--model', opts.model]), '--device', 'cpu', '--dtype', 'float32',
+    '--steps', String(opts.steps), '--width', String(opts.width), '--height', String(opts.height),
+    '--seed', String(opts.seed), '--guidance', String(opts.guidance), '--alpha', String(opts.alpha),
+    '--job', jobFile, '--save-latents', latentsFile, '--threads', String(opts.threads),
+  ];
+  // The eager baseline imports the exporter's modules; the diffusers one imports no project code.
+  const env = diffusers ? { ...process.env }
+    : { ...process.env, PYTHONPATH: [join(root, 'exporter'), process.env.PYTHONPATH].filter(Boolean).join(':') };
+  return new ServedBaseline(opts.baselinePython, script, args, env);
 }
 
 /**
@@ -267,7 +239,7 @@ async function main() {
     prompt, subjects, negativePrompt: '', steps: opts.steps, guidanceScale: opts.guidance, alpha: opts.alpha,
     seed: opts.seed, width: opts.width, height: opts.height, scheduler: 'pndm', output: 'raw',
   };
-  const py = new PythonBaseline(opts, jobFile, latentsFile);
+  const py = startBaseline(opts, jobFile, latentsFile);
   const node = [], python = [];
   let lastNode;
   let pyLoadS, baselineConfig;

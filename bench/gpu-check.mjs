@@ -13,18 +13,16 @@
 // Usage: node bench/gpu-check.mjs --model DIR [--runs 5] [--warmup 2] [--steps 50] [--size 512]
 //          [--python python3] [--parts default,localized,bfloat16,float32,no-cuda-graphs,no-channels-last]
 //          [--device cuda|cpu]   (cpu: a dry run of this script without a GPU, bfloat16 for fp16)
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { writeFileSync, readFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 import { FastComposer } from '../dist/esm/index.js';
 import { loadNative } from '../dist/esm/native.js';
 import { PromptTokenizer } from '../dist/esm/prompt.js';
+import { ServedBaseline } from './served-baseline.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const { values } = parseArgs({
@@ -139,45 +137,26 @@ async function warm(fc, j, n = warmup) {
   return times;
 }
 
-/** The Python eager pipeline as a long-lived process: one timed generate per "run". */
-class PythonEager {
-  constructor(dtype) {
-    const tokenizer = PythonEager.tokenizer;
-    const tokens = tokenizer.tokenize(job.prompt);
-    const pixels = join(work, 'pixels.u8');
-    writeFileSync(pixels, Buffer.concat(job.subjects.map((s) => s.data)));
-    const jobFile = join(work, 'job.json');
-    writeFileSync(jobFile, JSON.stringify({
-      inputIds: tokens.inputIds, textOnlyIds: tokens.textOnlyIds,
-      negativeIds: tokenizer.encodePlain(job.negativePrompt).ids, subjectPositions: tokens.subjectPositions, pixels,
-    }));
-    this.latentsFile = join(work, `python-${dtype}.bin`);
-    const args = [join(root, 'bench', 'python_eager.py'), '--serve', '--json', '--model', values.model,
-      '--device', values.device, '--dtype', dtype, '--steps', String(steps), '--width', String(size),
-      '--height', String(size), '--seed', String(job.seed), '--guidance', String(job.guidanceScale),
-      '--alpha', String(job.alpha), '--job', jobFile, '--save-latents', this.latentsFile];
-    const env = { ...process.env, PYTHONPATH: [join(root, 'exporter'), process.env.PYTHONPATH].filter(Boolean).join(':') };
-    this.child = spawn(values.python, args, { env, stdio: ['pipe', 'pipe', 'inherit'] });
-    this.lines = createInterface({ input: this.child.stdout })[Symbol.asyncIterator]();
-    this.exited = once(this.child, 'exit').then(([code]) => code);
-  }
-  async next() {
-    const r = await Promise.race([this.lines.next(), this.exited.then((code) => ({ exitCode: code }))]);
-    if (r.exitCode !== undefined || r.done) throw new Error(`python_eager.py exited (code ${r.exitCode ?? '?'})`);
-    const msg = JSON.parse(r.value);
-    if (msg.type === 'error') throw new Error(`python_eager.py: ${msg.message}`);
-    return msg;
-  }
-  async run() {
-    this.child.stdin.write('run\n');
-    return this.next();
-  }
-  async close() {
-    this.child.stdin.end('quit\n');
-    await this.exited;
-  }
+/** The Python eager pipeline of the same modules, served: one timed generate per run(). */
+function startPythonEager(dtype) {
+  const tokens = tokenizer.tokenize(job.prompt);
+  const pixels = join(work, 'pixels.u8');
+  writeFileSync(pixels, Buffer.concat(job.subjects.map((s) => s.data)));
+  const jobFile = join(work, 'job.json');
+  writeFileSync(jobFile, JSON.stringify({
+    inputIds: tokens.inputIds, textOnlyIds: tokens.textOnlyIds,
+    negativeIds: tokenizer.encodePlain(job.negativePrompt).ids, subjectPositions: tokens.subjectPositions, pixels,
+  }));
+  const latentsFile = join(work, `python-${dtype}.bin`);
+  const args = ['--model', values.model, '--device', values.device, '--dtype', dtype, '--steps', String(steps),
+    '--width', String(size), '--height', String(size), '--seed', String(job.seed), '--guidance', String(job.guidanceScale),
+    '--alpha', String(job.alpha), '--job', jobFile, '--save-latents', latentsFile];
+  const env = { ...process.env, PYTHONPATH: [join(root, 'exporter'), process.env.PYTHONPATH].filter(Boolean).join(':') };
+  const served = new ServedBaseline(values.python, join(root, 'bench', 'python_eager.py'), args, env);
+  served.latentsFile = latentsFile;
+  return served;
 }
-PythonEager.tokenizer = await PromptTokenizer.load(join(values.model, 'tokenizer.json'));
+const tokenizer = await PromptTokenizer.load(join(values.model, 'tokenizer.json'));
 
 const base = { torch: torch.version, builtAgainst: binding.torchVersion, cudaDevices: onCuda ? binding.cudaDeviceCount() : 0, steps, size };
 emit('config', base);
@@ -194,7 +173,7 @@ async function part(name, fn) {
 
 await part('default', async () => {
   const { fc, loadSeconds } = await load(half);
-  const python = new PythonEager(half);
+  const python = startPythonEager(half);
   const ready = await python.next();
   const warmNode = await warm(fc, job);
   const warmPython = [];

@@ -1,29 +1,24 @@
 // Ending the process while native work runs: the exit code is the one asked for and the
-// process does not crash (in child processes). Without the addon's exit preparation these
+// process does not crash (in child processes). Without the addon's exit preparation the first
 // delays crashed the process in 3 of 4 runs (SIGSEGV in oneDNN, whose statics were gone).
-import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 
 import { expect, inject, it } from 'vitest';
 
-const root = join(import.meta.dirname, '..');
+import { runChild } from './helpers/child.js';
 
-it.each([300, 400, 500, 600])('process.exit(3) %i ms into a running generate() exits with 3, no signal', (delay) => {
-  const r = spawnSync(
-    process.execPath,
-    [join(root, 'test', 'fixtures', 'worker', 'exit-mid-job.mjs'), join(root, 'dist', 'esm'), inject('goldenModelDir'), String(delay)],
-    { encoding: 'utf8', timeout: 120_000 },
-  );
+const root = join(import.meta.dirname, '..');
+const fixture = (name: string) => join(root, 'test', 'fixtures', 'worker', name);
+const dist = join(root, 'dist', 'esm');
+
+it.each([300, 400, 500, 600])('process.exit(3) %i ms into a running generate() exits with 3, no signal', async (delay) => {
+  const r = await runChild(fixture('exit-mid-job.mjs'), [dist, inject('goldenModelDir'), String(delay)], 120_000);
   expect(r.signal, r.stderr).toBeNull();
-  expect(r.status, r.stderr).toBe(3);
+  expect(r.code, r.stderr).toBe(3);
 });
 
-it('process.exit(7) while only a worker thread\'s long native task runs exits with 7, no signal', () => {
-  const r = spawnSync(
-    process.execPath,
-    [join(root, 'test', 'fixtures', 'worker', 'worker-only-exit.mjs'), join(root, 'dist', 'esm'), inject('goldenModelDir')],
-    { encoding: 'utf8', timeout: 120_000 },
-  );
+it('process.exit(7) while only a worker thread\'s long native task runs exits with 7, no signal', async () => {
+  const r = await runChild(fixture('worker-only-exit.mjs'), [dist, inject('goldenModelDir')], 120_000);
   expect(r.signal, r.stderr).toBeNull();
-  expect(r.status, r.stderr).toBe(7);
+  expect(r.code, r.stderr).toBe(7);
 });

@@ -12,9 +12,14 @@ export interface ChildRun<T> {
   lastCase: string | undefined;
 }
 
-export function runChild<T>(script: string, args: string[], timeoutMs: number): Promise<ChildRun<T>> {
+export function runChild<T>(
+  script: string,
+  args: string[],
+  timeoutMs: number,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<ChildRun<T>> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
@@ -26,7 +31,16 @@ export function runChild<T>(script: string, args: string[], timeoutMs: number): 
       const lines = stdout.split('\n');
       const line = lines.find((l) => l.startsWith('RESULT '));
       const lastCase = lines.filter((l) => l.startsWith('CASE ')).at(-1);
-      resolve({ code, signal, stdout, stderr, result: line ? (JSON.parse(line.slice(7)) as T) : undefined, lastCase });
+      resolve({ code, signal, stdout, stderr, result: line ? (parseResult(line.slice(7)) as T) : undefined, lastCase });
     });
   });
+}
+
+/** A RESULT line holds JSON, or a plain word such as ok. */
+function parseResult(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
 }
