@@ -25,32 +25,27 @@ int countKind(const Graph& graph, const char* kind) {
   return count;
 }
 
+void rewrite(std::shared_ptr<Graph>& graph, const std::string& pattern, const std::string& replacement) {
+  torch::jit::SubgraphRewriter rewriter;
+  rewriter.RegisterRewritePattern(pattern, replacement);
+  rewriter.runOnGraph(graph);
+}
+
+// group_norm(x, ...) [then silu] -> fastcomposer::group_norm(x, ..., silu).
+std::string groupNormIR(bool silu, bool replaced) {
+  const std::string head = "graph(%x, %groups, %weight, %bias, %eps, %cudnn):\n";
+  if (replaced)
+    return head + "  %silu : bool = prim::Constant[value=" + (silu ? "1" : "0") +
+           "]()\n  %z = fastcomposer::group_norm(%x, %groups, %weight, %bias, %eps, %cudnn, %silu)\n  return (%z)";
+  return head + "  %y = aten::group_norm(%x, %groups, %weight, %bias, %eps, %cudnn)\n" +
+         (silu ? "  %z = aten::silu(%y)\n  return (%z)" : "  return (%y)");
+}
+
 void rewriteGroupNorms(std::shared_ptr<Graph>& graph, GraphPassCounts& counts) {
   // The silu pattern first, so that a group norm followed by silu becomes one call.
-  torch::jit::SubgraphRewriter rewriter;
-  rewriter.RegisterRewritePattern(R"IR(
-graph(%x, %groups, %weight, %bias, %eps, %cudnn):
-  %y = aten::group_norm(%x, %groups, %weight, %bias, %eps, %cudnn)
-  %z = aten::silu(%y)
-  return (%z))IR",
-                                  R"IR(
-graph(%x, %groups, %weight, %bias, %eps, %cudnn):
-  %silu : bool = prim::Constant[value=1]()
-  %z = fastcomposer::group_norm(%x, %groups, %weight, %bias, %eps, %cudnn, %silu)
-  return (%z))IR");
-  rewriter.runOnGraph(graph);
+  rewrite(graph, groupNormIR(true, false), groupNormIR(true, true));
   counts.fusedSilus += countKind(*graph, "fastcomposer::group_norm");
-  torch::jit::SubgraphRewriter plain;
-  plain.RegisterRewritePattern(R"IR(
-graph(%x, %groups, %weight, %bias, %eps, %cudnn):
-  %y = aten::group_norm(%x, %groups, %weight, %bias, %eps, %cudnn)
-  return (%y))IR",
-                               R"IR(
-graph(%x, %groups, %weight, %bias, %eps, %cudnn):
-  %silu : bool = prim::Constant[value=0]()
-  %y = fastcomposer::group_norm(%x, %groups, %weight, %bias, %eps, %cudnn, %silu)
-  return (%y))IR");
-  plain.runOnGraph(graph);
+  rewrite(graph, groupNormIR(false, false), groupNormIR(false, true));
 }
 
 // Only a plain .contiguous() (memory_format=torch.contiguous_format) whose result feeds nothing

@@ -4,15 +4,15 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <stdexcept>
 #include <exception>
-#include <chrono>
 #include <future>
 #include <map>
 #include <memory>
+#include <stdexcept>
 #include <vector>
 
 namespace fc {
