@@ -1,7 +1,7 @@
 // Compiles lib/ to dist/esm (tsc: JS + .d.ts) and bundles dist/cjs/index.cjs for require()
 // users (esbuild; dependencies stay external, import.meta.url shimmed from __filename).
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -31,3 +31,7 @@ esbuild.buildSync({
 });
 // Types for require(): the same declarations, as a CommonJS module.
 writeFileSync(join(pkgRoot, 'dist', 'cjs', 'index.d.cts'), "export * from '../esm/index.js';\n");
+// The CLI is run by path (npx in this folder runs package.json's bin entry as a program), so it
+// must be executable; tsc writes plain files.
+const bins = JSON.parse(readFileSync(join(pkgRoot, 'package.json'), 'utf8')).bin ?? {};
+for (const file of Object.values(typeof bins === 'string' ? { cli: bins } : bins)) chmodSync(join(pkgRoot, file), 0o755);

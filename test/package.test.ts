@@ -1,7 +1,9 @@
 // The published entry points: ESM and CommonJS export the same API, and the .d.ts types
-// compile for both kinds of consumer (with @ts-expect-error lines proving they reject misuse).
+// compile for both kinds of consumer (with @ts-expect-error lines proving they reject misuse);
+// the CLI is executable.
 import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { describe, expect, it } from 'vitest';
@@ -32,4 +34,9 @@ describe('package entry points', () => {
     expect(r.stdout + r.stderr).toBe('');
     expect(r.status).toBe(0);
   }, 60_000);
+
+  it('the CLI named in package.json bin is an executable file (npx runs it by path)', () => {
+    const { bin } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { bin: Record<string, string> };
+    for (const file of Object.values(bin)) expect(statSync(join(root, file)).mode & 0o111).toBe(0o111);
+  });
 });
