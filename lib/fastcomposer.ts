@@ -64,11 +64,11 @@ export interface GenerateResult {
 }
 
 export interface PromptEmbeddings {
-  /** float32 [1, 77, D]: the prompt with the subject embeddings fused in. */
+  /** float32 [1, L, D] (L: the model's maxLength, 77): the prompt with the subject embeddings fused in. */
   fused: Tensor;
-  /** float32 [1, 77, D]: the prompt without the subjects (early steps). */
+  /** float32 [1, L, D]: the prompt without the subjects (early steps). */
   textOnly: Tensor;
-  /** float32 [1, 77, D]: the negative prompt. */
+  /** float32 [1, L, D]: the negative prompt. */
   negative: Tensor;
   subjectPositions: number[];
   warnings: string[];
@@ -147,7 +147,7 @@ export class FastComposer {
     const opts = validateLoadOptions(options);
     const { binding } = loadNative();
     const model = await readModelDir(modelDir);
-    const tokenizer = await PromptTokenizer.load(model.tokenizerPath);
+    const tokenizer = await PromptTokenizer.load(model.tokenizerPath, model.manifest.maxLength);
     let device: string = opts.device;
     if (device === 'auto') device = binding.cudaDeviceCount() > 0 ? 'cuda:0' : 'cpu';
     if (device === 'cuda') device = 'cuda:0';
@@ -166,6 +166,7 @@ export class FastComposer {
         latentScale: model.manifest.latentScale,
         vaeScaleFactor: model.manifest.vaeScaleFactor,
         latentChannels: model.manifest.latentChannels,
+        maxLength: model.manifest.maxLength,
       });
     } catch (error) {
       throw asFastComposerError(error);
@@ -239,7 +240,7 @@ export class FastComposer {
       if (!embeds) throw invalidArgument(`float32 tensor [${tokens.subjectCount}, D]`, 'subjectEmbeds', embeds);
       float32Tensor(embeds, 'subjectEmbeds', [tokens.subjectCount, D]);
     }
-    const warnings = truncationWarnings(tokens, negative.truncated);
+    const warnings = truncationWarnings(tokens, negative.truncated, this.tokenizer.maxLength);
     const out = await this.run(args.signal, () =>
       native.encodePrompt({
         inputIds: idsTensor(tokens.inputIds),
@@ -340,7 +341,7 @@ export class FastComposer {
       latentChannels: this.model.manifest.latentChannels,
     });
     const negative = this.tokenizer.encodePlain(opts.negativePrompt);
-    return { opts, tokens, negativeIds: negative.ids, warnings: truncationWarnings(tokens, negative.truncated) };
+    return { opts, tokens, negativeIds: negative.ids, warnings: truncationWarnings(tokens, negative.truncated, this.tokenizer.maxLength) };
   }
 
   /** The subject pictures decoded (and masked) at their own sizes; the native worker pads and
@@ -443,10 +444,10 @@ function callbackError(cause: unknown): FastComposerError {
   return new FastComposerError('ERR_ABORTED', `The onStep callback threw, which stopped the call: ${what}`, { cause });
 }
 
-function truncationWarnings(tokens: TokenizedPrompt, negativeTruncated: boolean): string[] {
+function truncationWarnings(tokens: TokenizedPrompt, negativeTruncated: boolean, maxLength: number): string[] {
   const warnings: string[] = [];
-  if (tokens.truncated) warnings.push('The prompt is longer than 77 tokens and was truncated, as the released pipeline does');
-  if (negativeTruncated) warnings.push('The negative prompt is longer than 77 tokens and was truncated');
+  if (tokens.truncated) warnings.push(`The prompt is longer than ${maxLength} tokens and was truncated, as the released pipeline does`);
+  if (negativeTruncated) warnings.push(`The negative prompt is longer than ${maxLength} tokens and was truncated`);
   return warnings;
 }
 

@@ -17,12 +17,13 @@ export interface NativeModelSpec {
   latentScale: number;
   vaeScaleFactor: number;
   latentChannels: number;
+  maxLength: number; // the text encoder's context length (model.json maxLength): token ids are [1, maxLength]
 }
 
 export interface NativePromptJob {
-  inputIds: Tensor; // int64 [1,77]
-  textOnlyIds: Tensor; // int64 [1,77]
-  negativeIds: Tensor; // int64 [1,77]
+  inputIds: Tensor; // int64 [1,maxLength]
+  textOnlyIds: Tensor; // int64 [1,maxLength]
+  negativeIds: Tensor; // int64 [1,maxLength]
   subjectPositions: number[];
   objectEmbeds?: Tensor; // float32 [S,D]
 }
@@ -59,7 +60,7 @@ export interface NativeGenerateJob extends NativePromptJob, NativeDenoiseJob {
 }
 
 export interface NativePromptEmbeds {
-  fused: Tensor; // float32 [1,77,D]
+  fused: Tensor; // float32 [1,maxLength,D]
   textOnly: Tensor;
   negative: Tensor;
 }

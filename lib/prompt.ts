@@ -11,11 +11,12 @@ import { FastComposerError } from './errors.js';
 export const IMAGE_TOKEN = '<|image|>';
 export const BOS_TOKEN = '<|startoftext|>';
 export const EOS_TOKEN = '<|endoftext|>';
-/** CLIP's text context length (the tokenizer's model_max_length). */
+/** CLIP's text context length (the tokenizer's model_max_length): the default when a model's
+ * manifest gives none; a model directory's `maxLength` wins. */
 export const MAX_LENGTH = 77;
 
 export interface TokenizedPrompt {
-  /** The subject prompt without its `<|image|>` tokens, padded with `<|endoftext|>` to 77 or cut to 77 (losing eos, as the original does). */
+  /** The subject prompt without its `<|image|>` tokens, padded with `<|endoftext|>` to maxLength (77) or cut to it (losing eos, as the original does). */
   inputIds: number[];
   /** True at the token before each `<|image|>` (the subject noun's last BPE piece). */
   subjectTokenMask: boolean[];
@@ -24,7 +25,7 @@ export interface TokenizedPrompt {
   /** Indices in inputIds of the subject tokens, in prompt order (one per `<|image|>`). */
   subjectPositions: number[];
   subjectCount: number;
-  /** The subject or text-only prompt was longer than 77 tokens and was cut. */
+  /** The subject or text-only prompt was longer than maxLength (77) tokens and was cut. */
   truncated: boolean;
 }
 
@@ -107,11 +108,13 @@ export class PromptTokenizer {
    * @param plainJson the same without it (the pipeline's own `tokenizer`, for the text-only and
    *   negative prompts); built only for a text that contains `<|image|>`, since on any other text
    *   both give the same ids and building one costs a few hundred milliseconds
+   * @param maxLength the text encoder's context length (model.json maxLength): ids are padded or cut to it
    */
   private constructor(
     private readonly special: Tokenizer,
     private readonly plainJson: TokenizerJson,
     source: string,
+    readonly maxLength: number,
   ) {
     this.bosId = tokenId(special, BOS_TOKEN, source);
     this.eosId = tokenId(special, EOS_TOKEN, source);
@@ -120,22 +123,22 @@ export class PromptTokenizer {
   }
 
   /** Loads the model directory's tokenizer.json; a missing or broken file is ERR_MODEL. */
-  static async load(tokenizerJsonPath: string): Promise<PromptTokenizer> {
+  static async load(tokenizerJsonPath: string, maxLength = MAX_LENGTH): Promise<PromptTokenizer> {
     let json: unknown;
     try {
       json = JSON.parse(await readFile(tokenizerJsonPath, 'utf8'));
     } catch (cause) {
       throw new FastComposerError('ERR_MODEL', `Cannot read tokenizer ${tokenizerJsonPath}: ${(cause as Error).message}`, { cause });
     }
-    return PromptTokenizer.fromJSON(json, tokenizerJsonPath);
+    return PromptTokenizer.fromJSON(json, tokenizerJsonPath, maxLength);
   }
 
   /** Builds from an already parsed tokenizer.json document. */
-  static fromJSON(json: unknown, source = 'tokenizer.json'): PromptTokenizer {
+  static fromJSON(json: unknown, source = 'tokenizer.json', maxLength = MAX_LENGTH): PromptTokenizer {
     if (!isTokenizerJson(json)) throw new FastComposerError('ERR_MODEL', `${source} is not a tokenizer.json document`);
     try {
       const plainJson = { ...json, added_tokens: json.added_tokens.filter((t) => t.content !== IMAGE_TOKEN) };
-      return new PromptTokenizer(new Tokenizer(json, {}), plainJson, source);
+      return new PromptTokenizer(new Tokenizer(json, {}), plainJson, source, maxLength);
     } catch (cause) {
       if (cause instanceof FastComposerError) throw cause;
       throw new FastComposerError('ERR_MODEL', `Cannot build the tokenizer from ${source}: ${(cause as Error).message}`, { cause });
@@ -150,12 +153,12 @@ export class PromptTokenizer {
   /**
    * Tokenizes a prompt with `<|image|>` subject markers. Throws ERR_PROMPT when a marker has no
    * token of its own before it (start of prompt, or right after another marker) or when its
-   * subject token falls past the 77-token limit.
+   * subject token falls past the maxLength-token limit.
    */
   tokenize(prompt: string): TokenizedPrompt {
     const raw = this.encodeRaw(prompt);
     this.checkSubjectTokens(prompt, raw);
-    const { inputIds, subjectTokenMask } = maskNounPhraseEnds(raw, this.imageTokenId, MAX_LENGTH, this.padId);
+    const { inputIds, subjectTokenMask } = maskNounPhraseEnds(raw, this.imageTokenId, this.maxLength, this.padId);
     const subjectPositions: number[] = [];
     subjectTokenMask.forEach((isSubject, i) => {
       if (isSubject) subjectPositions.push(i);
@@ -169,20 +172,20 @@ export class PromptTokenizer {
       textOnlyIds: textOnly.ids,
       subjectPositions,
       subjectCount: subjectPositions.length,
-      truncated: keptCount > MAX_LENGTH || textOnly.truncated,
+      truncated: keptCount > this.maxLength || textOnly.truncated,
     };
   }
 
   /**
    * Tokenizes text without subject markers (the negative prompt), as the pipeline's
    * `tokenizer(text, padding="max_length", max_length=77, truncation=True)`: a longer text keeps
-   * bos, its first 75 tokens and eos.
+   * bos, its first maxLength - 2 tokens and eos.
    */
   encodePlain(text: string): PlainEncoding {
     const tokenizer = text.includes(IMAGE_TOKEN) ? (this.plainTokenizer ??= new Tokenizer(this.plainJson, {})) : this.special;
     const ids = tokenizer.encode(slowTokenizerPrepass(text)).ids;
-    if (ids.length > MAX_LENGTH) return { ids: [...ids.slice(0, MAX_LENGTH - 1), this.eosId], truncated: true };
-    return { ids: padTo(ids, MAX_LENGTH, this.padId), truncated: false };
+    if (ids.length > this.maxLength) return { ids: [...ids.slice(0, this.maxLength - 1), this.eosId], truncated: true };
+    return { ids: padTo(ids, this.maxLength, this.padId), truncated: false };
   }
 
   private checkSubjectTokens(prompt: string, raw: readonly number[]): void {
@@ -206,8 +209,8 @@ export class PromptTokenizer {
       if (previous === undefined || previous === this.bosId || previous === this.eosId) {
         throw new FastComposerError('ERR_PROMPT', `${where} has no noun before it; put it right after the subject noun, as in "a man ${IMAGE_TOKEN}"`);
       }
-      if (kept - 1 >= MAX_LENGTH) {
-        throw new FastComposerError('ERR_PROMPT', `${where} marks token ${kept - 1}, past the ${MAX_LENGTH}-token limit of the text encoder; shorten the prompt before it`);
+      if (kept - 1 >= this.maxLength) {
+        throw new FastComposerError('ERR_PROMPT', `${where} marks token ${kept - 1}, past the ${this.maxLength}-token limit of the text encoder; shorten the prompt before it`);
       }
       previous = id;
       k += 1;

@@ -56,10 +56,11 @@ std::vector<int64_t> getIntArray(const Napi::Object& obj, const char* key, int64
   return out;
 }
 
-at::Tensor getIds(const Napi::Object& obj, const char* key) {
+// int64 [1,L]: L is the text encoder's context length, model.json maxLength.
+at::Tensor getIds(const Napi::Object& obj, const char* key, int64_t maxLength) {
   at::Tensor ids = tensorFromJs(obj.Env(), obj.Get(key), key);
-  if (ids.scalar_type() != at::kLong || ids.dim() != 2 || ids.size(0) != 1 || ids.size(1) != 77)
-    fail(obj.Env(), std::string("Expected int64 [1,77] tensor for ") + key);
+  if (ids.scalar_type() != at::kLong || ids.dim() != 2 || ids.size(0) != 1 || ids.size(1) != maxLength)
+    fail(obj.Env(), "Expected int64 [1," + std::to_string(maxLength) + "] tensor for " + key);
   return ids;
 }
 
@@ -111,6 +112,7 @@ ModelSpec modelSpecFromJs(const Napi::Object& obj) {
   spec.latentScale = getNumber(obj, "latentScale");
   spec.vaeScaleFactor = getInt(obj, "vaeScaleFactor", 1, 64);
   spec.latentChannels = getInt(obj, "latentChannels", 1, 64);
+  spec.maxLength = getInt(obj, "maxLength", 1, 4096);
   return spec;
 }
 
@@ -144,12 +146,12 @@ SchedulerConfig schedulerConfigFromJs(const Napi::Value& value) {
   return c;
 }
 
-PromptJob promptJobFromJs(const Napi::Object& obj, bool subjectsFollow) {
+PromptJob promptJobFromJs(const Napi::Object& obj, int64_t maxLength, bool subjectsFollow) {
   PromptJob job;
-  job.inputIds = getIds(obj, "inputIds");
-  job.textOnlyIds = getIds(obj, "textOnlyIds");
-  job.negativeIds = getIds(obj, "negativeIds");
-  job.subjectPositions = getIntArray(obj, "subjectPositions", 76);
+  job.inputIds = getIds(obj, "inputIds", maxLength);
+  job.textOnlyIds = getIds(obj, "textOnlyIds", maxLength);
+  job.negativeIds = getIds(obj, "negativeIds", maxLength);
+  job.subjectPositions = getIntArray(obj, "subjectPositions", maxLength - 1);
   Napi::Value embeds = obj.Get("objectEmbeds");
   if (!embeds.IsUndefined() && !embeds.IsNull()) job.objectEmbeds = tensorFromJs(obj.Env(), embeds, "objectEmbeds");
   if (!job.subjectPositions.empty() && !subjectsFollow &&
@@ -159,8 +161,9 @@ PromptJob promptJobFromJs(const Napi::Object& obj, bool subjectsFollow) {
   return job;
 }
 
-DenoiseJob denoiseJobFromJs(const Napi::Object& obj, int64_t vaeScaleFactor) {
+DenoiseJob denoiseJobFromJs(const Napi::Object& obj, const ModelSpec& spec) {
   Napi::Env env = obj.Env();
+  const int64_t vaeScaleFactor = spec.vaeScaleFactor;
   DenoiseJob job;
   job.steps = getInt(obj, "steps", 1, 1000);
   job.guidanceScale = getNumber(obj, "guidanceScale");
@@ -176,12 +179,14 @@ DenoiseJob denoiseJobFromJs(const Napi::Object& obj, int64_t vaeScaleFactor) {
   Napi::Value latents = obj.Get("latents");
   if (!latents.IsUndefined() && !latents.IsNull()) {
     job.latents = tensorFromJs(env, latents, "latents");
-    if (job.latents.dim() != 4 || job.latents.size(0) != job.numImages || job.latents.size(2) != job.height / vaeScaleFactor ||
-        job.latents.size(3) != job.width / vaeScaleFactor || job.latents.scalar_type() != at::kFloat)
-      fail(env, "Expected float32 latents [numImages,4,height/f,width/f] (f: the VAE scale factor)");
+    if (job.latents.dim() != 4 || job.latents.size(0) != job.numImages || job.latents.size(1) != spec.latentChannels ||
+        job.latents.size(2) != job.height / vaeScaleFactor || job.latents.size(3) != job.width / vaeScaleFactor ||
+        job.latents.scalar_type() != at::kFloat)
+      fail(env, "Expected float32 latents [numImages," + std::to_string(spec.latentChannels) +
+                    ",height/f,width/f] (f: the VAE scale factor)");
   }
   job.attentionMaps = getBool(obj, "attentionMaps", false);
-  job.subjectPositions = getIntArray(obj, "subjectPositions", 76);
+  job.subjectPositions = getIntArray(obj, "subjectPositions", spec.maxLength - 1);
   Napi::Value inside = obj.Get("regionInside");
   if (!inside.IsUndefined() && !inside.IsNull()) {
     job.regionInside = tensorFromJs(env, inside, "regionInside");
@@ -211,10 +216,11 @@ std::vector<at::Tensor> subjectImagesFromJs(Napi::Env env, const Napi::Value& va
   return images;
 }
 
-PromptEmbeds promptEmbedsFromJs(const Napi::Object& obj) {
+PromptEmbeds promptEmbedsFromJs(const Napi::Object& obj, int64_t maxLength) {
   auto load = [&](const char* key) {
     at::Tensor t = tensorFromJs(obj.Env(), obj.Get(key), key);
-    if (t.dim() != 3 || t.size(0) != 1) fail(obj.Env(), std::string("Expected [1,77,D] tensor for ") + key);
+    if (t.dim() != 3 || t.size(0) != 1 || t.size(1) != maxLength || !t.is_floating_point())
+      fail(obj.Env(), "Expected float [1," + std::to_string(maxLength) + ",D] tensor for " + key);
     return t;  // host copy; moved to the model's device and dtype on its job thread
   };
   PromptEmbeds e;

@@ -131,7 +131,7 @@ void Model::optimizeGraphs() {
 void Model::warmup() {
   c10::InferenceMode guard;
   auto opts = at::TensorOptions().device(device_).dtype(dtype_);
-  at::Tensor ids = at::full({1, 77}, 49407, at::TensorOptions().device(device_).dtype(at::kLong));
+  at::Tensor ids = at::zeros({1, spec_.maxLength}, at::TensorOptions().device(device_).dtype(at::kLong));
   at::Tensor text = textEncoder.forward({ids}).toTensor();
   at::Tensor pixels = at::zeros({1, 224, 224, 3}, at::TensorOptions().device(device_).dtype(at::kByte));
   imageEncoder.forward({pixels});

@@ -28,6 +28,7 @@ struct ModelSpec {
   double latentScale = 0.18215;
   int64_t vaeScaleFactor = 8;
   int64_t latentChannels = 4;
+  int64_t maxLength = 77;  // the text encoder's context length (model.json maxLength)
 };
 
 // libtorch's default intra-op thread count, read on the main thread at addon start.

@@ -15,7 +15,6 @@
 namespace fc {
 namespace {
 
-
 AbortFlag abortFlagFrom(const Napi::Value& value) {
   if (value.IsObject() && value.As<Napi::Object>().InstanceOf(addonData(value.Env()).abortFlagClass.Value()))
     return AbortFlagWrap::Unwrap(value.As<Napi::Object>())->flag();
@@ -77,6 +76,22 @@ std::shared_ptr<Model> ModelWrap::modelOrThrow(Napi::Env env) const {
 
 namespace {
 
+// Every method reads its arguments the same way: a missing or mistyped one is ERR_INVALID_ARGUMENT
+// naming it (js_job.h checks what the objects hold, against the model's spec).
+Napi::Object objectArg(const Napi::CallbackInfo& info, size_t index, const char* name) {
+  if (!info[index].IsObject())
+    throw toJsError(info.Env(), {"ERR_INVALID_ARGUMENT", std::string("Expected an object for ") + name});
+  return info[index].As<Napi::Object>();
+}
+
+int64_t sizeArg(Napi::Env env, const Napi::Value& value, const char* name) {
+  if (!value.IsNumber()) throw toJsError(env, {"ERR_INVALID_ARGUMENT", std::string("Expected a number for ") + name});
+  const double d = value.As<Napi::Number>().DoubleValue();
+  if (!(d >= 1 && d <= 4096) || d != static_cast<double>(static_cast<int64_t>(d)))
+    throw toJsError(env, {"ERR_INVALID_ARGUMENT", std::string("Expected an integer between 1 and 4096 for ") + name});
+  return static_cast<int64_t>(d);
+}
+
 // The subject pictures are views of JS buffers: read them (pad + resize into a tensor of our
 // own) only while their environment is alive. A job that starts after a worker thread ended
 // would read freed memory otherwise.
@@ -84,6 +99,72 @@ at::Tensor readSubjectPixels(EnvJobs& envJobs, const std::vector<at::Tensor>& im
   at::Tensor pixels;
   if (!envJobs.whileAlive([&] { pixels = prepareSubjectPixels(images, size); })) throw AbortedError();
   return pixels;
+}
+
+// generate()'s inputs, read and checked on the main thread.
+struct GenerateCall {
+  std::vector<at::Tensor> images;  // views of the subject pictures' JS buffers
+  int64_t subjectSize = 0;
+  PromptJob prompt;
+  DenoiseJob job;
+};
+
+// `keepAlive` gets the references that keep the pictures' buffers alive.
+GenerateCall readGenerateCall(Napi::Env env, const Napi::Object& obj, const ModelSpec& spec, JsKeepAlive& keepAlive) {
+  GenerateCall call;
+  Napi::Value imagesValue = obj.Get("subjectImages");
+  const bool hasImages = !imagesValue.IsUndefined() && !imagesValue.IsNull();
+  if (hasImages) {
+    call.images = guarded(env, [&] { return subjectImagesFromJs(env, imagesValue, "subjectImages", keepAlive); });
+    call.subjectSize = sizeArg(env, obj.Get("subjectSize"), "subjectSize");
+  }
+  call.prompt = guarded(env, [&] { return promptJobFromJs(obj, spec.maxLength, hasImages); });
+  if (hasImages && call.images.size() != call.prompt.subjectPositions.size())
+    throw toJsError(env, {"ERR_SUBJECT_COUNT", "One subject picture per subject position is needed"});
+  call.job = guarded(env, [&] { return denoiseJobFromJs(obj, spec); });
+  return call;
+}
+
+// What generate() hands back: the denoised latents (and maps), the pictures, the stage times.
+struct GenerateOutput {
+  DenoiseResult denoised;
+  at::Tensor images;
+  double encodeSubjectsMs = 0, encodePromptMs = 0, denoiseMs = 0, decodeMs = 0, totalMs = 0;
+};
+
+// The whole generation on the job thread: subjects, prompt, denoising, decoding, each timed.
+void runGenerate(const std::shared_ptr<Model>& model, EnvJobs& envJobs, GenerateCall& call, const ProgressFn& progress,
+                 const std::atomic<bool>& aborted, GenerateOutput& out) {
+  Pipeline pipeline(model);
+  // Stage times, synchronised with the device so they measure work, not queueing.
+  StageClock clock(model->device());
+  if (!call.images.empty() && !call.prompt.objectEmbeds.defined()) {
+    at::Tensor pixels = readSubjectPixels(envJobs, call.images, call.subjectSize);
+    call.images.clear();  // views; their buffers are released with the job's JS part
+    call.prompt.objectEmbeds = pipeline.encodeSubjects(pixels);
+  }
+  out.encodeSubjectsMs = clock.lap();
+  PromptEmbeds embeds = pipeline.encodePrompt(call.prompt);
+  out.encodePromptMs = clock.lap();
+  out.denoised = pipeline.denoise(embeds, call.job, progress, aborted);
+  out.denoiseMs = clock.lap();
+  if (aborted.load()) throw AbortedError();
+  out.images = pipeline.decode(out.denoised.latents);
+  out.decodeMs = clock.lap();
+  out.totalMs = clock.total();
+}
+
+Napi::Value generateOutputToJs(Napi::Env env, const GenerateOutput& out) {
+  Napi::Object result = denoiseResultToJs(env, out.denoised);
+  result.Set("images", tensorToJs(env, out.images));
+  Napi::Object timings = Napi::Object::New(env);
+  timings.Set("encodeSubjectsMs", out.encodeSubjectsMs);
+  timings.Set("encodePromptMs", out.encodePromptMs);
+  timings.Set("denoiseMs", out.denoiseMs);
+  timings.Set("decodeMs", out.decodeMs);
+  timings.Set("totalMs", out.totalMs);
+  result.Set("timings", timings);
+  return result;
 }
 
 }  // namespace
@@ -96,8 +177,7 @@ Napi::Value ModelWrap::EncodeSubjects(const Napi::CallbackInfo& info) {
   std::vector<at::Tensor> images =
       guarded(env, [&] { return subjectImagesFromJs(env, info[0], "subjectImages", *keepAlive); });
   if (images.empty()) throw toJsError(env, {"ERR_INVALID_ARGUMENT", "Expected at least one subject image"});
-  if (!info[1].IsNumber()) throw toJsError(env, {"ERR_INVALID_ARGUMENT", "Expected a number for size"});
-  const int64_t size = info[1].As<Napi::Number>().Int64Value();
+  const int64_t size = sizeArg(env, info[1], "size");
   auto out = std::make_shared<at::Tensor>();
   std::shared_ptr<EnvJobs> envJobs = addonData(env).jobs;
   return startJob(env, model->jobs(),
@@ -109,10 +189,12 @@ Napi::Value ModelWrap::EncodeSubjects(const Napi::CallbackInfo& info) {
       keepAlive);  // the pictures' JS buffers, released on the main thread once settled
 }
 
+// encodePrompt(job: PromptJob) -> PromptEmbeds (float32, host).
 Napi::Value ModelWrap::EncodePrompt(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto model = modelOrThrow(env);
-  PromptJob job = guarded(env, [&] { return promptJobFromJs(info[0].As<Napi::Object>()); });
+  Napi::Object obj = objectArg(info, 0, "job");
+  PromptJob job = guarded(env, [&] { return promptJobFromJs(obj, model->spec().maxLength); });
   auto out = std::make_shared<PromptEmbeds>();
   return startJob(env, model->jobs(),
       [model, job, out] {
@@ -125,11 +207,14 @@ Napi::Value ModelWrap::EncodePrompt(const Napi::CallbackInfo& info) {
       [out](Napi::Env e) -> Napi::Value { return promptEmbedsToJs(e, *out); });
 }
 
+// denoise(embeds: PromptEmbeds, job: DenoiseJob, onStep, abortFlag) -> { latents, attentionMaps? }.
 Napi::Value ModelWrap::Denoise(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto model = modelOrThrow(env);
-  PromptEmbeds embeds = guarded(env, [&] { return promptEmbedsFromJs(info[0].As<Napi::Object>()); });
-  DenoiseJob job = guarded(env, [&] { return denoiseJobFromJs(info[1].As<Napi::Object>(), model->spec().vaeScaleFactor); });
+  Napi::Object embedsObj = objectArg(info, 0, "embeds");
+  Napi::Object jobObj = objectArg(info, 1, "job");
+  PromptEmbeds embeds = guarded(env, [&] { return promptEmbedsFromJs(embedsObj, model->spec().maxLength); });
+  DenoiseJob job = guarded(env, [&] { return denoiseJobFromJs(jobObj, model->spec()); });
   auto out = std::make_shared<DenoiseResult>();
   return startDenoisingJob(env, model->jobs(),
       [model, embeds, job, out](const ProgressFn& progress, const std::atomic<bool>& aborted) {
@@ -142,12 +227,14 @@ Napi::Value ModelWrap::Denoise(const Napi::CallbackInfo& info) {
       [out](Napi::Env e) -> Napi::Value { return denoiseResultToJs(e, *out); }, info[2], abortFlagFrom(info[3]));
 }
 
+// decode(latents: float32 [N,C,h,w]) -> uint8 [N,H,W,3].
 Napi::Value ModelWrap::Decode(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto model = modelOrThrow(env);
   at::Tensor latents = guarded(env, [&] { return tensorFromJs(env, info[0], "latents"); });
-  if (latents.dim() != 4 || latents.scalar_type() != at::kFloat)
-    throw toJsError(env, {"ERR_INVALID_ARGUMENT", "Expected float32 latents [N,4,h,w]"});
+  if (latents.dim() != 4 || latents.size(1) != model->spec().latentChannels || latents.scalar_type() != at::kFloat)
+    throw toJsError(env, {"ERR_INVALID_ARGUMENT", "Expected float32 latents [N," + std::to_string(model->spec().latentChannels) +
+                                                      ",h,w] for latents"});
   auto out = std::make_shared<at::Tensor>();
   return startJob(env, model->jobs(), [model, latents, out] { *out = Pipeline(model).decode(latents); },
       [out](Napi::Env e) -> Napi::Value { return tensorToJs(e, *out); });
@@ -158,64 +245,16 @@ Napi::Value ModelWrap::Decode(const Napi::CallbackInfo& info) {
 Napi::Value ModelWrap::Generate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto model = modelOrThrow(env);
-  if (!info[0].IsObject()) throw toJsError(env, {"ERR_INVALID_ARGUMENT", "Expected a job object"});
-  Napi::Object obj = info[0].As<Napi::Object>();
-  std::vector<at::Tensor> images;
   auto keepAlive = std::make_shared<JsKeepAlive>();
-  int64_t subjectSize = 0;
-  Napi::Value imagesValue = obj.Get("subjectImages");
-  const bool hasImages = !imagesValue.IsUndefined() && !imagesValue.IsNull();
-  if (hasImages) {
-    images = guarded(env, [&] { return subjectImagesFromJs(env, imagesValue, "subjectImages", *keepAlive); });
-    Napi::Value sizeValue = obj.Get("subjectSize");
-    if (!sizeValue.IsNumber()) throw toJsError(env, {"ERR_INVALID_ARGUMENT", "Expected a number for subjectSize"});
-    subjectSize = sizeValue.As<Napi::Number>().Int64Value();
-  }
-  PromptJob prompt = guarded(env, [&] { return promptJobFromJs(obj, hasImages); });
-  if (hasImages && images.size() != prompt.subjectPositions.size())
-    throw toJsError(env, {"ERR_SUBJECT_COUNT", "One subject picture per subject position is needed"});
-  DenoiseJob job = guarded(env, [&] { return denoiseJobFromJs(obj, model->spec().vaeScaleFactor); });
-  struct Output {
-    DenoiseResult denoised;
-    at::Tensor images;
-    double encodeSubjectsMs = 0, encodePromptMs = 0, denoiseMs = 0, decodeMs = 0, totalMs = 0;
-  };
-  auto out = std::make_shared<Output>();
+  auto call = std::make_shared<GenerateCall>(readGenerateCall(env, objectArg(info, 0, "job"), model->spec(), *keepAlive));
+  auto out = std::make_shared<GenerateOutput>();
   std::shared_ptr<EnvJobs> envJobs = addonData(env).jobs;
   return startDenoisingJob(env, model->jobs(),
-      [model, images = std::move(images), envJobs, subjectSize, prompt, job, out](
-          const ProgressFn& progress, const std::atomic<bool>& aborted) mutable {
-        Pipeline pipeline(model);
-        // Stage times, synchronised with the device so they measure work, not queueing.
-        StageClock clock(model->device());
-        if (!images.empty() && !prompt.objectEmbeds.defined()) {
-          at::Tensor pixels = readSubjectPixels(*envJobs, images, subjectSize);
-          images.clear();  // views; their buffers are released with the job's JS part
-          prompt.objectEmbeds = pipeline.encodeSubjects(pixels);
-        }
-        out->encodeSubjectsMs = clock.lap();
-        PromptEmbeds embeds = pipeline.encodePrompt(prompt);
-        out->encodePromptMs = clock.lap();
-        out->denoised = pipeline.denoise(embeds, job, progress, aborted);
-        out->denoiseMs = clock.lap();
-        if (aborted.load()) throw AbortedError();
-        out->images = pipeline.decode(out->denoised.latents);
-        out->decodeMs = clock.lap();
-        out->totalMs = clock.total();
+      [model, envJobs, call, out](const ProgressFn& progress, const std::atomic<bool>& aborted) {
+        runGenerate(model, *envJobs, *call, progress, aborted, *out);
       },
-      [out](Napi::Env e) -> Napi::Value {
-        Napi::Object result = denoiseResultToJs(e, out->denoised);
-        result.Set("images", tensorToJs(e, out->images));
-        Napi::Object timings = Napi::Object::New(e);
-        timings.Set("encodeSubjectsMs", out->encodeSubjectsMs);
-        timings.Set("encodePromptMs", out->encodePromptMs);
-        timings.Set("denoiseMs", out->denoiseMs);
-        timings.Set("decodeMs", out->decodeMs);
-        timings.Set("totalMs", out->totalMs);
-        result.Set("timings", timings);
-        return result;
-      },
-      info[1], abortFlagFrom(info[2]), keepAlive);  // the pictures' JS buffers
+      [out](Napi::Env e) -> Napi::Value { return generateOutputToJs(e, *out); }, info[1], abortFlagFrom(info[2]),
+      keepAlive);  // the pictures' JS buffers, released on the main thread once settled
 }
 
 // dispose() -> Promise<void>, settled once the model's job thread has run everything queued so

@@ -46,8 +46,34 @@ PromptEmbeds Pipeline::encodePrompt(const PromptJob& job) {
   return out;
 }
 
-at::Tensor Pipeline::regionWeights(const DenoiseJob& job, int64_t batch, bool cfg) const {
-  const int64_t factor = model_->spec().vaeScaleFactor;
+namespace {
+
+// Classifier-free guidance runs the unconditional and the conditioned prediction as one UNet batch:
+// [negative x n, conditioned x n]. Without guidance the batch is the n conditioned rows.
+struct ConditioningBatches {
+  bool cfg = false;
+  int64_t batch = 0;    // the UNet's batch: 2n with guidance, n without
+  at::Tensor textOnly;  // [batch,L,D] for the steps i <= mergeThreshold
+  at::Tensor fused;     // [batch,L,D] for the subject-conditioned steps
+};
+
+ConditioningBatches conditioningBatches(const PromptEmbeds& embeds, int64_t n, double guidanceScale) {
+  ConditioningBatches out;
+  out.cfg = guidanceScale > 1.0;
+  auto batchOf = [&](const at::Tensor& cond) {
+    at::Tensor c = cond.expand({n, cond.size(1), cond.size(2)});
+    return out.cfg ? at::cat({embeds.negative.expand({n, cond.size(1), cond.size(2)}), c}, 0).contiguous() : c.contiguous();
+  };
+  out.textOnly = batchOf(embeds.textOnly);
+  out.fused = batchOf(embeds.fused);
+  out.batch = out.cfg ? 2 * n : n;
+  return out;
+}
+
+// Per subject and latent cell, the factor its token's attention is multiplied by:
+// [batch,S,h,w] in the model's dtype on its device, ones for the unconditional half.
+at::Tensor regionWeights(const Model& model, const DenoiseJob& job, int64_t batch, bool cfg) {
+  const int64_t factor = model.spec().vaeScaleFactor;
   const int64_t h = job.height / factor, w = job.width / factor;
   const int64_t subjects = static_cast<int64_t>(job.subjectPositions.size());
   at::Tensor ones = at::ones({subjects, h, w}, at::kFloat);
@@ -70,79 +96,117 @@ at::Tensor Pipeline::regionWeights(const DenoiseJob& job, int64_t batch, bool cf
   at::Tensor cond = weights.unsqueeze(0).expand({cfg ? batch / 2 : batch, subjects, h, w});
   // The unconditional half carries the negative prompt: its tokens get no bias.
   at::Tensor full = cfg ? at::cat({at::ones_like(cond), cond}, 0) : cond;
-  return full.contiguous().to(model_->device(), model_->dtype());
+  return full.contiguous().to(model.device(), model.dtype());
 }
+
+// The extra inputs of unet.forward_localized. It runs only when asked for: maps, or regions with a
+// strength above 0. Without either, every step takes the plain forward and the numbers are those
+// of the plain pipeline (forward_localized's explicit softmax differs from forward's fused
+// attention by ~1e-6).
+struct LocalizedAttention {
+  bool on = false;
+  at::Tensor positions;  // int64 [S] on the device
+  at::Tensor weights;    // regionWeights()
+};
+
+LocalizedAttention localizedAttention(const Model& model, const DenoiseJob& job, const ConditioningBatches& cond) {
+  LocalizedAttention out;
+  const bool regions = job.regionInside.defined() && job.regionStrength > 0.0;
+  out.on = !job.subjectPositions.empty() && (job.attentionMaps || regions);
+  if (out.on) {
+    out.positions = at::tensor(job.subjectPositions, at::kLong).to(model.device());
+    out.weights = regionWeights(model, job, cond.batch, cond.cfg);
+  }
+  return out;
+}
+
+// The subject tokens' attention maps ([n,S,h,w] float32) summed over the steps that made them.
+struct MapSum {
+  at::Tensor sum;
+  int64_t steps = 0;
+  void add(const at::Tensor& maps) {
+    sum = sum.defined() ? sum + maps : maps;
+    ++steps;
+  }
+};
+
+// Initial latents from a CPU generator, so a seed gives the same picture on every device (and the
+// same numbers as diffusers with torch.Generator('cpu').manual_seed(seed)); or the caller's.
+at::Tensor initialNoise(const Model& model, const DenoiseJob& job, const Scheduler& scheduler, at::Generator& generator) {
+  const int64_t factor = model.spec().vaeScaleFactor;
+  at::Tensor x;
+  if (job.latents.defined()) {
+    x = job.latents.to(at::kFloat);
+  } else {
+    x = at::randn({job.numImages, model.spec().latentChannels, job.height / factor, job.width / factor}, generator,
+                  at::TensorOptions().dtype(at::kFloat));
+  }
+  return (x * scheduler.initNoiseSigma()).to(model.device());
+}
+
+// Each map normalised to sum to 1, on the host; uniform maps when no step was subject-conditioned
+// (alpha = 0): there was no attention to report.
+at::Tensor normalisedMaps(const MapSum& maps, const DenoiseJob& job, int64_t vaeScaleFactor) {
+  at::Tensor sum = maps.sum;
+  if (maps.steps == 0) {
+    const int64_t subjects = static_cast<int64_t>(job.subjectPositions.size());
+    sum = at::ones({job.numImages, subjects, job.height / vaeScaleFactor, job.width / vaeScaleFactor}, at::kFloat);
+  }
+  at::Tensor total = sum.sum({-2, -1}, true).clamp_min(1e-30);
+  return (sum / total).to(at::kCPU).contiguous();
+}
+
+// One UNet evaluation for step i, guided: forward, or forward_localized on the subject-conditioned
+// steps when localized attention is on (adding that step's maps to `maps`).
+at::Tensor guidedNoise(Model& model, const at::Tensor& x, const at::Tensor& t, bool subjectStep,
+                       const ConditioningBatches& cond, const LocalizedAttention& localized, double guidanceScale,
+                       MapSum& maps) {
+  at::Tensor modelInput = model.prepareLatents(x);
+  at::Tensor eps;
+  if (localized.on && subjectStep) {
+    std::vector<at::Tensor> outputs =
+        model.runUnet("forward_localized", {modelInput, t, cond.fused, localized.positions, localized.weights});
+    TORCH_CHECK(outputs.size() >= 2, "unet.forward_localized must return (noise, maps); re-export the model");
+    eps = outputs[0];
+    at::Tensor m = outputs[1].to(at::kFloat);
+    if (cond.cfg) m = m.slice(0, cond.batch / 2, cond.batch);  // the conditioned half
+    maps.add(m);
+  } else {
+    eps = model.runUnet("forward", {modelInput, t, subjectStep ? cond.fused : cond.textOnly})[0];
+  }
+  eps = eps.to(at::kFloat);
+  if (cond.cfg) {
+    auto halves = eps.chunk(2, 0);
+    eps = halves[0] + guidanceScale * (halves[1] - halves[0]);
+  }
+  return eps;
+}
+
+}  // namespace
 
 DenoiseResult Pipeline::denoise(const PromptEmbeds& embeds, const DenoiseJob& job, const ProgressFn& progress,
                                 const std::atomic<bool>& aborted) {
   model_->useThreads();
   c10::InferenceMode guard;
-  const at::Device& device = model_->device();
-  const int64_t n = job.numImages;
-  const int64_t h = job.height / model_->spec().vaeScaleFactor, w = job.width / model_->spec().vaeScaleFactor;
-
   std::unique_ptr<Scheduler> scheduler = makeScheduler(job.scheduler, job.schedulerConfig);
-  scheduler->setTimesteps(job.steps, device);
+  scheduler->setTimesteps(job.steps, model_->device());
   const at::Tensor timesteps = scheduler->timesteps();
   const at::Tensor hostTimesteps = timesteps.to(at::kCPU, at::kDouble);
   const int64_t total = scheduler->steps();
 
-  // Initial noise from a CPU generator, so a seed gives the same picture on every device (and
-  // the same numbers as diffusers with torch.Generator('cpu').manual_seed(seed)).
   at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(job.seed);
-  at::Tensor x;
-  if (job.latents.defined()) {
-    x = job.latents.to(at::kFloat);
-  } else {
-    x = at::randn({n, model_->spec().latentChannels, h, w}, generator, at::TensorOptions().dtype(at::kFloat));
-  }
-  x = (x * scheduler->initNoiseSigma()).to(device);
-
-  const bool cfg = job.guidanceScale > 1.0;
-  auto conditioning = [&](const at::Tensor& cond) {
-    at::Tensor c = cond.expand({n, cond.size(1), cond.size(2)});
-    return cfg ? at::cat({embeds.negative.expand({n, cond.size(1), cond.size(2)}), c}, 0).contiguous() : c.contiguous();
-  };
-  const at::Tensor textOnlyBatch = conditioning(embeds.textOnly);
-  const at::Tensor fusedBatch = conditioning(embeds.fused);
-  const int64_t batch = cfg ? 2 * n : n;
-
-  // forward_localized runs only when asked for: maps, or regions with a strength above 0. Without
-  // either, every step takes the plain forward and the numbers are those of the plain pipeline
-  // (forward_localized's explicit softmax differs from forward's fused attention by ~1e-6).
-  const bool regions = job.regionInside.defined() && job.regionStrength > 0.0;
-  const bool localized = !job.subjectPositions.empty() && (job.attentionMaps || regions);
-  at::Tensor positions, weights, mapSum;
-  int64_t mapSteps = 0;
-  if (localized) {
-    positions = at::tensor(job.subjectPositions, at::kLong).to(device);
-    weights = regionWeights(job, batch, cfg);
-  }
+  at::Tensor x = initialNoise(*model_, job, *scheduler, generator);
+  const ConditioningBatches cond = conditioningBatches(embeds, job.numImages, job.guidanceScale);
+  const LocalizedAttention localized = localizedAttention(*model_, job, cond);
+  MapSum maps;
 
   std::lock_guard<std::mutex> lock(model_->runLock);
   for (int64_t i = 0; i < total; ++i) {
     if (aborted.load()) throw AbortedError();
     const bool subjectStep = static_cast<double>(i) > job.mergeThreshold;
-    at::Tensor modelInput = cfg ? at::cat({x, x}, 0) : x;
-    modelInput = model_->prepareLatents(scheduler->scaleModelInput(modelInput, i));
-    at::Tensor t = timesteps.slice(0, i, i + 1).to(at::kFloat).expand({batch});
-    at::Tensor eps;
-    if (localized && subjectStep) {
-      std::vector<at::Tensor> outputs = model_->runUnet("forward_localized", {modelInput, t, fusedBatch, positions, weights});
-      TORCH_CHECK(outputs.size() >= 2, "unet.forward_localized must return (noise, maps); re-export the model");
-      eps = outputs[0];
-      at::Tensor maps = outputs[1].to(at::kFloat);
-      if (cfg) maps = maps.slice(0, n, 2 * n);
-      mapSum = mapSum.defined() ? mapSum + maps : maps;
-      ++mapSteps;
-    } else {
-      eps = model_->runUnet("forward", {modelInput, t, subjectStep ? fusedBatch : textOnlyBatch})[0];
-    }
-    eps = eps.to(at::kFloat);
-    if (cfg) {
-      auto halves = eps.chunk(2, 0);
-      eps = halves[0] + job.guidanceScale * (halves[1] - halves[0]);
-    }
+    at::Tensor modelInput = scheduler->scaleModelInput(cond.cfg ? at::cat({x, x}, 0) : x, i);
+    at::Tensor t = timesteps.slice(0, i, i + 1).to(at::kFloat).expand({cond.batch});
+    at::Tensor eps = guidedNoise(*model_, modelInput, t, subjectStep, cond, localized, job.guidanceScale, maps);
     x = scheduler->step(eps, i, x, generator);
     if (progress) progress({i + 1, total, hostTimesteps[i].item<double>()});
   }
@@ -150,15 +214,8 @@ DenoiseResult Pipeline::denoise(const PromptEmbeds& embeds, const DenoiseJob& jo
   if (aborted.load()) throw AbortedError();  // a signal during the last step counts too
   DenoiseResult result;
   result.latents = x.to(at::kCPU);
-  if (job.attentionMaps && !job.subjectPositions.empty()) {
-    const int64_t subjects = static_cast<int64_t>(job.subjectPositions.size());
-    if (mapSteps == 0) {
-      // No step was subject-conditioned (alpha = 0): no attention to report; uniform maps.
-      mapSum = at::ones({n, subjects, h, w}, at::kFloat);
-    }
-    at::Tensor total = mapSum.sum({-2, -1}, true).clamp_min(1e-30);
-    result.attentionMaps = (mapSum / total).to(at::kCPU).contiguous();
-  }
+  if (job.attentionMaps && !job.subjectPositions.empty())
+    result.attentionMaps = normalisedMaps(maps, job, model_->spec().vaeScaleFactor);
   return result;
 }
 

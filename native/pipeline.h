@@ -16,7 +16,8 @@
 
 namespace fc {
 
-// The three prompt embeddings of one prompt, each [1,77,D] in the model's dtype on its device.
+// The three prompt embeddings of one prompt, each [1,L,D] in the model's dtype on its device
+// (L: the text encoder's context length, model.json maxLength).
 struct PromptEmbeds {
   at::Tensor fused;     // text with subject embeddings fused in at the subject tokens
   at::Tensor textOnly;  // the prompt without <|image|>, for the early (text-only) steps
@@ -24,9 +25,9 @@ struct PromptEmbeds {
 };
 
 struct PromptJob {
-  at::Tensor inputIds;      // int64 [1,77]: prompt, image tokens removed
-  at::Tensor textOnlyIds;   // int64 [1,77]
-  at::Tensor negativeIds;   // int64 [1,77]
+  at::Tensor inputIds;      // int64 [1,L]: prompt, image tokens removed
+  at::Tensor textOnlyIds;   // int64 [1,L]
+  at::Tensor negativeIds;   // int64 [1,L]
   std::vector<int64_t> subjectPositions;  // one per subject, into inputIds
   at::Tensor objectEmbeds;  // [S,D] from encodeSubjects (undefined when S = 0)
 };
@@ -76,7 +77,6 @@ class Pipeline {
   at::Tensor decode(const at::Tensor& latents);  // float32 [N,4,h,w] -> uint8 [N,H,W,3] CPU
 
  private:
-  at::Tensor regionWeights(const DenoiseJob& job, int64_t batch, bool cfg) const;
   std::shared_ptr<Model> model_;
 };
 
