@@ -2,7 +2,7 @@
 """The diffusers baseline: what the released FastComposer pipeline runs, built from a release folder
 with diffusers and transformers, timed by stage.
 
-    PYTHONPATH=/work/ref/diffusers/src /work/ref/venv/bin/python bench/diffusers_reference.py \
+    PYTHONPATH=<diffusers checkout>/src <python with transformers> bench/diffusers_reference.py \
         --release test/fixtures/tiny-a/release --steps 20 --width 128 --height 96 --json
 
 Optional: it needs a Python with diffusers and transformers (not the project's .venv). It imports
@@ -35,14 +35,12 @@ which are then tokenized inside the timed run as the release does and checked ag
 or synthetic ids and seeded random subject pixels.
 
 --serve: load once, print {"type":"ready"}, then one timed generation per "run" line on stdin (one
-JSON line each) until "quit" or EOF: the protocol of bench/python_eager.py.
+JSON line each) until "quit" or EOF (bench/baseline_common.py).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import sys
 import time
 from pathlib import Path
@@ -51,25 +49,23 @@ from typing import Any, Dict, List, Optional
 import torch
 from torch import nn
 
+from baseline_common import (BenchError, Inputs, add_run_arguments, check_run_arguments, emit, load_job, print_summary,
+                             run_main, serve, summarize, synthetic_inputs, timed_run)
+
 try:
     from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
     from transformers import CLIPConfig, CLIPTextConfig, CLIPTextModel, CLIPVisionModelWithProjection
 except ImportError as e:  # an optional baseline: say what is missing, plainly
     sys.stderr.write(
-        f"diffusers_reference: {e}\nThis baseline needs diffusers and transformers, e.g. "
-        "PYTHONPATH=/work/ref/diffusers/src /work/ref/venv/bin/python bench/diffusers_reference.py ...\n"
+        f"diffusers_reference: {e}\nThis baseline needs a Python with diffusers and transformers, e.g. "
+        "PYTHONPATH=<diffusers checkout>/src <python with transformers> bench/diffusers_reference.py ...\n"
     )
     sys.exit(2)
 
-BOS, EOS = 49406, 49407
 IMAGE_TOKEN = "<|image|>"
 # OpenAI CLIP's pixel statistics, which the release normalises subjects with.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-
-
-class BenchError(Exception):
-    pass
 
 
 # ------------------------------------------------------------------------ the postfuse MLP
@@ -205,46 +201,6 @@ class Release:
 # ------------------------------------------------------------------------------- inputs
 
 
-class Inputs:
-    def __init__(self, input_ids: torch.Tensor, text_only_ids: torch.Tensor, negative_ids: torch.Tensor,
-                 positions: List[int], pixels: Optional[torch.Tensor], prompt: Optional[str] = None,
-                 negative_prompt: Optional[str] = None) -> None:
-        self.input_ids, self.text_only_ids, self.negative_ids = input_ids, text_only_ids, negative_ids
-        self.positions, self.pixels = positions, pixels
-        self.prompt, self.negative_prompt = prompt, negative_prompt
-
-
-def _ids(xs: List[int]) -> torch.Tensor:
-    if len(xs) != 77:
-        raise BenchError(f"token id lists must have 77 entries, got {len(xs)}")
-    return torch.tensor([xs], dtype=torch.int64)
-
-
-def load_job(path: Path, image_size: int) -> Inputs:
-    job = json.loads(path.read_text(encoding="utf-8"))
-    positions = [int(p) for p in job.get("subjectPositions", [])]
-    pixels = None
-    if positions:
-        raw = Path(job["pixels"]).read_bytes()
-        want = len(positions) * image_size * image_size * 3
-        if len(raw) != want:
-            raise BenchError(f"{job['pixels']}: {len(raw)} bytes, expected {want} for {len(positions)} subjects")
-        pixels = torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(len(positions), image_size, image_size, 3)
-    return Inputs(_ids(job["inputIds"]), _ids(job["textOnlyIds"]), _ids(job["negativeIds"]), positions, pixels,
-                  job.get("prompt"), job.get("negativePrompt"))
-
-
-def synthetic_inputs(subjects: int, image_size: int, seed: int) -> Inputs:
-    words = [320, 786, 537, 320, 2308, 536, 518, 2117]
-    ids = [BOS] + words + [EOS]
-    pad = lambda xs: xs + [EOS] * (77 - len(xs))  # noqa: E731
-    positions = [2, 5][:subjects] + [6 + i for i in range(max(0, subjects - 2))]
-    g = torch.Generator().manual_seed(seed + 12345)
-    pixels = torch.randint(0, 256, (subjects, image_size, image_size, 3), generator=g, dtype=torch.uint8) \
-        if subjects else None
-    return Inputs(_ids(pad(ids)), _ids(pad(ids)), _ids(pad([BOS, EOS])), positions, pixels)
-
-
 def tokenize_like_release(r: Release, prompt: str, negative: str) -> Dict[str, Any]:
     """The release's tokenization: plain CLIP ids (padded to 77 with the pad token, EOS for SD1.5)
     for the text-only and negative prompts; for the augmented prompt, the image token added as a
@@ -340,14 +296,7 @@ def generate(r: Release, inp: Inputs, *, steps: int, width: int, height: int, se
         "decode": t_end - t_denoise,
         "total": t_end - t_start,
     }
-    return {"latents": latents, "image": image, "timings": timings, "tokenizerMatches": token_check}
-
-
-def checksum(latents: torch.Tensor) -> Dict[str, Any]:
-    x = latents.to(torch.float32).contiguous()
-    d = x.to(torch.float64)
-    return {"shape": list(x.shape), "sum": d.sum().item(), "absSum": d.abs().sum().item(),
-            "sha256": hashlib.sha256(x.numpy().tobytes()).hexdigest()}
+    return {"latents": latents, "image": image, "timings": timings, "extra": {"tokenizerMatches": token_check}}
 
 
 # ---------------------------------------------------------------------------------- CLI
@@ -361,36 +310,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", type=Path, help="default RELEASE/fastcomposer/pytorch_model.bin")
     p.add_argument("--device", default="cpu", help="cpu only (accepted for python_eager.py compatibility)")
     p.add_argument("--dtype", default="float32", help="float32 only (accepted for compatibility)")
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--width", type=int, default=512)
-    p.add_argument("--height", type=int, default=512)
-    p.add_argument("--guidance", type=float, default=5.0)
-    p.add_argument("--alpha", type=float, default=0.7, help="share of subject-conditioned steps")
-    p.add_argument("--subjects", type=int, default=1, help="synthetic subjects (without --job)")
-    p.add_argument("--job", type=Path, help="JSON with token ids, subject positions, pixels file")
-    p.add_argument("--runs", type=int, default=3)
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
-    p.add_argument("--save-latents", type=Path, help="write the final latents, raw float32, here")
-    p.add_argument("--serve", action="store_true", help="one timed run per 'run' line on stdin")
-    p.add_argument("--json", action="store_true", help="print JSON only")
+    add_run_arguments(p)
     return p
-
-
-def _emit(obj: Dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = _parser().parse_args(argv)
     if args.device != "cpu" or args.dtype != "float32":
         raise BenchError("this baseline runs float32 on the CPU only")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.width % 8 or args.height % 8:
-        raise BenchError("--width and --height must be multiples of 8")
+    check_run_arguments(args)
     t0 = time.perf_counter()
     release = Release(args.release, args.sd, args.clip, args.checkpoint)
     load_s = time.perf_counter() - t0
@@ -408,59 +336,22 @@ def main(argv: Optional[List[str]] = None) -> int:
               "alpha": args.alpha}
 
     def one_run() -> Dict[str, Any]:
-        cpu0 = time.process_time()
-        out = generate(release, inp, **settings)
-        cpu_s = time.process_time() - cpu0
-        if args.save_latents:
-            args.save_latents.write_bytes(out["latents"].contiguous().numpy().astype("float32").tobytes())
-        return {"seconds": out["timings"]["total"], "cpuSeconds": cpu_s, "stages": out["timings"],
-                "latents": checksum(out["latents"]), "tokenizerMatches": out["tokenizerMatches"]}
+        return timed_run(lambda: generate(release, inp, **settings), args.save_latents)
 
     if args.serve:
-        _emit({"type": "ready", "loadSeconds": load_s, "config": config})
-        for line in sys.stdin:
-            cmd = line.strip()
-            if cmd in ("quit", "exit"):
-                break
-            if cmd != "run":
-                _emit({"type": "error", "message": f"unknown command {cmd!r}"})
-                continue
-            _emit({"type": "run", **one_run()})
-        return 0
-
+        return serve(load_s, config, one_run)
     for _ in range(args.warmup):
         generate(release, inp, **settings)
     runs = [one_run() for _ in range(args.runs)]
-    keys = [k for k, v in runs[0]["stages"].items() if isinstance(v, float)]
-    mean = {k: sum(r["stages"][k] for r in runs) / len(runs) for k in keys}
-    result: Dict[str, Any] = {
-        "config": config,
-        "loadSeconds": load_s,
-        "runs": [r["seconds"] for r in runs],
-        "meanSeconds": sum(r["seconds"] for r in runs) / len(runs),
-        "meanCpuSeconds": sum(r["cpuSeconds"] for r in runs) / len(runs),
-        "meanStages": mean,
-        "unetCalls": runs[0]["stages"]["unetCalls"],
-        "perRun": [r["stages"] for r in runs],
-        "latents": runs[-1]["latents"],
-        "tokenizerMatches": runs[-1]["tokenizerMatches"],
-    }
+    result = summarize(runs, config, load_s)
+    result["tokenizerMatches"] = runs[-1].get("tokenizerMatches")
     if args.json:
-        _emit(result)
+        emit(result)
     else:
-        print(f"{config['release']} (diffusers {config['diffusers']}, transformers {config['transformers']}, "
-              f"{config['threads']} threads), {args.width}x{args.height}, {args.steps} steps "
-              f"({result['unetCalls']} UNet calls)")
-        print(f"  per image: {result['meanSeconds']:.3f} s  (runs: {', '.join(f'{s:.3f}' for s in result['runs'])})")
-        print(f"  encoders {mean['encoders'] * 1e3:.1f} ms, UNet step {mean['meanStep'] * 1e3:.1f} ms "
-              f"(UNet {mean['meanUnet'] * 1e3:.1f} ms), VAE {mean['decode'] * 1e3:.1f} ms")
-        print(f"  latents sum {result['latents']['sum']:.6g} sha256 {result['latents']['sha256'][:16]}")
+        print_summary(f"{config['release']} (diffusers {config['diffusers']}, transformers {config['transformers']}, "
+                      f"{config['threads']} threads)", result, args.width, args.height, args.steps)
     return 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BenchError as e:
-        sys.stderr.write(f"diffusers_reference: {e}\n")
-        sys.exit(1)
+    run_main(main, "diffusers_reference")

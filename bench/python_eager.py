@@ -23,29 +23,22 @@ stdin (printing one JSON line each) until "quit" or EOF, so a caller can alterna
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import math
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 import torch
-import torch.nn.functional as F  # noqa: F401  (the eager modules use F.scaled_dot_product_attention)
 from torch import nn
 
+from baseline_common import (BenchError, Inputs, add_run_arguments, check_run_arguments, emit, load_job, print_summary,
+                             run_main, serve, summarize, synthetic_inputs, timed_run)
 from fastcomposer_export import cli as cli_mod
 from fastcomposer_export import manifest as mf
 from fastcomposer_export.reference_scheduler import PNDM
 
 DTYPES = cli_mod.DTYPES
 MODULE_FILES = mf.FILES  # module name -> default file name (model.json 'modules' wins)
-BOS, EOS = 49406, 49407
-
-
-class BenchError(Exception):
-    pass
 
 
 # ------------------------------------------------------------------ configs and weights
@@ -127,45 +120,6 @@ class EagerModel:
 
 
 # --------------------------------------------------------------------------- pipeline
-
-
-class Inputs:
-    def __init__(self, input_ids: torch.Tensor, text_only_ids: torch.Tensor, negative_ids: torch.Tensor,
-                 positions: List[int], pixels: Optional[torch.Tensor]) -> None:
-        self.input_ids, self.text_only_ids, self.negative_ids = input_ids, text_only_ids, negative_ids
-        self.positions, self.pixels = positions, pixels
-
-
-def _ids(xs: List[int]) -> torch.Tensor:
-    if len(xs) != 77:
-        raise BenchError(f"token id lists must have 77 entries, got {len(xs)}")
-    return torch.tensor([xs], dtype=torch.int64)
-
-
-def load_job(path: Path, image_size: int) -> Inputs:
-    job = json.loads(path.read_text(encoding="utf-8"))
-    positions = [int(p) for p in job.get("subjectPositions", [])]
-    pixels = None
-    if positions:
-        raw = Path(job["pixels"]).read_bytes()
-        s = len(positions)
-        want = s * image_size * image_size * 3
-        if len(raw) != want:
-            raise BenchError(f"{job['pixels']}: {len(raw)} bytes, expected {want} for {s} subjects")
-        pixels = torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(s, image_size, image_size, 3)
-    return Inputs(_ids(job["inputIds"]), _ids(job["textOnlyIds"]), _ids(job["negativeIds"]), positions, pixels)
-
-
-def synthetic_inputs(subjects: int, image_size: int, seed: int) -> Inputs:
-    """Ids shaped like "a man <|image|> and a woman <|image|> ..." (bos, words, eos, eos padding)."""
-    words = [320, 786, 537, 320, 2308, 536, 518, 2117]  # arbitrary real-vocabulary ids
-    prompt = [BOS] + words + [EOS]
-    pad = lambda xs: xs + [EOS] * (77 - len(xs))  # noqa: E731
-    positions = [2, 5][:subjects] + [6 + i for i in range(max(0, subjects - 2))]
-    g = torch.Generator().manual_seed(seed + 12345)
-    pixels = torch.randint(0, 256, (subjects, image_size, image_size, 3), generator=g, dtype=torch.uint8) \
-        if subjects else None
-    return Inputs(_ids(pad(prompt)), _ids(pad(prompt)), _ids(pad([BOS, EOS])), positions, pixels)
 
 
 def _sync(device: torch.device) -> None:
@@ -251,17 +205,6 @@ def generate(m: EagerModel, inp: Inputs, *, steps: int, width: int, height: int,
     return {"latents": latents, "image": image, "timings": timings}
 
 
-def checksum(latents: torch.Tensor) -> Dict[str, Any]:
-    x = latents.to(torch.float32).contiguous()
-    d = x.to(torch.float64)
-    return {
-        "shape": list(x.shape),
-        "sum": d.sum().item(),
-        "absSum": d.abs().sum().item(),
-        "sha256": hashlib.sha256(x.numpy().tobytes()).hexdigest(),
-    }
-
-
 # -------------------------------------------------------------------------------- CLI
 
 
@@ -270,42 +213,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, required=True, help="exported model directory")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     p.add_argument("--dtype", choices=list(DTYPES), default="float32")
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--width", type=int, default=512)
-    p.add_argument("--height", type=int, default=512)
-    p.add_argument("--guidance", type=float, default=5.0)
-    p.add_argument("--alpha", type=float, default=0.7, help="share of subject-conditioned steps")
-    p.add_argument("--subjects", type=int, default=1, help="synthetic subjects (without --job)")
-    p.add_argument("--job", type=Path, help="JSON with token ids, subject positions, pixels file")
-    p.add_argument("--runs", type=int, default=3)
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
-    p.add_argument("--save-latents", type=Path, help="write the final latents, raw float32, here")
-    p.add_argument("--serve", action="store_true", help="one timed run per 'run' line on stdin")
-    p.add_argument("--json", action="store_true", help="print JSON only")
+    add_run_arguments(p)
     return p
-
-
-def _emit(obj: Dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = _parser().parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    check_run_arguments(args)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise BenchError("--device cuda, but this torch has no CUDA device")
-    if args.width % 8 or args.height % 8:
-        raise BenchError("--width and --height must be multiples of 8")
     t0 = time.perf_counter()
     model = EagerModel(args.model, device, DTYPES[args.dtype])
     load_s = time.perf_counter() - t0
-    inp = load_job(args.job, model.image_size) if args.job else \
-        synthetic_inputs(args.subjects, model.image_size, args.seed)
+    length = int(model.manifest.get("maxLength", 77))
+    inp = load_job(args.job, model.image_size, length) if args.job else \
+        synthetic_inputs(args.subjects, model.image_size, args.seed, length)
     settings = dict(steps=args.steps, width=args.width, height=args.height, seed=args.seed,
                     guidance=args.guidance, text_only_until=(1 - args.alpha) * args.steps)
     config = {"model": str(args.model.resolve()), "device": str(device), "dtype": args.dtype,
@@ -316,64 +239,26 @@ def main(argv: Optional[List[str]] = None) -> int:
     def one_run() -> Dict[str, Any]:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        cpu0 = time.process_time()
-        out = generate(model, inp, **settings)
-        cpu_s = time.process_time() - cpu0
-        rec: Dict[str, Any] = {"seconds": out["timings"]["total"], "cpuSeconds": cpu_s, "stages": out["timings"],
-                               "latents": checksum(out["latents"])}
+        rec = timed_run(lambda: generate(model, inp, **settings), args.save_latents)
         if device.type == "cuda":
             rec["peakCudaMemoryBytes"] = torch.cuda.max_memory_allocated(device)
-        if args.save_latents:
-            args.save_latents.write_bytes(out["latents"].contiguous().numpy().astype("float32").tobytes())
         return rec
 
     if args.serve:
-        _emit({"type": "ready", "loadSeconds": load_s, "config": config})
-        for line in sys.stdin:
-            cmd = line.strip()
-            if cmd in ("quit", "exit"):
-                break
-            if cmd != "run":
-                _emit({"type": "error", "message": f"unknown command {cmd!r}"})
-                continue
-            _emit({"type": "run", **one_run()})
-        return 0
-
+        return serve(load_s, config, one_run)
     for _ in range(args.warmup):
         generate(model, inp, **settings)
     runs = [one_run() for _ in range(args.runs)]
-    keys = [k for k, v in runs[0]["stages"].items() if isinstance(v, float)]
-    mean = {k: sum(r["stages"][k] for r in runs) / len(runs) for k in keys}
-    result: Dict[str, Any] = {
-        "config": config,
-        "loadSeconds": load_s,
-        "runs": [r["seconds"] for r in runs],
-        "meanSeconds": sum(r["seconds"] for r in runs) / len(runs),
-        "meanCpuSeconds": sum(r["cpuSeconds"] for r in runs) / len(runs),
-        "meanStages": mean,
-        "unetCalls": runs[0]["stages"]["unetCalls"],
-        "perRun": [r["stages"] for r in runs],
-        "latents": runs[-1]["latents"],
-    }
+    result = summarize(runs, config, load_s)
     if device.type == "cuda":
         result["peakCudaMemoryBytes"] = max(r["peakCudaMemoryBytes"] for r in runs)
     if args.json:
-        _emit(result)
+        emit(result)
     else:
-        print(f"{config['model']} on {config['device']} ({args.dtype}, {config['threads']} threads), "
-              f"{args.width}x{args.height}, {args.steps} steps ({result['unetCalls']} UNet calls)")
-        print(f"  per image: {result['meanSeconds']:.3f} s  (runs: {', '.join(f'{s:.3f}' for s in result['runs'])})")
-        print(f"  encoders {mean['encoders'] * 1e3:.1f} ms, UNet step {mean['meanStep'] * 1e3:.1f} ms, "
-              f"VAE {mean['decode'] * 1e3:.1f} ms")
-        if "peakCudaMemoryBytes" in result:
-            print(f"  peak CUDA memory {result['peakCudaMemoryBytes'] / 2**20:.0f} MiB")
-        print(f"  latents sum {result['latents']['sum']:.6g} sha256 {result['latents']['sha256'][:16]}")
+        print_summary(f"{config['model']} on {config['device']} ({args.dtype}, {config['threads']} threads)", result,
+                      args.width, args.height, args.steps)
     return 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BenchError as e:
-        sys.stderr.write(f"python_eager: {e}\n")
-        sys.exit(1)
+    run_main(main, "python_eager")
