@@ -1,18 +1,13 @@
-/** The Python that runs the exporter: FASTCOMPOSER_PYTHON, else the project's .venv, else python3. */
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+/** The Python that runs the exporter (FASTCOMPOSER_PYTHON, else the package's .venv, else python3), as the install scripts pick it. */
+import { exporterEnv as exporterEnvIn, findPython as findPythonIn } from '#torch-discovery';
 
-import { localVenv, packageRoot } from './paths.js';
+import { packageRoot } from './paths.js';
 
 export function findPython(env: NodeJS.ProcessEnv = process.env): string {
-  if (env.FASTCOMPOSER_PYTHON) return env.FASTCOMPOSER_PYTHON;
-  const venvPython = join(localVenv, 'bin', 'python');
-  if (existsSync(venvPython)) return venvPython;
-  return 'python3';
+  return findPythonIn(packageRoot, env);
 }
 
 /** Environment for running the exporter package from its folder. */
 export function exporterEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
-  const exporterDir = join(packageRoot, 'exporter');
-  return { ...env, PYTHONPATH: env.PYTHONPATH ? `${exporterDir}:${env.PYTHONPATH}` : exporterDir, PYTHONUNBUFFERED: '1' };
+  return exporterEnvIn(packageRoot, env);
 }

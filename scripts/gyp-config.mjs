@@ -5,7 +5,7 @@ import { createRequire } from 'node:module';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { findTorch, TORCH_FIXES } from './torch-setup.mjs';
+import { findTorch, TORCH_FIXES } from './torch-discovery.mjs';
 
 const pkgRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
 const what = process.argv[2];
