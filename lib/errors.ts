@@ -62,3 +62,18 @@ export function describe(value: unknown): string {
 export function invalidArgument(expected: string, name: string, value: unknown): FastComposerError {
   return new FastComposerError('ERR_INVALID_ARGUMENT', `Expected ${expected} for ${name} but received ${describe(value)}`);
 }
+
+/**
+ * Any error from native code or a callback as a FastComposerError: native errors carry a `code`
+ * (native/errors.h) and get the class that goes with it (ERR_ABORTED: AbortError, with the
+ * signal's reason as its cause); anything else is ERR_NATIVE.
+ */
+export function asFastComposerError(error: unknown, signal?: AbortSignal): FastComposerError {
+  if (error instanceof FastComposerError) return error;
+  const e = error as { code?: unknown; message?: unknown } | null | undefined;
+  if (e && typeof e.code === 'string' && e.code.startsWith('ERR_')) {
+    if (e.code === 'ERR_ABORTED') return new AbortError(signal?.reason);
+    return new FastComposerError(e.code as FastComposerErrorCode, String(e.message), { cause: error });
+  }
+  return new FastComposerError('ERR_NATIVE', error instanceof Error ? error.message : String(error), { cause: error });
+}

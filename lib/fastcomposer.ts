@@ -3,23 +3,30 @@
  * checked here before native code runs; native calls run off the event loop, one at a time
  * per model (per device on CUDA).
  */
-import { AbortError, DisposedError, FastComposerError, describe, invalidArgument } from './errors.js';
+import { abortSignal, string } from './checks.js';
+import { AbortError, DisposedError, FastComposerError, asFastComposerError, invalidArgument } from './errors.js';
 import { encodeImage, type ImageFormat, renderHeatmap, saveImage } from './images.js';
 import { readModelDir, type ModelDir } from './model-dir.js';
 import { loadNative } from './native.js';
-import type { NativeAbortFlag, NativeDenoiseJob, NativeModel, NativePromptEmbeds, NativeTimings } from './native-contract.js';
+import type { NativeAbortFlag, NativeDenoiseJob, NativeModel, NativeTimings } from './native-contract.js';
+import { isInteger, isRecord } from './is.js';
 import {
   type GenerateOptions,
   type LoadOptions,
+  type NormalizedDenoiseOptions,
   type NormalizedGenerateOptions,
   type SubjectInput,
+  type SubjectSpec,
+  validateDenoiseOptions,
   validateGenerateOptions,
   validateLoadOptions,
+  validateSubjectList,
 } from './options.js';
 import { defaultModelDir } from './paths.js';
 import { PromptTokenizer, type TokenizedPrompt } from './prompt.js';
 import { JobQueue, queueFor } from './queue.js';
 import { regionGrid } from './regions.js';
+import { latentsToDecode, promptArgs, promptEmbeddings, subjectEmbeds as checkSubjectEmbeds } from './stage-inputs.js';
 import { decodeSubjects, rgbTensor } from './subjects.js';
 import { float32View, type Tensor } from './tensor.js';
 
@@ -89,42 +96,6 @@ function idsTensor(ids: readonly number[]): Tensor {
   return { data: Buffer.from(BigInt64Array.from(ids, (v) => BigInt(v)).buffer), shape: [1, ids.length], dtype: 'int64' };
 }
 
-/**
- * Checks a float32 tensor argument in TypeScript, before native code sees it: `want` gives each
- * dimension (a number to match exactly, a name such as 'N' for any positive size). Returns the shape.
- */
-function float32Tensor(value: unknown, name: string, want: readonly (number | string)[]): number[] {
-  const t = value as Partial<Tensor> | null | undefined;
-  const pattern = `[${want.join(', ')}]`;
-  if (t === null || typeof t !== 'object') throw invalidArgument(`float32 tensor ${pattern}`, name, value);
-  if (t.dtype !== 'float32') throw invalidArgument('"float32"', `${name}.dtype`, t.dtype);
-  const shape = t.shape;
-  if (
-    !Array.isArray(shape) ||
-    shape.length !== want.length ||
-    shape.some((d, i) => typeof d !== 'number' || !Number.isSafeInteger(d) || d < 1 || (typeof want[i] === 'number' && d !== want[i]))
-  ) {
-    const got = Array.isArray(shape) ? `[${shape.map((d) => String(d)).join(', ')}]` : describe(shape);
-    throw new FastComposerError('ERR_INVALID_ARGUMENT', `Expected shape ${pattern} for ${name}.shape but received ${got}`);
-  }
-  const bytes = shape.reduce((a: number, b: number) => a * b, 4);
-  if (!Buffer.isBuffer(t.data) || t.data.length !== bytes) {
-    throw invalidArgument(`Buffer of ${bytes} bytes`, `${name}.data`, t.data);
-  }
-  return shape;
-}
-
-/** Native errors carry a `code`; give them the FastComposerError class. */
-function asFastComposerError(error: unknown, signal?: AbortSignal): unknown {
-  if (error instanceof FastComposerError) return error;
-  const e = error as { code?: unknown; message?: unknown };
-  if (e && typeof e.code === 'string' && e.code.startsWith('ERR_')) {
-    if (e.code === 'ERR_ABORTED') return new AbortError(signal?.reason);
-    return new FastComposerError(e.code as FastComposerError['code'], String(e.message), { cause: error });
-  }
-  return new FastComposerError('ERR_NATIVE', error instanceof Error ? error.message : String(error), { cause: error });
-}
-
 export class FastComposer {
   private native: NativeModel | undefined;
   private readonly queue: JobQueue;
@@ -175,8 +146,7 @@ export class FastComposer {
 
   /** The ids the model sees for a prompt, and where its subject tokens are. */
   tokenize(prompt: string): TokenizeResult {
-    if (typeof prompt !== 'string') throw invalidArgument('string', 'prompt', prompt);
-    const t = this.tokenizer.tokenize(prompt);
+    const t = this.tokenizer.tokenize(string(prompt, 'prompt'));
     return { inputIds: t.inputIds, subjectTokenMask: t.subjectTokenMask, textOnlyIds: t.textOnlyIds };
   }
 
@@ -184,7 +154,7 @@ export class FastComposer {
     const started = performance.now();
     const native = this.alive();
     const { opts, tokens, negativeIds, warnings } = this.prepare(options);
-    const subjectImages = await this.subjectImages(opts);
+    const subjectImages = await this.subjectImages(opts.subjects);
     const job = {
       ...(await this.denoiseJob(opts, tokens.subjectPositions)),
       inputIds: idsTensor(tokens.inputIds),
@@ -212,10 +182,7 @@ export class FastComposer {
   /** Stage API: the projected CLIP image embedding of each subject, float32 [S, D]; cacheable. */
   async encodeSubjects(subjects: SubjectInput[], options: { signal?: AbortSignal } = {}): Promise<Tensor> {
     const native = this.alive();
-    if (!Array.isArray(subjects) || subjects.length === 0) throw invalidArgument('non-empty array', 'subjects', subjects);
-    const prompt = Array(subjects.length).fill('a <|image|>').join(' ');
-    const { opts } = this.prepare({ prompt, subjects, allowManySubjects: true });
-    const subjectImages = (await this.subjectImages(opts))!;
+    const subjectImages = (await this.subjectImages(validateSubjectList(subjects)))!;
     return this.run(options?.signal, () => native.encodeSubjects(subjectImages, this.model.manifest.imageSize));
   }
 
@@ -227,26 +194,18 @@ export class FastComposer {
     signal?: AbortSignal;
   }): Promise<PromptEmbeddings> {
     const native = this.alive();
-    if (args === null || typeof args !== 'object') throw invalidArgument('object {prompt, negativePrompt?, subjectEmbeds?}', 'arguments', args);
-    if (typeof args.prompt !== 'string') throw invalidArgument('string', 'prompt', args.prompt);
-    const negativePrompt = args.negativePrompt ?? '';
-    if (typeof negativePrompt !== 'string') throw invalidArgument('string', 'negativePrompt', negativePrompt);
-    const tokens = this.tokenizer.tokenize(args.prompt);
-    const negative = this.tokenizer.encodePlain(negativePrompt);
-    const embeds = args.subjectEmbeds;
-    if (tokens.subjectCount > 0) {
-      const D = this.model.manifest.objectEmbedSize ?? 'D';
-      if (!embeds) throw invalidArgument(`float32 tensor [${tokens.subjectCount}, D]`, 'subjectEmbeds', embeds);
-      float32Tensor(embeds, 'subjectEmbeds', [tokens.subjectCount, D]);
-    }
+    const a = promptArgs(args);
+    const tokens = this.tokenizer.tokenize(a.prompt);
+    const negative = this.tokenizer.encodePlain(a.negativePrompt);
+    const embeds = tokens.subjectCount > 0 ? checkSubjectEmbeds(a.subjectEmbeds, tokens.subjectCount, this.model.manifest) : undefined;
     const warnings = truncationWarnings(tokens, negative.truncated);
-    const out = await this.run(args.signal, () =>
+    const out = await this.run(a.signal, () =>
       native.encodePrompt({
         inputIds: idsTensor(tokens.inputIds),
         textOnlyIds: idsTensor(tokens.textOnlyIds),
         negativeIds: idsTensor(negative.ids),
         subjectPositions: tokens.subjectPositions,
-        ...(tokens.subjectCount > 0 && embeds ? { objectEmbeds: embeds } : {}),
+        ...(embeds ? { objectEmbeds: embeds } : {}),
       }),
     );
     return { ...out, subjectPositions: tokens.subjectPositions, warnings };
@@ -258,26 +217,12 @@ export class FastComposer {
     options: DenoiseOptions = {},
   ): Promise<{ latents: Tensor; attentionMaps?: Tensor; seed: number }> {
     const native = this.alive();
-    if (embeds === null || typeof embeds !== 'object') throw invalidArgument('PromptEmbeddings from encodePrompt()', 'embeds', embeds);
-    const D = this.model.manifest.textHiddenSize ?? 'D';
-    const width = float32Tensor(embeds.fused, 'embeds.fused', [1, this.model.manifest.maxLength, D])[2]!;
-    float32Tensor(embeds.textOnly, 'embeds.textOnly', [1, this.model.manifest.maxLength, width]);
-    float32Tensor(embeds.negative, 'embeds.negative', [1, this.model.manifest.maxLength, width]);
-    const given = embeds.subjectPositions ?? [];
-    if (
-      !Array.isArray(given) ||
-      given.some((p) => typeof p !== 'number' || !Number.isInteger(p) || p < 0 || p >= this.model.manifest.maxLength)
-    ) {
-      throw invalidArgument(`array of integers between 0 and ${this.model.manifest.maxLength - 1}`, 'embeds.subjectPositions', given);
-    }
-    const positions: number[] = given;
-    const prompt = positions.map(() => 'a <|image|>').join(' ') || 'a';
-    const subjects = options.subjects ?? positions.map(() => ({ data: Buffer.alloc(3), width: 1, height: 1, channels: 3 as const }));
-    const opts = validateGenerateOptions({ ...options, prompt, subjects, allowManySubjects: true }, {
+    const { subjectPositions: positions, ...nativeEmbeds } = promptEmbeddings(embeds, this.model.manifest);
+    const opts = validateDenoiseOptions(options, {
       subjectCount: positions.length,
+      latentChannels: this.model.manifest.latentChannels,
     });
     const job = await this.denoiseJob(opts, positions);
-    const nativeEmbeds: NativePromptEmbeds = { fused: embeds.fused, textOnly: embeds.textOnly, negative: embeds.negative };
     const failure: CallbackFailure = {};
     const out = await callbackChecked(
       failure,
@@ -289,8 +234,8 @@ export class FastComposer {
   /** Stage API: latents (float32 [N, 4, h, w]) to images. */
   async decode(latents: Tensor, options: { signal?: AbortSignal } = {}): Promise<GeneratedImage[]> {
     const native = this.alive();
-    float32Tensor(latents, 'latents', ['N', this.model.manifest.latentChannels, 'h', 'w']);
-    const images = await this.run(options?.signal, () => native.decode(latents));
+    const checked = latentsToDecode(latents, this.model.manifest);
+    const images = await this.run(options?.signal, () => native.decode(checked));
     return splitImages(images);
   }
 
@@ -299,8 +244,8 @@ export class FastComposer {
     const maps = result.attentionMaps;
     if (!maps) throw new FastComposerError('ERR_INVALID_ARGUMENT', 'The result has no attentionMaps (pass attentionMaps: true)');
     const [n, s, h, w] = maps.shape as [number, number, number, number];
-    if (!Number.isInteger(subject) || subject < 0 || subject >= s) throw invalidArgument(`integer in 0..${s - 1}`, 'subject', subject);
-    if (!Number.isInteger(image) || image < 0 || image >= n) throw invalidArgument(`integer in 0..${n - 1}`, 'image', image);
+    if (!isInteger(subject, 0, s - 1)) throw invalidArgument(`integer in 0..${s - 1}`, 'subject', subject);
+    if (!isInteger(image, 0, n - 1)) throw invalidArgument(`integer in 0..${n - 1}`, 'image', image);
     const all = float32View(maps);
     const map = all.subarray((image * s + subject) * h * w, (image * s + subject + 1) * h * w);
     return renderHeatmap(map, w, h, result.images[image]!);
@@ -332,9 +277,8 @@ export class FastComposer {
     negativeIds: number[];
     warnings: string[];
   } {
-    if (options === null || typeof options !== 'object') throw invalidArgument('object', 'options', options);
-    if (typeof options.prompt !== 'string') throw invalidArgument('string', 'prompt', options.prompt);
-    const tokens = this.tokenizer.tokenize(options.prompt);
+    if (!isRecord(options)) throw invalidArgument('object', 'options', options);
+    const tokens = this.tokenizer.tokenize(string(options.prompt, 'prompt'));
     const opts = validateGenerateOptions(options, {
       subjectCount: tokens.subjectCount,
       latentChannels: this.model.manifest.latentChannels,
@@ -345,13 +289,13 @@ export class FastComposer {
 
   /** The subject pictures decoded (and masked) at their own sizes; the native worker pads and
    * resizes them to the image encoder's input (native/subject_pixels.cc). */
-  private async subjectImages(opts: NormalizedGenerateOptions): Promise<Tensor[] | undefined> {
-    if (opts.subjects.length === 0) return undefined;
-    const images = await decodeSubjects(opts.subjects.map((s) => (s.subjectMask ? { image: s.image, subjectMask: s.subjectMask } : s.image)));
+  private async subjectImages(subjects: SubjectSpec[]): Promise<Tensor[] | undefined> {
+    if (subjects.length === 0) return undefined;
+    const images = await decodeSubjects(subjects.map((s) => (s.subjectMask ? { image: s.image, subjectMask: s.subjectMask } : s.image)));
     return images.map(rgbTensor);
   }
 
-  private async denoiseJob(opts: NormalizedGenerateOptions, subjectPositions: number[]): Promise<NativeDenoiseJob> {
+  private async denoiseJob(opts: NormalizedDenoiseOptions, subjectPositions: number[]): Promise<NativeDenoiseJob> {
     const factor = this.model.manifest.vaeScaleFactor;
     const regions = await regionGrid(opts.subjects, opts.width, opts.height, factor);
     return {
@@ -373,7 +317,7 @@ export class FastComposer {
     };
   }
 
-  private stepCallback(opts: NormalizedGenerateOptions, flag: NativeAbortFlag, failure: CallbackFailure) {
+  private stepCallback(opts: NormalizedDenoiseOptions, flag: NativeAbortFlag, failure: CallbackFailure) {
     const onStep = opts.onStep;
     if (!onStep) return undefined;
     return (event: { step: number; steps: number; timestep: number }) => {
@@ -390,13 +334,12 @@ export class FastComposer {
   }
 
   /** Queues a native call with an abort flag tied to the signal and to dispose(). */
-  private run<T>(signal: AbortSignal | undefined, call: (flag: NativeAbortFlag) => Promise<T>): Promise<T> {
-    const s = signal as { aborted?: unknown; addEventListener?: unknown; removeEventListener?: unknown } | undefined | null;
-    if (
-      s !== undefined &&
-      (typeof s !== 'object' || s === null || typeof s.aborted !== 'boolean' || typeof s.addEventListener !== 'function' || typeof s.removeEventListener !== 'function')
-    ) {
-      return Promise.reject(invalidArgument('AbortSignal', 'signal', signal));
+  private run<T>(given: unknown, call: (flag: NativeAbortFlag) => Promise<T>): Promise<T> {
+    let signal: AbortSignal | undefined;
+    try {
+      signal = given === undefined ? undefined : abortSignal(given);
+    } catch (error) {
+      return Promise.reject(error);
     }
     if (signal?.aborted) return Promise.reject(new AbortError(signal.reason));
     const { binding } = loadNative();

@@ -6,6 +6,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 
 import { FastComposerError } from './errors.js';
+import { isNonEmptyString, isPositive } from './is.js';
 
 export const MODEL_FORMAT = 'fastcomposer-model';
 export const MODEL_FORMAT_VERSION = 1;
@@ -68,12 +69,8 @@ async function requireFile(path: string, what: string): Promise<string> {
   return path;
 }
 
-function isPositive(v: unknown): v is number {
-  return typeof v === 'number' && Number.isFinite(v) && v > 0;
-}
-
 export async function readModelDir(dirInput: string): Promise<ModelDir> {
-  if (typeof dirInput !== 'string' || dirInput.length === 0) {
+  if (!isNonEmptyString(dirInput)) {
     throw new FastComposerError('ERR_INVALID_ARGUMENT', `Expected a model directory path but received ${String(dirInput)}`);
   }
   const dir = resolve(dirInput);
@@ -94,7 +91,7 @@ export async function readModelDir(dirInput: string): Promise<ModelDir> {
   }
   if (typeof raw.modules !== 'object' || raw.modules === null) throw modelError(`${manifestPath} lists no modules`);
   const local = (name: unknown, what: string): string => {
-    if (typeof name !== 'string' || name.length === 0 || isAbsolute(name) || name.includes('..')) {
+    if (!isNonEmptyString(name) || isAbsolute(name) || name.includes('..')) {
       throw modelError(`${manifestPath}: the file of ${what} must be a plain file name, got ${JSON.stringify(name)}`);
     }
     return join(dir, name);

@@ -9,6 +9,7 @@
 import { stat } from 'node:fs/promises';
 import { loadSharp } from './sharp-loader.js';
 import { FastComposerError, invalidArgument } from './errors.js';
+import { isBytes, isFiniteNumber, isInteger, isRecord } from './is.js';
 import type { ImageInput, RawImage, SubjectSpec } from './options.js';
 import type { Tensor } from './tensor.js';
 
@@ -72,7 +73,7 @@ export async function decodeRgb(input: ImageInput, label: string, options: Decod
     });
     if (!st.isFile()) throw imageError(label, `${JSON.stringify(input)} is not a file`);
     if (st.size === 0) throw imageError(label, `${JSON.stringify(input)} is empty`);
-  } else if (input instanceof Uint8Array) {
+  } else if (isBytes(input)) {
     if (input.length === 0) throw imageError(label, 'the image buffer is empty');
     source = Buffer.isBuffer(input) ? input : Buffer.from(input.buffer, input.byteOffset, input.byteLength);
   } else {
@@ -134,7 +135,7 @@ export function boxMask(box: Box, width: number, height: number): Float32Array {
   checkSize(height, 'height');
   for (const k of ['left', 'top', 'width', 'height'] as const) {
     const v = box?.[k];
-    if (typeof v !== 'number' || !Number.isFinite(v) || ((k === 'width' || k === 'height') && v <= 0)) {
+    if (!isFiniteNumber(v) || ((k === 'width' || k === 'height') && v <= 0)) {
       throw invalidArgument(k === 'width' || k === 'height' ? 'a positive number' : 'a finite number', `box.${k}`, v);
     }
   }
@@ -263,8 +264,8 @@ function applySubjectMask(img: Rgb, mask: Rgb, label: string): void {
 
 function rawToRgb(raw: RawImage, label: string, limit: number): Rgb {
   const { data, width, height, channels } = raw;
-  if (!(data instanceof Uint8Array)) throw imageError(label, 'raw data must be a Buffer or Uint8Array');
-  if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1) {
+  if (!isBytes(data)) throw imageError(label, 'raw data must be a Buffer or Uint8Array');
+  if (!isInteger(width, 1) || !isInteger(height, 1)) {
     throw imageError(label, `raw width and height must be positive integers, got ${String(width)}x${String(height)}`);
   }
   if (channels !== 1 && channels !== 3 && channels !== 4) {
@@ -289,15 +290,15 @@ function rawToRgb(raw: RawImage, label: string, limit: number): Rgb {
 }
 
 function isRaw(v: unknown): v is RawImage {
-  return typeof v === 'object' && v !== null && !(v instanceof Uint8Array) && 'data' in v && 'width' in v;
+  return isRecord(v) && 'data' in v && 'width' in v;
 }
 
 function isSpec(v: SubjectPicture): v is Pick<SubjectSpec, 'image' | 'subjectMask'> {
-  return typeof v === 'object' && v !== null && !(v instanceof Uint8Array) && 'image' in v;
+  return isRecord(v) && 'image' in v;
 }
 
 function checkSize(v: number, name: string): number {
-  if (!Number.isInteger(v) || v < 1) throw invalidArgument('a positive integer', name, v);
+  if (!isInteger(v, 1)) throw invalidArgument('a positive integer', name, v);
   return v;
 }
 
