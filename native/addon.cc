@@ -5,11 +5,9 @@
 #include <torch/cuda.h>
 #include <torch/version.h>
 
-#include <algorithm>
-#include <atomic>
-#include <cstdlib>
-#include <cstring>
-#include <mutex>
+#include <memory>
+#include <string>
+#include <utility>
 
 #include "abort_flag.h"
 #include "addon_data.h"
@@ -18,6 +16,7 @@
 #include "job_thread.h"
 #include "js_job.h"
 #include "model_wrap.h"
+#include "process_exit.h"
 #include "testing_exports.h"
 #include "workers.h"
 
@@ -70,24 +69,11 @@ Napi::Value CudaMemory(const Napi::CallbackInfo& info) {
   });
 }
 
-void abortEveryEnvironment() {
-  std::lock_guard<std::mutex> lock(allEnvJobsMutex());
-  for (const auto& weak : allEnvJobs())
-    if (auto jobs = weak.lock()) jobs->abortAll();
-}
-
 // process.on('exit') on the main thread calls this (lib/native.ts), also for process.exit(),
-// which runs no environment cleanup: job threads start nothing more, every environment's
-// generations stop at their next step, and the exit waits (bounded) for the running tasks,
-// since C++ static objects (libtorch's, oneDNN's) are destroyed after it and a task still
-// running then crashed the process. A task that outlasts the wait (a long load or decode) is
-// left to the C exit handler (installExitBackstop), which ends the process with its status
-// then; later 'exit' listeners still run.
+// which runs no environment cleanup (process_exit.h prepareProcessExit); later 'exit' listeners
+// still run.
 Napi::Value PrepareExit(const Napi::CallbackInfo& info) {
-  beginProcessExit();
-  abortEveryEnvironment();
-  armExitBackstop();
-  waitForJobThreads(5000);
+  prepareProcessExit();
   return info.Env().Undefined();
 }
 
@@ -95,29 +81,12 @@ Napi::Value PrepareExit(const Napi::CallbackInfo& info) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   recordDefaultThreads();
-  installExitBackstop(abortEveryEnvironment);
   auto* data = new AddonData();
   env.SetInstanceData(data);  // deleted by Node with the environment
-  {
-    std::lock_guard<std::mutex> lock(allEnvJobsMutex());
-    auto& all = allEnvJobs();
-    all.erase(std::remove_if(all.begin(), all.end(), [](const auto& w) { return w.expired(); }), all.end());
-    all.push_back(data->jobs);
-  }
-  // When this environment ends (a worker thread terminated, the process exiting normally):
-  // its queued jobs are skipped, its generations stop at their next step, and it waits a little
-  // for them, bounded so that a long load or decode cannot hold the end up.
-  env.AddCleanupHook([jobs = data->jobs] {
-    try {
-      // If the process is exiting (it stops worker threads first), the exit handlers run next:
-      // the backstop must come before the destructors of the statics made so far.
-      armExitBackstop();
-      jobs->abortAll();
-      jobs->waitFinished(5000, [] { return processExiting(); });
-    } catch (...) {
-    }
-    jobs->markGone();
-  });
+  registerEnvironment(data->jobs);
+  // When this environment ends (a worker thread terminated, the process exiting normally); the
+  // wait is bounded so that a long load or decode cannot hold the end up.
+  env.AddCleanupHook([jobs = data->jobs] { endEnvironment(jobs); });
   Napi::Function abortFlag = AbortFlagWrap::Define(env);
   data->abortFlagClass = Napi::Persistent(abortFlag);
   Napi::Function modelClass = ModelWrap::Define(env);
