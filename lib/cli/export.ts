@@ -21,7 +21,6 @@ interface ExportFlags {
   progress: boolean;
 }
 
-
 export function runExporter(args: string[], onEvent: (event: Record<string, unknown>) => void): Promise<void> {
   const python = findPython();
   return new Promise((resolve, reject) => {

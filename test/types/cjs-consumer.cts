@@ -1,10 +1,9 @@
 // Compiled (not run) by test/package.test.ts: the public types as a CommonJS user sees them.
 import fastcomposer = require('fastcomposer');
 
-async function main(): Promise<void> {
+export async function main(): Promise<number> {
   await using fc = await fastcomposer.FastComposer.load(fastcomposer.defaultModelDir);
   const r = await fc.generate({ prompt: 'a photo', steps: 2 });
   const seed: number = r.seed;
-  void seed;
+  return seed;
 }
-void main;
