@@ -136,12 +136,15 @@ export interface LoadOptions {
   dtype?: ModelDType;
   /** CPU threads for this model's work (1..1024). Default: libtorch's (the machine's cores). */
   threads?: number;
+  /** Check every file's SHA-256 against model.json before libtorch reads it (reads every byte). Default false: sizes only. */
+  verifyHashes?: boolean;
 }
 export interface NormalizedLoadOptions {
   device: DeviceSpec;
   dtype: ModelDType;
   /** 0 = libtorch's default. */
   threads: number;
+  verifyHashes: boolean;
 }
 
 export interface GenerateContext {
@@ -156,7 +159,7 @@ const GENERATE_KEYS = [
   'scheduler', 'numImages', 'latents', 'onStep', 'signal', 'attentionMaps', 'regionStrength', 'regionExclusive', 'allowManySubjects',
   'output',
 ] as const;
-const LOAD_KEYS = ['device', 'dtype', 'threads'] as const;
+const LOAD_KEYS = ['device', 'dtype', 'threads', 'verifyHashes'] as const;
 const SUBJECT_KEYS = ['image', 'region', 'mask', 'subjectMask'] as const;
 const RAW_IMAGE_KEYS = ['data', 'width', 'height', 'channels'] as const;
 const REGION_KEYS = ['x', 'y', 'width', 'height'] as const;
@@ -416,5 +419,6 @@ export function validateLoadOptions(opts: unknown): NormalizedLoadOptions {
     }
     threads = o.threads;
   }
-  return { device, dtype, threads };
+  if (o.verifyHashes !== undefined && typeof o.verifyHashes !== 'boolean') throw invalidArgument('boolean', 'verifyHashes', o.verifyHashes);
+  return { device, dtype, threads, verifyHashes: o.verifyHashes === true };
 }
