@@ -68,6 +68,17 @@ describe('a module swapped for another valid one of the same size', () => {
     expect(e.message).toContain(sha256(readFileSync(join(golden, 'text_encoder.pt'))));
   });
 
+  it('`generate --verify-hashes` stops before loading, with the error and its code on stderr', () => {
+    const r = spawnSync(
+      process.execPath,
+      [cli, 'generate', '--verify-hashes', '--model', dir, '--prompt', 'a park', '--device', 'cpu', '--out', join(scratch, 'never.png'), '--no-progress'],
+      { encoding: 'utf8', timeout: 300_000 },
+    );
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain(`${join(dir, 'text_encoder.pt')} has SHA-256`);
+    expect(r.stderr).toContain('[ERR_MODEL]');
+  });
+
   it('loads without verifyHashes (sizes only, by default)', async () => {
     const fc = await FastComposer.load(dir, { device: 'cpu' });
     await fc.dispose();

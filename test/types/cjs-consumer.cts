@@ -5,6 +5,7 @@ async function main(): Promise<void> {
   await using fc = await fastcomposer.FastComposer.load(fastcomposer.defaultModelDir);
   const r = await fc.generate({ prompt: 'a photo', steps: 2 });
   const seed: number = r.seed;
-  void seed;
+  const v: fastcomposer.ModelVerification = await fastcomposer.FastComposer.verify(fastcomposer.defaultModelDir);
+  void [seed, v.ok];
 }
 void main;
