@@ -7,7 +7,7 @@ export type FastComposerErrorCode =
   | 'ERR_SUBJECT_COUNT' // subjects do not match the <|image|> tokens of the prompt
   | 'ERR_PROMPT' // the prompt cannot be used (e.g. <|image|> with no noun before it)
   | 'ERR_IMAGE' // a subject picture or mask is empty, corrupt, truncated or too large
-  | 'ERR_MODEL' // the model directory is missing files, has another version, or a module is corrupt
+  | 'ERR_MODEL' // the model directory is missing files, has another version, a file differs from model.json, or a module is corrupt or refused
   | 'ERR_TORCH_NOT_FOUND' // libtorch could not be found at load time
   | 'ERR_TORCH_VERSION' // the libtorch found is not the one the binary was built against
   | 'ERR_NATIVE_LOAD' // the native addon could not be loaded
@@ -76,4 +76,9 @@ export function asFastComposerError(error: unknown, signal?: AbortSignal): FastC
     return new FastComposerError(e.code as FastComposerErrorCode, String(e.message), { cause: error });
   }
   return new FastComposerError('ERR_NATIVE', error instanceof Error ? error.message : String(error), { cause: error });
+}
+
+/** ERR_MODEL: a model directory that cannot be used (its message names the file). */
+export function modelError(message: string, cause?: unknown): FastComposerError {
+  return new FastComposerError('ERR_MODEL', message, cause === undefined ? undefined : { cause });
 }

@@ -8,8 +8,10 @@ import { AbortError, DisposedError, FastComposerError, asFastComposerError, inva
 import { encodeImage, type ImageFormat, renderHeatmap, saveImage } from './images.js';
 import { readModelDir, type ModelDir } from './model-dir.js';
 import { loadNative } from './native.js';
-import type { NativeAbortFlag, NativeDenoiseJob, NativeModel, NativeTimings } from './native-contract.js';
+import type { NativeAbortFlag, NativeDenoiseJob, NativeModel, NativePromptEmbeds, NativeTimings } from './native-contract.js';
 import { isInteger, isRecord } from './is.js';
+import { verifyModelDir, type ModelVerification } from './verify.js';
+import { emitLibtorchWarnings, emitWarning } from './warnings.js';
 import {
   type GenerateOptions,
   type LoadOptions,
@@ -113,11 +115,16 @@ export class FastComposer {
     this.queue = queueFor(device);
   }
 
-  /** Loads a model directory (default: the embedded tiny model) onto a device. */
+  /**
+   * Loads a model directory (default: the embedded tiny model) onto a device. Each file's size is
+   * checked against model.json (with `verifyHashes`, its SHA-256 too) before libtorch reads it, and
+   * each module's code is audited before any of it runs (README "Security").
+   */
   static async load(modelDir: string = defaultModelDir, options: LoadOptions = {}): Promise<FastComposer> {
     const opts = validateLoadOptions(options);
     const { binding } = loadNative();
-    const model = await readModelDir(modelDir);
+    const model = await readModelDir(modelDir, { verifyHashes: opts.verifyHashes });
+    for (const warning of model.warnings) emitWarning(warning, 'FASTCOMPOSER_MODEL');
     const tokenizer = await PromptTokenizer.load(model.tokenizerPath);
     let device: string = opts.device;
     if (device === 'auto') device = binding.cudaDeviceCount() > 0 ? 'cuda:0' : 'cpu';
@@ -140,8 +147,19 @@ export class FastComposer {
       });
     } catch (error) {
       throw asFastComposerError(error);
+    } finally {
+      emitLibtorchWarnings(binding);
     }
     return new FastComposer(native, model, tokenizer, device, opts.dtype);
+  }
+
+  /**
+   * Checks a model directory without loading it or running any of it: every file's size and
+   * SHA-256 against model.json, and every module's code against the operators a load allows.
+   * `fastcomposer info --verify` prints this.
+   */
+  static verify(modelDir: string = defaultModelDir): Promise<ModelVerification> {
+    return verifyModelDir(modelDir);
   }
 
   /** The ids the model sees for a prompt, and where its subject tokens are. */
@@ -357,6 +375,7 @@ export class FastComposer {
       } finally {
         this.running.delete(flag);
         signal?.removeEventListener('abort', onAbort);
+        emitLibtorchWarnings(binding);
       }
     }, signal);
   }

@@ -18,6 +18,8 @@ export type {
 } from './options.js';
 export { SCHEDULERS } from './options.js';
 export type { DType, Tensor } from './tensor.js';
+export type { FileCheck } from './model-files.js';
+export type { ModelVerification, ModuleAudit } from './verify.js';
 export { defaultModelDir } from './paths.js';
 export { runtimeInfo } from './runtime-info.js';
 export type { RuntimeInfo } from './runtime-info.js';

@@ -144,12 +144,15 @@ export interface LoadOptions {
   dtype?: ModelDType;
   /** CPU threads for this model's work (1..1024). Default: libtorch's (the machine's cores). */
   threads?: number;
+  /** Check every file's SHA-256 against model.json before libtorch reads it (reads every byte). Default false: sizes only. */
+  verifyHashes?: boolean;
 }
 export interface NormalizedLoadOptions {
   device: DeviceSpec;
   dtype: ModelDType;
   /** 0 = libtorch's default. */
   threads: number;
+  verifyHashes: boolean;
 }
 
 export interface GenerateContext {
@@ -167,7 +170,7 @@ const GENERATE_KEYS = [
 ] as const;
 /** generate()'s options without those that denoise() takes from its embeddings (the prompts) or leaves to decode() (output). */
 const DENOISE_KEYS = GENERATE_KEYS.filter((k) => k !== 'prompt' && k !== 'negativePrompt' && k !== 'output');
-const LOAD_KEYS = ['device', 'dtype', 'threads'] as const;
+const LOAD_KEYS = ['device', 'dtype', 'threads', 'verifyHashes'] as const;
 const SUBJECT_KEYS = ['image', 'region', 'mask', 'subjectMask'] as const;
 const RAW_IMAGE_KEYS = ['data', 'width', 'height', 'channels'] as const;
 const REGION_KEYS = ['x', 'y', 'width', 'height'] as const;
@@ -397,5 +400,6 @@ export function validateLoadOptions(opts: unknown): NormalizedLoadOptions {
   }
   const dtype = o.dtype === undefined ? DEFAULTS.dtype : oneOf(o.dtype, 'dtype', MODEL_DTYPES);
   const threads = o.threads === undefined ? 0 : integer(o.threads, 'threads', 1, 1024);
-  return { device, dtype, threads };
+  const verifyHashes = o.verifyHashes === undefined ? false : boolean(o.verifyHashes, 'verifyHashes');
+  return { device, dtype, threads, verifyHashes };
 }

@@ -15,7 +15,9 @@
 #include "errors.h"
 #include "job_thread.h"
 #include "js_job.h"
+#include "libtorch_log.h"
 #include "model_wrap.h"
+#include "module_loader.h"
 #include "process_exit.h"
 #include "testing_exports.h"
 #include "workers.h"
@@ -42,6 +44,31 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
         });
       },
       [model](Napi::Env e) -> Napi::Value { return ModelWrap::Wrap(e, std::move(*model)); });
+}
+
+// auditModule(path) -> Promise<string[]>: reads a module file's code without its weights and
+// without running any of it, audits it (module_audit.h) and resolves with the operators it uses;
+// rejects with ERR_MODEL when it is refused. On the CPU job thread, like all torch work.
+Napi::Value AuditModule(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString()) throw toJsError(env, {"ERR_INVALID_ARGUMENT", "Expected a module file path"});
+  const std::string path = info[0].As<Napi::String>();
+  auto operators = std::make_shared<std::vector<std::string>>();
+  return startJob(env, deviceJobThread("cpu"),
+      [path, operators] { *operators = loadAuditedModule(path, std::nullopt, Weights::Skip).operators; },
+      [operators](Napi::Env e) -> Napi::Value {
+        Napi::Array out = Napi::Array::New(e, operators->size());
+        for (size_t i = 0; i < operators->size(); ++i) out.Set(static_cast<uint32_t>(i), (*operators)[i]);
+        return out;
+      });
+}
+
+// takeWarnings() -> string[]: libtorch's warnings collected on the job threads since the last call.
+Napi::Value TakeWarnings(const Napi::CallbackInfo& info) {
+  std::vector<std::string> warnings = takeWarnings();
+  Napi::Array out = Napi::Array::New(info.Env(), warnings.size());
+  for (size_t i = 0; i < warnings.size(); ++i) out.Set(static_cast<uint32_t>(i), warnings[i]);
+  return out;
 }
 
 Napi::Value CudaDeviceCount(const Napi::CallbackInfo& info) {
@@ -81,6 +108,7 @@ Napi::Value PrepareExit(const Napi::CallbackInfo& info) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   recordDefaultThreads();
+  quietNnpack();
   auto* data = new AddonData();
   env.SetInstanceData(data);  // deleted by Node with the environment
   registerEnvironment(data->jobs);
@@ -95,6 +123,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeModel", modelClass);
   exports.Set("torchVersion", Napi::String::New(env, TORCH_VERSION));
   exports.Set("loadModel", Napi::Function::New(env, LoadModel, "loadModel"));
+  exports.Set("auditModule", Napi::Function::New(env, AuditModule, "auditModule"));
+  exports.Set("takeWarnings", Napi::Function::New(env, TakeWarnings, "takeWarnings"));
   exports.Set("cudaDeviceCount", Napi::Function::New(env, CudaDeviceCount, "cudaDeviceCount"));
   exports.Set("prepareExit", Napi::Function::New(env, PrepareExit, "prepareExit"));
   exports.Set("cudaMemory", Napi::Function::New(env, CudaMemory, "cudaMemory"));

@@ -2,6 +2,8 @@
 
 #include <torch/csrc/jit/runtime/graph_executor.h>
 
+#include "libtorch_log.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
@@ -65,6 +67,8 @@ void JobThread::loop() {
   // profiling executor, libtorch's default) unless FASTCOMPOSER_JIT_OPTIMIZE=0.
   const char* optimize = std::getenv("FASTCOMPOSER_JIT_OPTIMIZE");
   torch::jit::setGraphExecutorOptimize(!(optimize && std::strcmp(optimize, "0") == 0));
+  // libtorch's warnings from the work here go to the caller, not to stderr (libtorch_log.h).
+  collectWarningsOnThisThread();
   int backstops = 0;  // exit handlers this thread registered (process_exit.h armExitBackstop)
   for (;;) {
     std::function<void()> next;

@@ -38,6 +38,7 @@ from . import clip as clip_mod
 from . import manifest as mf
 from . import trace as tr
 from .postfuse import Postfuse
+from .quiet import quiet_nnpack
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 # model.json "configs" keys, in the order of the modules
@@ -317,6 +318,7 @@ def export(
             image_size=image_size,
             configs=configs.raw,
             weights_dtype=[k for k, v in DTYPES.items() if v == dtype][0],
+            files=mf.file_records(tmp),
             extra={"exporter": {"torch": torch.__version__}},
         )
         mf.write_manifest(manifest, tmp)
@@ -396,6 +398,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = _parser().parse_args(argv)
     if not debug:
         warnings.simplefilter("ignore")
+    quiet_nnpack()
     try:
         preset = "tiny" if args.tiny else args.preset
         if args.tiny and args.preset and args.preset != "tiny":

@@ -25,6 +25,7 @@ interface GenerateFlags {
   dtype: string;
   out: string;
   progress: boolean;
+  verifyHashes?: boolean;
 }
 
 function number(flag: string | undefined): number | undefined {
@@ -56,9 +57,14 @@ export function generateCommand(program: Command): void {
     .option('--device <d>', 'cpu | cuda | cuda:N | auto', 'auto')
     .option('--dtype <t>', 'float32 | float16 | bfloat16', 'float32')
     .option('-o, --out <file>', 'output image (.png, .jpg, .webp); numbered when several', 'out.png')
+    .option('--verify-hashes', "check every model file's SHA-256 against model.json before loading (sizes are always checked)")
     .option('--no-progress', 'no progress bar')
     .action(async (flags: GenerateFlags) => {
-      const fc = await FastComposer.load(flags.model, { device: flags.device as DeviceSpec, dtype: flags.dtype as ModelDType });
+      const fc = await FastComposer.load(flags.model, {
+        device: flags.device as DeviceSpec,
+        dtype: flags.dtype as ModelDType,
+        verifyHashes: flags.verifyHashes === true,
+      });
       const bar = progressBar(flags.progress && process.stderr.isTTY === true);
       try {
         const opts: GenerateOptions = {

@@ -5,5 +5,6 @@ export async function main(): Promise<number> {
   await using fc = await fastcomposer.FastComposer.load(fastcomposer.defaultModelDir);
   const r = await fc.generate({ prompt: 'a photo', steps: 2 });
   const seed: number = r.seed;
-  return seed;
+  const v: fastcomposer.ModelVerification = await fastcomposer.FastComposer.verify(fastcomposer.defaultModelDir);
+  return v.ok ? seed : -1;
 }

@@ -1,5 +1,5 @@
 // Compiled (not run) by test/package.test.ts: the public types as an ESM user sees them.
-import { FastComposer, FastComposerError, type GenerateOptions, type GenerateResult, type Tensor } from 'fastcomposer';
+import { FastComposer, FastComposerError, type GenerateOptions, type GenerateResult, type ModelVerification, type Tensor } from 'fastcomposer';
 
 export async function main(): Promise<unknown[]> {
   const fc = await FastComposer.load('model', { device: 'cuda:1', dtype: 'float16' });
@@ -14,6 +14,13 @@ export async function main(): Promise<unknown[]> {
   await fc.generate({ prompt: 'x', scheduler: 'lms' });
   // @ts-expect-error: not a device
   await FastComposer.load('model', { device: 'tpu' });
+  await FastComposer.load('model', { verifyHashes: true });
+  const v: ModelVerification = await FastComposer.verify('model');
+  const fingerprint: string = v.manifestSha256;
+  const status: 'ok' | 'missing' | 'size-mismatch' | 'hash-mismatch' | 'unrecorded' = v.files[0]!.status;
+  void [fingerprint, status, v.modules[0]?.operators];
+  // @ts-expect-error: a boolean
+  await FastComposer.load('model', { verifyHashes: 'yes' });
   try {
     await fc.dispose();
   } catch (error) {
