@@ -65,8 +65,14 @@ export function serveCommand(program: Command): void {
       if (flags.maxQueue !== undefined) limits.maxQueued = integerFlag('--max-queue', flags.maxQueue, 1, 1_000_000);
       if (flags.jobTtl !== undefined) limits.jobTtlMs = integerFlag('--job-ttl', flags.jobTtl, 1, 7 * 24 * 60) * 60_000;
       // Listen for the signals before the (slow) load, so that Ctrl-C during it also ends cleanly.
-      const stopping = stopSignal();
+      let early: NodeJS.Signals | undefined;
+      const stopping = stopSignal().then((signal) => (early = signal));
       const fc = await FastComposer.load(flags.model, { device: flags.device as DeviceSpec, dtype: flags.dtype as ModelDType });
+      if (early) {
+        await fc.dispose();
+        process.stderr.write(`fastcomposer: ${early}: stopped before serving\n`);
+        return;
+      }
       const model = fc.model.manifest.name ?? basename(fc.model.dir);
       let server;
       try {

@@ -1,5 +1,6 @@
 // Compiled (not run) by test/package.test.ts: the public types as an ESM user sees them.
 import { FastComposer, FastComposerError, type GenerateOptions, type GenerateResult, type Tensor } from 'fastcomposer';
+import { createServer, type GenerateBackend, type JobJson } from 'fastcomposer/server';
 
 async function main(): Promise<void> {
   const fc = await FastComposer.load('model', { device: 'cuda:1', dtype: 'float16' });
@@ -10,6 +11,14 @@ async function main(): Promise<void> {
   const png: Buffer = await r.images[0]!.toPng();
   const ids: number[] = fc.tokenize('a man <|image|>').inputIds;
   void [shape, png, ids];
+  // A loaded model is a backend; so is anything with the same generate().
+  const backend: GenerateBackend = fc;
+  const server = await createServer({ backend, info: { model: 'm', device: 'cpu', dtype: 'float32' }, concurrency: 2, limits: { maxQueued: 4 } });
+  const url: string = await server.listen({ port: 0 });
+  const status: JobJson['status'] = 'queued';
+  void [url, status];
+  // @ts-expect-error: not a limit
+  await createServer({ backend, info: { model: 'm', device: 'cpu', dtype: 'float32' }, limits: { maxQueue: 4 } });
   // @ts-expect-error: not a scheduler
   await fc.generate({ prompt: 'x', scheduler: 'lms' });
   // @ts-expect-error: not a device
