@@ -95,7 +95,8 @@ function errorAnswer(error: unknown, onInternalError?: (error: unknown) => void)
 /** Builds the server (routes, page, job queue) without listening. */
 export async function createServer(options: ServerOptions): Promise<FastComposerServer> {
   const { concurrency, limits } = checkOptions(options);
-  const app = Fastify({ logger: false, forceCloseConnections: 'idle' });
+  // requestTimeout bounds a slow upload (an event stream is a response, which it does not cut).
+  const app = Fastify({ logger: false, forceCloseConnections: 'idle', requestTimeout: 120_000 });
   const jobs = new JobStore(options.backend, concurrency, limits);
   app.setErrorHandler((error, _request, reply) => {
     const { status, body } = errorAnswer(error, options.onInternalError);

@@ -63,13 +63,18 @@ export class JobStore {
     return this.closing !== undefined;
   }
 
-  /** Queues a job; 429 when the queue is full, 503 once closing. */
-  add(spec: NewJob): Job {
-    this.sweep();
+  /** Throws what add() would: 503 once closing, 429 when the queue is full. */
+  checkRoom(): void {
     if (this.closing) throw new ApiError(503, 'ERR_SHUTTING_DOWN', 'The server is shutting down and takes no new jobs');
     if (this.queue.length >= this.limits.maxQueued) {
       throw new ApiError(429, 'ERR_QUEUE_FULL', `The queue is full (${this.limits.maxQueued} jobs waiting); try again later`);
     }
+  }
+
+  /** Queues a job; 429 when the queue is full, 503 once closing. */
+  add(spec: NewJob): Job {
+    this.sweep();
+    this.checkRoom();
     const job = new Job(randomUUID(), spec.options, spec.options.seed, spec.steps, spec.subjects, spec.numImages);
     this.jobs.set(job.id, job);
     this.queue.push(job);

@@ -36,8 +36,8 @@ export function apiRoutes(app: FastifyInstance, store: JobStore, info: BackendIn
   app.get('/api/openapi.json', async () => openapiDocument);
 
   app.post('/api/generate', async (request, reply) => {
-    // Refuse early when nothing could be queued anyway; add() checks again after the upload.
-    if (store.isClosing) throw new ApiError(503, 'ERR_SHUTTING_DOWN', 'The server is shutting down and takes no new jobs');
+    // Refuse before the upload when nothing could be queued anyway; add() checks again after it.
+    store.checkRoom();
     const spec = await readGenerateForm(request, limits);
     const job = store.add(spec);
     return reply.code(202).header('location', `/api/jobs/${job.id}`).send(store.json(job));
