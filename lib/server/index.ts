@@ -14,13 +14,14 @@ import { eventRoutes } from './events.js';
 import { JobStore } from './job-store.js';
 import { resolveLimits, type ServerLimits } from './limits.js';
 import { apiRoutes } from './routes.js';
-import { pageRoutes } from './static.js';
+import { checkPageDefaults, type PageDefaults, pageRoutes } from './static.js';
 
 export type { BackendImage, BackendInfo, BackendResult, GenerateBackend } from './backend.js';
 export type { ApiErrorCode, ServerErrorCode } from './errors.js';
 export type { JobJson, JobStatus } from './job.js';
 export type { QueueStats } from './job-store.js';
 export { DEFAULT_LIMITS, type ServerLimits } from './limits.js';
+export type { PageDefaults } from './static.js';
 
 export interface ServerOptions {
   backend: GenerateBackend;
@@ -29,6 +30,8 @@ export interface ServerOptions {
   /** Jobs run at once: 1 for a model in this process; more for a backend whose workers do the work. Default 1. */
   concurrency?: number;
   limits?: Partial<ServerLimits>;
+  /** Where the page's fields start (default: the seed demo's values). */
+  pageDefaults?: PageDefaults;
   /** Called with each error answered as 500 ERR_INTERNAL (the client sees no details). */
   onInternalError?: (error: unknown) => void;
 }
@@ -63,7 +66,7 @@ export class FastComposerServer {
   }
 }
 
-function checkOptions(options: ServerOptions): { concurrency: number; limits: ServerLimits } {
+function checkOptions(options: ServerOptions): { concurrency: number; limits: ServerLimits; pageDefaults: PageDefaults } {
   if (options === null || typeof options !== 'object') throw invalidArgument('object', 'options', options);
   if (typeof options.backend?.generate !== 'function') throw invalidArgument('object with a generate() method', 'backend', options.backend);
   for (const key of ['model', 'device', 'dtype'] as const) {
@@ -71,7 +74,7 @@ function checkOptions(options: ServerOptions): { concurrency: number; limits: Se
   }
   const concurrency = options.concurrency ?? 1;
   if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1024) throw invalidArgument('integer between 1 and 1024', 'concurrency', concurrency);
-  return { concurrency, limits: resolveLimits(options.limits) };
+  return { concurrency, limits: resolveLimits(options.limits), pageDefaults: checkPageDefaults(options.pageDefaults) };
 }
 
 /** The error answer for anything a route threw. */
@@ -94,7 +97,7 @@ function errorAnswer(error: unknown, onInternalError?: (error: unknown) => void)
 
 /** Builds the server (routes, page, job queue) without listening. */
 export async function createServer(options: ServerOptions): Promise<FastComposerServer> {
-  const { concurrency, limits } = checkOptions(options);
+  const { concurrency, limits, pageDefaults } = checkOptions(options);
   // requestTimeout bounds a slow upload (an event stream is a response, which it does not cut).
   const app = Fastify({ logger: false, forceCloseConnections: 'idle', requestTimeout: 120_000 });
   const jobs = new JobStore(options.backend, concurrency, limits);
@@ -108,7 +111,7 @@ export async function createServer(options: ServerOptions): Promise<FastComposer
   });
   await app.register(fastifyMultipart);
   await app.register(fastifySSE);
-  apiRoutes(app, jobs, options.info, limits);
+  apiRoutes(app, jobs, { info: options.info, limits, pageDefaults });
   eventRoutes(app, jobs);
   await pageRoutes(app);
   await app.ready();

@@ -151,6 +151,7 @@ export const openapiDocument = {
           dtype: { type: 'string' },
           queue: { type: 'object' },
           limits: { type: 'object' },
+          pageDefaults: { type: 'object', description: "where the page's width, height, steps and numImages start" },
         },
       },
     },

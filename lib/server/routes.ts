@@ -8,6 +8,7 @@ import type { Job } from './job.js';
 import type { JobStore } from './job-store.js';
 import type { ServerLimits } from './limits.js';
 import { openapiDocument } from './openapi.js';
+import type { PageDefaults } from './static.js';
 
 type JobParams = { Params: { id: string } };
 type ImageParams = { Params: { id: string; n: string; s?: string } };
@@ -25,12 +26,19 @@ function doneJob(job: Job): Job {
   throw new ApiError(409, 'ERR_JOB_NOT_DONE', `Job ${job.id} is ${job.status}; its images are ready when it is done`);
 }
 
-export function apiRoutes(app: FastifyInstance, store: JobStore, info: BackendInfo, limits: ServerLimits): void {
+export interface ApiSettings {
+  info: BackendInfo;
+  limits: ServerLimits;
+  pageDefaults: PageDefaults;
+}
+
+export function apiRoutes(app: FastifyInstance, store: JobStore, { info, limits, pageDefaults }: ApiSettings): void {
   app.get('/api/health', async () => ({
     status: store.isClosing ? 'closing' : 'ok',
     ...info,
     queue: store.stats(),
     limits,
+    pageDefaults,
   }));
 
   app.get('/api/openapi.json', async () => openapiDocument);

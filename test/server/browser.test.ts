@@ -24,13 +24,6 @@ const CHROMIUM_ARGS = [
   '--no-first-run',
 ];
 
-async function setValue(page: Page, selector: string, value: string): Promise<void> {
-  await page.locator(selector).evaluate((el: HTMLInputElement, v: string) => {
-    el.value = v;
-    el.dispatchEvent(new Event('input', { bubbles: true }));
-  }, value);
-}
-
 describe('demo page in headless Chromium', () => {
   let fc: FastComposer;
   let server: FastComposerServer;
@@ -40,7 +33,8 @@ describe('demo page in headless Chromium', () => {
 
   beforeAll(async () => {
     fc = await FastComposer.load(undefined, { device: 'cpu' });
-    server = await startServer({ backend: fc, info: { model: 'tiny', device: fc.device, dtype: fc.dtype }, port: 0 });
+    const pageDefaults = { width: 64, height: 64, steps: 12, numImages: 2 };
+    server = await startServer({ backend: fc, info: { model: 'tiny', device: fc.device, dtype: fc.dtype }, port: 0, pageDefaults });
     work = mkdtempSync(join(tmpdir(), 'fastcomposer-browser-'));
     context = await chromium.launchPersistentContext(join(work, 'profile'), {
       executablePath: '/usr/bin/chromium',
@@ -60,12 +54,13 @@ describe('demo page in headless Chromium', () => {
 
   it('uploads two subjects, draws a box, runs with a moving progress bar and shows two images with their heat maps', async () => {
     await expect.poll(() => page.locator('#model-line').textContent()).toBe('model tiny on cpu (float32)');
+    // The server's page defaults, and the seed demo's values for the rest.
+    const fields = ['width', 'height', 'steps', 'numImages', 'alpha', 'guidanceScale', 'seed'];
+    expect(await Promise.all(fields.map((f) => page.locator(`#${f}`).inputValue()))).toEqual(['64', '64', '12', '2', '0.75', '5', '-1']);
+    expect(await page.locator('#numImages-value').textContent()).toBe('2');
+    expect(await page.locator('#frame-size').textContent()).toBe('64 × 64');
     await page.locator('#advanced summary').click();
     await page.locator('#seed').fill('7');
-    await page.locator('#steps').fill('12');
-    await setValue(page, '#width', '64');
-    await setValue(page, '#height', '64');
-    await setValue(page, '#numImages', '2');
     const files = page.locator('#subjects input[type=file]');
     await expect.poll(() => files.count()).toBe(2);
     await files.nth(0).setInputFiles(join(root, 'examples', 'subject-a.png'));

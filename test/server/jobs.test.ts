@@ -184,6 +184,14 @@ describe('server options and document', () => {
     await expect(createServer({ backend: {} as GenerateBackend, info })).rejects.toThrow('Expected object with a generate() method for backend');
     await expect(createServer({ backend: scriptedBackend(), info: { ...info, device: 1 as unknown as string } })).rejects.toThrow('info.device');
     await expect(createServer({ backend: scriptedBackend(), info, concurrency: 0 })).rejects.toThrow('concurrency');
+    await expect(createServer({ backend: scriptedBackend(), info, pageDefaults: { width: 100 } })).rejects.toThrow(
+      'Expected multiple of 8 between 64 and 2048 for pageDefaults.width but received 100 of type number',
+    );
+    await expect(createServer({ backend: scriptedBackend(), info, pageDefaults: { steps: 301 } })).rejects.toThrow('pageDefaults.steps');
+    const server = await createServer({ backend: scriptedBackend(), info, pageDefaults: { width: 128, steps: 20 } });
+    const health = await server.app.inject({ method: 'GET', url: '/api/health' });
+    expect(health.json()).toMatchObject({ status: 'ok', ...info, pageDefaults: { width: 128, steps: 20 }, queue: { queued: 0, running: 0 } });
+    await server.close();
     expect(() => resolveLimits({ maxQueue: 3 } as Partial<ServerLimits>)).toThrow('Unknown limit "maxQueue"');
     expect(() => resolveLimits({ maxFileBytes: 1.5 })).toThrow('Expected positive integer for limits.maxFileBytes but received 1.5 of type number');
     expect(() => resolveLimits({ maxSubjects: 5 })).toThrow('limits.maxSubjects');

@@ -33,7 +33,12 @@ describe('fastcomposer serve', () => {
     const { child, url, exit } = serve();
     try {
       const base = await url;
-      expect((await getJson(base, 'api/health')).body).toMatchObject({ status: 'ok', model: 'tiny', device: 'cpu' });
+      expect((await getJson(base, 'api/health')).body).toMatchObject({
+        status: 'ok',
+        model: 'tiny',
+        device: 'cpu',
+        pageDefaults: { width: 128, height: 128, steps: 20, numImages: 2 }, // the embedded model's pictures are noise: the page starts small
+      });
       const long = { prompt: 'a house', steps: 500, width: 64, height: 64, scheduler: 'ddim' };
       const running = await post(base, long);
       await readEvents(base, running.body.id, (e) => e.data.step >= 1);

@@ -289,6 +289,10 @@
     .then((r) => r.json())
     .then((health) => {
       maxSubjects = health.limits.maxSubjects;
+      for (const [name, value] of Object.entries(health.pageDefaults || {})) {
+        $(name).value = String(value);
+        $(name).dispatchEvent(new Event('input'));
+      }
       $('model-line').textContent = `model ${health.model} on ${health.device} (${health.dtype})`;
       renumber();
     })
