@@ -222,7 +222,9 @@
     } else if (type === 'failed') {
       finish(state, errorText(state.error), true);
     } else if (type === 'cancelled') {
-      finish(state, 'Cancelled.');
+      // Cancel pressed (ERR_ABORTED), or the server stopping (ERR_SHUTTING_DOWN): say which.
+      const byServer = state.error && state.error.code !== 'ERR_ABORTED';
+      finish(state, byServer ? `Cancelled: ${errorText(state.error)}` : 'Cancelled.', byServer);
     }
   }
   function finish(state, text, isError) {
