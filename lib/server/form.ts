@@ -81,9 +81,22 @@ async function readParts(request: FastifyRequest, limits: ServerLimits): Promise
       }
     }
   } catch (error) {
+    discardRest(request);
     throw multipartError(error, limits);
   }
   return form;
+}
+
+/**
+ * A form refused part way leaves the rest of its body in the socket, piped into a parser nobody
+ * reads: the connection would stall and the client's next request on it would wait until the
+ * request timeout resets it. Read the rest and drop it, so the connection stays usable.
+ */
+function discardRest(request: FastifyRequest): void {
+  const raw = request.raw;
+  if (raw.complete) return;
+  raw.unpipe();
+  raw.resume();
 }
 
 function toOptions(form: RawForm): GenerateOptions {

@@ -121,6 +121,11 @@ export async function createServer(options: ServerOptions): Promise<FastComposer
 /** createServer(), then listen(). */
 export async function startServer(options: ServerOptions & ListenOptions): Promise<FastComposerServer> {
   const server = await createServer(options);
-  await server.listen({ ...(options.host !== undefined ? { host: options.host } : {}), ...(options.port !== undefined ? { port: options.port } : {}) });
+  try {
+    await server.listen({ ...(options.host !== undefined ? { host: options.host } : {}), ...(options.port !== undefined ? { port: options.port } : {}) });
+  } catch (error) {
+    await server.close(); // e.g. the port is taken: nothing of it stays behind
+    throw error;
+  }
   return server;
 }

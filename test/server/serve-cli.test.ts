@@ -1,6 +1,7 @@
 // `fastcomposer serve` in a child process, stopped by SIGINT or SIGTERM while a job runs and
 // another waits: both end cancelled, the server closes, the model is disposed, the exit code is 0.
 import { type ChildProcess, spawn } from 'node:child_process';
+import { type AddressInfo, createServer } from 'node:net';
 import { join } from 'node:path';
 
 import { describe, expect, it } from 'vitest';
@@ -62,6 +63,22 @@ describe('fastcomposer serve', () => {
       child.kill('SIGKILL');
     }
   }, 240_000);
+
+  it('says so when the port is taken, and exits 1', async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const port = (taken.address() as AddressInfo).port;
+    try {
+      const child = spawn(process.execPath, [cli, 'serve', '--port', String(port), '--device', 'cpu'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stderr = '';
+      child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+      const code = await new Promise((resolve) => child.on('exit', resolve));
+      expect(code).toBe(1);
+      expect(stderr).toContain(`fastcomposer: Cannot listen on 127.0.0.1:${port} (EADDRINUSE); pick another --host or --port [ERR_INVALID_ARGUMENT]\n`);
+    } finally {
+      taken.close();
+    }
+  }, 120_000);
 
   it('refuses a bad --port with a clear message', async () => {
     const child = spawn(process.execPath, [cli, 'serve', '--port', '70000'], { stdio: ['ignore', 'pipe', 'pipe'] });
