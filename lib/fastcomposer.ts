@@ -4,8 +4,8 @@
  * per model (per device on CUDA).
  */
 import { abortSignal, string } from './checks.js';
-import { AbortError, DisposedError, FastComposerError, asFastComposerError, invalidArgument } from './errors.js';
-import { encodeImage, type ImageFormat, renderHeatmap, saveImage } from './images.js';
+import { AbortError, DisposedError, FastComposerError, asFastComposerError, describe, invalidArgument } from './errors.js';
+import { encodeImage, type ImageFormat, type PixelImage, renderHeatmap, saveImage } from './images.js';
 import { readModelDir, type ModelDir } from './model-dir.js';
 import { loadNative } from './native.js';
 import type { NativeAbortFlag, NativeDenoiseJob, NativeModel, NativePromptEmbeds, NativeTimings } from './native-contract.js';
@@ -257,8 +257,8 @@ export class FastComposer {
     return splitImages(images);
   }
 
-  /** A heat-map PNG of one subject's attention over one generated image. */
-  static attentionHeatmap(result: GenerateResult, subject: number, image = 0): Promise<Buffer> {
+  /** A heat-map PNG of one subject's attention over one generated image; `result` is generate()'s, or any with its images and maps. */
+  static attentionHeatmap(result: { images: readonly PixelImage[]; attentionMaps?: Tensor }, subject: number, image = 0): Promise<Buffer> {
     const maps = result.attentionMaps;
     if (!maps) throw new FastComposerError('ERR_INVALID_ARGUMENT', 'The result has no attentionMaps (pass attentionMaps: true)');
     const [n, s, h, w] = maps.shape as [number, number, number, number];

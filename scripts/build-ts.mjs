@@ -1,7 +1,7 @@
-// Compiles lib/ to dist/esm (tsc: JS + .d.ts) and bundles dist/cjs/index.cjs for require()
+// Compiles lib/ to dist/esm (tsc: JS + .d.ts), bundles dist/cjs/index.cjs and server.cjs for require()
 // users (esbuild; dependencies stay external, import.meta.url shimmed from __filename).
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,20 +17,27 @@ const esbuild = require('esbuild');
 const shim = join(pkgRoot, 'dist', 'cjs', 'import-meta-url.js');
 mkdirSync(dirname(shim), { recursive: true });
 writeFileSync(shim, "export const importMetaUrl = require('node:url').pathToFileURL(__filename).href;\n");
-esbuild.buildSync({
-  entryPoints: [join(pkgRoot, 'dist', 'esm', 'index.js')],
-  outfile: join(pkgRoot, 'dist', 'cjs', 'index.cjs'),
-  bundle: true,
-  platform: 'node',
-  format: 'cjs',
-  target: 'node20',
-  packages: 'external',
-  inject: [shim],
-  define: { 'import.meta.url': 'importMetaUrl' },
-  logLevel: 'warning',
-});
-// Types for require(): the same declarations, as a CommonJS module.
-writeFileSync(join(pkgRoot, 'dist', 'cjs', 'index.d.cts'), "export * from '../esm/index.js';\n");
+// One bundle per public entry point: `fastcomposer` and `fastcomposer/server`.
+for (const [entry, out] of [['index.js', 'index'], [join('server', 'index.js'), 'server']]) {
+  esbuild.buildSync({
+    entryPoints: [join(pkgRoot, 'dist', 'esm', entry)],
+    outfile: join(pkgRoot, 'dist', 'cjs', `${out}.cjs`),
+    bundle: true,
+    platform: 'node',
+    format: 'cjs',
+    target: 'node20',
+    packages: 'external',
+    inject: [shim],
+    define: { 'import.meta.url': 'importMetaUrl' },
+    logLevel: 'warning',
+  });
+  // Types for require(): the same declarations, as a CommonJS module.
+  writeFileSync(join(pkgRoot, 'dist', 'cjs', `${out}.d.cts`), `export * from '../esm/${entry.replace(/\\/g, '/')}';\n`);
+}
+// The demo page is served from next to the compiled server (lib/server/static.ts).
+const pagesOut = join(pkgRoot, 'dist', 'esm', 'server', 'public');
+rmSync(pagesOut, { recursive: true, force: true });
+cpSync(join(pkgRoot, 'lib', 'server', 'public'), pagesOut, { recursive: true });
 // The CLI is run by path (npx in this folder runs package.json's bin entry as a program), so it
 // must be executable; tsc writes plain files.
 const bins = JSON.parse(readFileSync(join(pkgRoot, 'package.json'), 'utf8')).bin ?? {};

@@ -20,6 +20,26 @@ node -e "
 const b = require('fs').readFileSync('out.png');
 if (b.readUInt32BE(0) !== 0x89504e47 || b.readUInt32BE(16) !== 96 || b.readUInt32BE(20) !== 64) { console.error('pack-test: out.png is not a 96x64 PNG'); process.exit(1); }
 console.log('pack-test: out.png is a 96x64 PNG');"
+# The server and its page come from the package too: serve, fetch the page and the API, stop with SIGTERM.
+node --input-type=module -e "
+import { spawn } from 'node:child_process';
+const child = spawn('node_modules/.bin/fastcomposer', ['serve', '--port', '0', '--device', 'cpu'], { stdio: ['ignore', 'pipe', 'inherit'] });
+let out = '';
+const url = await new Promise((resolve, reject) => {
+  child.stdout.on('data', (d) => { out += d; const m = /at (http:[^ ]+\/)/.exec(out); if (m) resolve(m[1]); });
+  child.on('exit', (code) => reject(new Error('serve exited with ' + code + ': ' + out)));
+});
+const page = await (await fetch(url)).text();
+const script = await fetch(url + 'app.js');
+const health = await (await fetch(url + 'api/health')).json();
+const exited = new Promise((resolve) => child.on('exit', resolve));
+child.kill('SIGTERM');
+const code = await exited;
+if (!page.includes('<script src=\"app.js\"></script>') || script.status !== 200 || health.status !== 'ok' || code !== 0) {
+  console.error('pack-test: serve failed', { status: script.status, health, code });
+  process.exit(1);
+}
+console.log('pack-test: serve answered at', url, 'and stopped with exit code 0');"
 rm -rf node_modules/fastcomposer/build
 node --input-type=module -e "
 import { runtimeInfo } from 'fastcomposer';

@@ -23,6 +23,23 @@ describe('package entry points', () => {
     expect(new cjs.FastComposerError('ERR_MODEL', 'x')).toBeInstanceOf(Error);
   });
 
+  it('fastcomposer/server: ESM and CommonJS export the same server API, with the page next to it', async () => {
+    const SERVER_API = ['DEFAULT_LIMITS', 'FastComposerServer', 'createServer', 'startServer'];
+    const esm = await import(join(root, 'dist', 'esm', 'server', 'index.js'));
+    expect(Object.keys(esm).sort()).toEqual(SERVER_API);
+    const cjs = createRequire(import.meta.url)(join(root, 'dist', 'cjs', 'server.cjs'));
+    expect(Object.keys(cjs).sort()).toEqual(SERVER_API);
+    const require = createRequire(join(root, 'package.json'));
+    expect(require.resolve('fastcomposer/server')).toBe(join(root, 'dist', 'cjs', 'server.cjs'));
+    for (const file of ['index.html', 'app.js', 'style.css']) expect(statSync(join(root, 'dist', 'esm', 'server', 'public', file)).isFile()).toBe(true);
+    // The bundled CommonJS server finds the page too.
+    const server = await cjs.createServer({ backend: { generate: () => Promise.reject(new Error('unused')) }, info: { model: 'm', device: 'cpu', dtype: 'float32' } });
+    const page = await server.app.inject({ method: 'GET', url: '/app.js' });
+    expect(page.statusCode).toBe(200);
+    expect(page.body).toBe(readFileSync(join(root, 'lib', 'server', 'public', 'app.js'), 'utf8'));
+    await server.close();
+  });
+
   it('the self-reference resolves both conditions', () => {
     const require = createRequire(join(root, 'package.json'));
     expect(require.resolve('fastcomposer')).toBe(join(root, 'dist', 'cjs', 'index.cjs'));

@@ -1,11 +1,12 @@
 #!/usr/bin/env node
-/** `fastcomposer export | generate | info`: the command-line face of the library. */
+/** `fastcomposer export | generate | info | serve | setup`: the command-line face of the library. */
 import { Command, CommanderError } from 'commander';
 
 import { FastComposerError } from '../errors.js';
 import { exportCommand } from './export.js';
 import { generateCommand } from './generate.js';
 import { infoCommand } from './info.js';
+import { serveCommand } from './serve.js';
 import { ensureSetup, setupCommand } from './setup.js';
 
 const program = new Command();
@@ -17,6 +18,7 @@ program
 exportCommand(program);
 generateCommand(program);
 infoCommand(program);
+serveCommand(program);
 setupCommand(program);
 // Commands that need torch, the binary or the embedded model finish an install npm left undone.
 program.hook('preAction', (_program, action) => {

@@ -1,10 +1,14 @@
 // Compiled (not run) by test/package.test.ts: the public types as a CommonJS user sees them.
 import fastcomposer = require('fastcomposer');
+import server = require('fastcomposer/server');
 
 export async function main(): Promise<number> {
   await using fc = await fastcomposer.FastComposer.load(fastcomposer.defaultModelDir);
   const r = await fc.generate({ prompt: 'a photo', steps: 2 });
   const seed: number = r.seed;
   const v: fastcomposer.ModelVerification = await fastcomposer.FastComposer.verify(fastcomposer.defaultModelDir);
-  return v.ok ? seed : -1;
+  const s = await server.startServer({ backend: fc, info: { model: 'tiny', device: fc.device, dtype: fc.dtype }, port: 0 });
+  const url: string | undefined = s.url;
+  await s.close();
+  return v.ok && url !== undefined ? seed : -1;
 }

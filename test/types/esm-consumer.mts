@@ -1,5 +1,6 @@
 // Compiled (not run) by test/package.test.ts: the public types as an ESM user sees them.
 import { FastComposer, FastComposerError, type GenerateOptions, type GenerateResult, type ModelVerification, type Tensor } from 'fastcomposer';
+import { createServer, type GenerateBackend, type JobJson } from 'fastcomposer/server';
 
 export async function main(): Promise<unknown[]> {
   const fc = await FastComposer.load('model', { device: 'cuda:1', dtype: 'float16' });
@@ -9,7 +10,14 @@ export async function main(): Promise<unknown[]> {
   const shape: number[] = latents.shape;
   const png: Buffer = await r.images[0]!.toPng();
   const ids: number[] = fc.tokenize('a man <|image|>').inputIds;
-  const seen: unknown[] = [shape, png, ids];
+  // A loaded model is a backend; so is anything with the same generate().
+  const backend: GenerateBackend = fc;
+  const server = await createServer({ backend, info: { model: 'm', device: 'cpu', dtype: 'float32' }, concurrency: 2, limits: { maxQueued: 4 } });
+  const url: string = await server.listen({ port: 0 });
+  const status: JobJson['status'] = 'queued';
+  const seen: unknown[] = [shape, png, ids, url, status];
+  // @ts-expect-error: not a limit
+  await createServer({ backend, info: { model: 'm', device: 'cpu', dtype: 'float32' }, limits: { maxQueue: 4 } });
   // @ts-expect-error: not a scheduler
   await fc.generate({ prompt: 'x', scheduler: 'lms' });
   // @ts-expect-error: not a device
@@ -18,7 +26,7 @@ export async function main(): Promise<unknown[]> {
   const v: ModelVerification = await FastComposer.verify('model');
   const fingerprint: string = v.manifestSha256;
   const status: 'ok' | 'missing' | 'size-mismatch' | 'hash-mismatch' | 'unrecorded' = v.files[0]!.status;
-  void [fingerprint, status, v.modules[0]?.operators];
+  seen.push(fingerprint, status, v.modules[0]?.operators);
   // @ts-expect-error: a boolean
   await FastComposer.load('model', { verifyHashes: 'yes' });
   try {
