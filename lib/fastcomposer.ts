@@ -10,6 +10,8 @@ import { loadNative } from './native.js';
 import type { NativeAbortFlag, NativeDenoiseJob, NativeModel, NativePromptEmbeds, NativeTimings } from './native-contract.js';
 import {
   type GenerateOptions,
+  type ImageToken,
+  imageTokenOption,
   type LoadOptions,
   type NormalizedGenerateOptions,
   type SubjectInput,
@@ -80,7 +82,7 @@ export interface TokenizeResult {
   textOnlyIds: number[];
 }
 
-export type DenoiseOptions = Omit<GenerateOptions, 'prompt' | 'subjects' | 'negativePrompt' | 'output'> & {
+export type DenoiseOptions = Omit<GenerateOptions, 'prompt' | 'subjects' | 'negativePrompt' | 'output' | 'imageToken'> & {
   /** Needed for attention maps and regions: the subjects' regions, in subject order. */
   subjects?: SubjectInput[];
 };
@@ -174,9 +176,9 @@ export class FastComposer {
   }
 
   /** The ids the model sees for a prompt, and where its subject tokens are. */
-  tokenize(prompt: string): TokenizeResult {
+  tokenize(prompt: string, options: { imageToken?: ImageToken } = {}): TokenizeResult {
     if (typeof prompt !== 'string') throw invalidArgument('string', 'prompt', prompt);
-    const t = this.tokenizer.tokenize(prompt);
+    const t = this.tokenizer.tokenize(prompt, imageTokenOption(options?.imageToken));
     return { inputIds: t.inputIds, subjectTokenMask: t.subjectTokenMask, textOnlyIds: t.textOnlyIds };
   }
 
@@ -225,13 +227,15 @@ export class FastComposer {
     negativePrompt?: string;
     subjectEmbeds?: Tensor;
     signal?: AbortSignal;
+    /** The prompt's subject marker: '<|image|>' (default) or 'img' (MMagic's prompts). */
+    imageToken?: ImageToken;
   }): Promise<PromptEmbeddings> {
     const native = this.alive();
     if (args === null || typeof args !== 'object') throw invalidArgument('object {prompt, negativePrompt?, subjectEmbeds?}', 'arguments', args);
     if (typeof args.prompt !== 'string') throw invalidArgument('string', 'prompt', args.prompt);
     const negativePrompt = args.negativePrompt ?? '';
     if (typeof negativePrompt !== 'string') throw invalidArgument('string', 'negativePrompt', negativePrompt);
-    const tokens = this.tokenizer.tokenize(args.prompt);
+    const tokens = this.tokenizer.tokenize(args.prompt, imageTokenOption(args.imageToken));
     const negative = this.tokenizer.encodePlain(negativePrompt);
     const embeds = args.subjectEmbeds;
     if (tokens.subjectCount > 0) {
@@ -334,10 +338,12 @@ export class FastComposer {
   } {
     if (options === null || typeof options !== 'object') throw invalidArgument('object', 'options', options);
     if (typeof options.prompt !== 'string') throw invalidArgument('string', 'prompt', options.prompt);
-    const tokens = this.tokenizer.tokenize(options.prompt);
+    const imageToken = imageTokenOption(options.imageToken);
+    const tokens = this.tokenizer.tokenize(options.prompt, imageToken);
     const opts = validateGenerateOptions(options, {
       subjectCount: tokens.subjectCount,
       latentChannels: this.model.manifest.latentChannels,
+      imageToken,
     });
     const negative = this.tokenizer.encodePlain(opts.negativePrompt);
     return { opts, tokens, negativeIds: negative.ids, warnings: truncationWarnings(tokens, negative.truncated) };

@@ -6,6 +6,7 @@ export type { FastComposerErrorCode } from './errors.js';
 export type {
   GenerateOptions,
   ImageInput,
+  ImageToken,
   LoadOptions,
   ModelDType,
   OutputFormat,
@@ -16,7 +17,7 @@ export type {
   SubjectInput,
   SubjectSpec,
 } from './options.js';
-export { SCHEDULERS } from './options.js';
+export { IMAGE_TOKENS, SCHEDULERS } from './options.js';
 export type { DType, Tensor } from './tensor.js';
 export { defaultModelDir } from './paths.js';
 export { runtimeInfo } from './runtime-info.js';

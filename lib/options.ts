@@ -14,6 +14,12 @@ export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
 export const MODEL_DTYPES = ['float32', 'float16', 'bfloat16'] as const;
 export type ModelDType = (typeof MODEL_DTYPES)[number];
 export type DeviceSpec = 'cpu' | 'cuda' | `cuda:${number}` | 'auto';
+/**
+ * The subject marker written after a subject's noun: `<|image|>` (the released pipeline's), or
+ * `img` (MMagic's port: "a man img and a woman img"), tokenized as MMagic does (lib/prompt.ts).
+ */
+export const IMAGE_TOKENS = ['<|image|>', 'img'] as const;
+export type ImageToken = (typeof IMAGE_TOKENS)[number];
 
 export const DEFAULTS = {
   steps: 50,
@@ -101,6 +107,8 @@ export interface GenerateOptions {
   regionExclusive?: boolean;
   allowManySubjects?: boolean;
   output?: OutputFormat;
+  /** The subject marker of the prompt: '<|image|>' (default) or 'img' (MMagic's prompts). */
+  imageToken?: ImageToken;
 }
 
 export interface NormalizedGenerateOptions {
@@ -129,6 +137,7 @@ export interface NormalizedGenerateOptions {
   regionExclusive: boolean;
   allowManySubjects: boolean;
   output: OutputFormat;
+  imageToken: ImageToken;
 }
 
 export interface LoadOptions {
@@ -145,16 +154,18 @@ export interface NormalizedLoadOptions {
 }
 
 export interface GenerateContext {
-  /** Number of `<|image|>` tokens in the prompt (PromptTokenizer.tokenize().subjectCount). */
+  /** Number of subject markers in the prompt (PromptTokenizer.tokenize().subjectCount). */
   subjectCount: number;
   /** The model's latent channels (model.json latentChannels); 4 unless told. */
   latentChannels?: number;
+  /** The prompt's subject marker, for messages. */
+  imageToken?: ImageToken;
 }
 
 const GENERATE_KEYS = [
   'prompt', 'subjects', 'negativePrompt', 'steps', 'guidanceScale', 'alpha', 'startMergeStep', 'seed', 'width', 'height',
   'scheduler', 'numImages', 'latents', 'onStep', 'signal', 'attentionMaps', 'regionStrength', 'regionExclusive', 'allowManySubjects',
-  'output',
+  'output', 'imageToken',
 ] as const;
 const LOAD_KEYS = ['device', 'dtype', 'threads'] as const;
 const SUBJECT_KEYS = ['image', 'region', 'mask', 'subjectMask'] as const;
@@ -292,7 +303,7 @@ function subjects(v: unknown, ctx: GenerateContext, allowMany: boolean, outWidth
   if (!Array.isArray(list)) throw invalidArgument('array of subjects', 'subjects', v);
   if (list.length !== ctx.subjectCount) {
     throw subjectCountError(
-      `Expected ${ctx.subjectCount} subject${ctx.subjectCount === 1 ? '' : 's'} (one per <|image|> in the prompt) for subjects but received ${describe(list)}`,
+      `Expected ${ctx.subjectCount} subject${ctx.subjectCount === 1 ? '' : 's'} (one per ${ctx.imageToken ?? '<|image|>'} in the prompt) for subjects but received ${describe(list)}`,
     );
   }
   if (list.length > LIMITS.maxSubjects && !allowMany) {
@@ -369,6 +380,7 @@ export function validateGenerateOptions(opts: unknown, ctx: GenerateContext): No
   const regionExclusive = o.regionExclusive === undefined ? false : boolean(o.regionExclusive, 'regionExclusive');
   const allowManySubjects = o.allowManySubjects === undefined ? false : boolean(o.allowManySubjects, 'allowManySubjects');
   const output = o.output === undefined ? DEFAULTS.output : oneOf(o.output, 'output', OUTPUT_FORMATS);
+  const imageToken = imageTokenOption(o.imageToken);
 
   return {
     prompt: o.prompt,
@@ -393,7 +405,13 @@ export function validateGenerateOptions(opts: unknown, ctx: GenerateContext): No
     regionExclusive,
     allowManySubjects,
     output,
+    imageToken,
   };
+}
+
+/** Checks an imageToken option; undefined is the default '<|image|>'. */
+export function imageTokenOption(v: unknown): ImageToken {
+  return v === undefined ? IMAGE_TOKENS[0] : oneOf(v, 'imageToken', IMAGE_TOKENS);
 }
 
 const DEVICE_PATTERN = /^(cpu|cuda|auto|cuda:(0|[1-9][0-9]{0,2}))$/;
