@@ -144,7 +144,7 @@ export class FastComposer {
     this.queue = queueFor(device);
   }
 
-  /** Loads a model directory (default: the embedded tiny model) onto a device. */
+  /** Loads a model directory, or a pulled model by name (default: the embedded tiny model), onto a device. */
   static async load(modelDir: string = defaultModelDir, options: LoadOptions = {}): Promise<FastComposer> {
     const opts = validateLoadOptions(options);
     const { binding } = loadNative();

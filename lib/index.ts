@@ -20,5 +20,7 @@ export type {
 export { IMAGE_TOKENS, SCHEDULERS } from './options.js';
 export type { DType, Tensor } from './tensor.js';
 export { defaultModelDir } from './paths.js';
+export { DownloadError, listModels, modelsDir, pull, resolveModel } from './hub/index.js';
+export type { ModelSummary, PullEvent, PullOptions, PullResult } from './hub/index.js';
 export { runtimeInfo } from './runtime-info.js';
 export type { RuntimeInfo } from './runtime-info.js';

@@ -6,6 +6,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 
 import { FastComposerError } from './errors.js';
+import { resolveModel } from './hub/index.js';
 
 export const MODEL_FORMAT = 'fastcomposer-model';
 export const MODEL_FORMAT_VERSION = 1;
@@ -72,11 +73,12 @@ function isPositive(v: unknown): v is number {
   return typeof v === 'number' && Number.isFinite(v) && v > 0;
 }
 
+/** Reads a model folder, given by path or by the name of a pulled model (hub/registry.ts). */
 export async function readModelDir(dirInput: string): Promise<ModelDir> {
   if (typeof dirInput !== 'string' || dirInput.length === 0) {
-    throw new FastComposerError('ERR_INVALID_ARGUMENT', `Expected a model directory path but received ${String(dirInput)}`);
+    throw new FastComposerError('ERR_INVALID_ARGUMENT', `Expected a model directory path or name but received ${String(dirInput)}`);
   }
-  const dir = resolve(dirInput);
+  const dir = resolve(resolveModel(dirInput));
   const manifestPath = join(dir, 'model.json');
   const raw = (await readJson(manifestPath, 'model manifest')) as Partial<ModelManifest> | null;
   if (!raw || typeof raw !== 'object') throw modelError(`The model manifest ${manifestPath} is not an object`);

@@ -9,7 +9,7 @@ export function infoCommand(program: Command): void {
   program
     .command('info')
     .description('show the torch in use, the native binary, CUDA devices and a model summary')
-    .option('-m, --model <dir>', 'model directory to summarise', defaultModelDir)
+    .option('-m, --model <name|dir>', 'model to summarise: a pulled model\'s name or a folder', defaultModelDir)
     .option('--json', 'print JSON')
     .action(async (flags: { model: string; json?: boolean }) => {
       const runtime = runtimeInfo();
