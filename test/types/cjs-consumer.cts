@@ -5,6 +5,8 @@ async function main(): Promise<void> {
   await using fc = await fastcomposer.FastComposer.load(fastcomposer.defaultModelDir);
   const r = await fc.generate({ prompt: 'a photo', steps: 2 });
   const seed: number = r.seed;
-  void seed;
+  const pulled = await fastcomposer.pull({ downloadOnly: true });
+  const checkpoint: string = pulled.checkpoint;
+  void [seed, checkpoint];
 }
 void main;

@@ -1,5 +1,5 @@
 // Compiled (not run) by test/package.test.ts: the public types as an ESM user sees them.
-import { FastComposer, FastComposerError, type GenerateOptions, type GenerateResult, type Tensor } from 'fastcomposer';
+import { FastComposer, FastComposerError, type GenerateOptions, type GenerateResult, type PullResult, type Tensor, listModels, pull } from 'fastcomposer';
 
 async function main(): Promise<void> {
   const fc = await FastComposer.load('model', { device: 'cuda:1', dtype: 'float16' });
@@ -9,7 +9,14 @@ async function main(): Promise<void> {
   const shape: number[] = latents.shape;
   const png: Buffer = await r.images[0]!.toPng();
   const ids: number[] = fc.tokenize('a man <|image|>').inputIds;
-  void [shape, png, ids];
+  const mmagic: number[] = fc.tokenize('a man img', { imageToken: 'img' }).inputIds;
+  await fc.generate({ prompt: 'a man img', subjects: ['man.png'], imageToken: 'img' });
+  const pulled: PullResult = await pull({ name: 'fastcomposer', revision: 'main', onProgress: (e) => void e.type });
+  const named = await FastComposer.load(pulled.dir ?? 'fastcomposer');
+  const sizes: number[] = (await listModels()).map((m) => m.size);
+  void [shape, png, ids, mmagic, named, sizes];
+  // @ts-expect-error: not a subject marker
+  await fc.generate({ prompt: 'x', imageToken: '[img]' });
   // @ts-expect-error: not a scheduler
   await fc.generate({ prompt: 'x', scheduler: 'lms' });
   // @ts-expect-error: not a device
