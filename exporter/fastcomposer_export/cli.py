@@ -20,10 +20,12 @@ end, so ``--out`` is either the complete export or untouched.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
 import shutil
+import signal
 import sys
 import time
 import warnings
@@ -202,6 +204,19 @@ def weights_from_state_dict(sd: Dict[str, torch.Tensor], configs: Configs) -> We
 # ----------------------------------------------------------------- export
 
 
+@contextlib.contextmanager
+def _sigint_ignored():
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: signals go elsewhere
+        previous = None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
 def _prepare_out(out: Path) -> Path:
     out = out.resolve()
     if out.exists():
@@ -323,7 +338,10 @@ def export(
         progress.done()
         _finish_out(tmp, out)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        # Ctrl-C reaches the exporter twice when it runs under `fastcomposer pull` (from the
+        # terminal, and from pull stopping it): the second must not cut the clean-up short.
+        with _sigint_ignored():
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
     final = out.resolve()
     progress.emit(status="done", out=str(final), seconds=round(time.perf_counter() - t0, 3))

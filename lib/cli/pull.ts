@@ -40,10 +40,14 @@ export function pullCommand(program: Command): void {
     .action(async (flags: PullFlags) => {
       const reporter = pullReporter(flags.progress && process.stderr.isTTY === true);
       // Ctrl-C stops cleanly: partial downloads stay (the next pull resumes them), the exporter
-      // removes its partial output. A second Ctrl-C ends the process at once.
+      // removes its partial output. A second Ctrl-C ends the process at once. (Not `once`: the
+      // lock library's exit hook re-raises a signal that it finds no other listener for.)
       const controller = new AbortController();
-      const onSigint = (): void => controller.abort(new Error('interrupted'));
-      process.once('SIGINT', onSigint);
+      const onSigint = (): void => {
+        if (controller.signal.aborted) process.exit(130);
+        controller.abort(new Error('interrupted'));
+      };
+      process.on('SIGINT', onSigint);
       const options: PullOptions = {
         name: flags.name,
         base: flags.base,

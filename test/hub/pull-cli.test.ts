@@ -3,7 +3,7 @@
 // halfway; then `generate --model fastcomposer`, `list`, `info`, a second pull that has nothing
 // to do, and a refusal. The pulled model must compute what the golden export computes.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -23,9 +23,10 @@ let fake: Fake;
 let tmp: string;
 let env: NodeJS.ProcessEnv;
 
-function run(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function run(args: string[], onSpawn?: (child: ReturnType<typeof spawn>) => void): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [cli, ...args], { env, cwd: tmp, stdio: ['ignore', 'pipe', 'pipe'] });
+    onSpawn?.(child);
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
@@ -63,7 +64,11 @@ describe('fastcomposer pull, then generate --model fastcomposer', () => {
     expect(r.stdout.trim()).toBe(modelDir());
     expect(r.stderr).toMatch(/mit-han-lab\/fastcomposer pytorch_model.bin: 14\.8 MB in/);
     expect(r.stderr).toContain('generate --model fastcomposer');
-    expect(fake.requests.filter((q) => q.server === 'cdn').map((q) => q.range)).toEqual([undefined, 'bytes=6000000-']);
+    const ranges = fake.requests.filter((q) => q.server === 'cdn').map((q) => q.range);
+    expect(ranges).toHaveLength(2); // the second resumes (bytes in flight at the drop may be lost)
+    expect(ranges[0]).toBeUndefined();
+    expect(ranges[1]).toMatch(/^bytes=[1-9]\d*-$/);
+    expect(Number(/\d+/.exec(ranges[1]!)![0])).toBeLessThanOrEqual(6_000_000);
     const manifest = JSON.parse(readFileSync(join(modelDir(), 'model.json'), 'utf8'));
     expect(manifest.name).toBe('fastcomposer');
     expect(manifest.source.checkpoint).toBe(`hf://${CKPT}@${fake.commit(CKPT)}/pytorch_model.bin`);
@@ -125,5 +130,40 @@ describe('fastcomposer pull, then generate --model fastcomposer', () => {
     const g = await run(['generate', '--model', 'other', '--prompt', 'a cat']);
     expect(g.code).toBe(1);
     expect(g.stderr).toContain('npx fastcomposer pull --name other');
+  }, 120_000);
+});
+
+describe('Ctrl-C during a pull', () => {
+  it('stops with ERR_ABORTED, keeps the partial file, and the next pull resumes it', async () => {
+    const blobs = join(tmp, 'ctrl-c', 'hub', 'models--mit-han-lab--fastcomposer', 'blobs');
+    const saved = env;
+    env = { ...env, HF_HOME: join(tmp, 'ctrl-c') };
+    // Each drop costs a retry pause: time enough to interrupt the download halfway.
+    fake.faults[`${CKPT}/pytorch_model.bin`] = { dropAfter: 1_000_000, dropTimes: 100 };
+    fake.served.clear();
+    try {
+      const r = await run(['pull', '--download-only', '--no-progress'], (child) => {
+        const timer = setInterval(() => {
+          const partial = existsSync(blobs) && readdirSync(blobs).find((f) => f.endsWith('.incomplete'));
+          if (partial && statSync(join(blobs, partial)).size >= 1_000_000) {
+            clearInterval(timer);
+            child.kill('SIGINT');
+          }
+        }, 20);
+        child.on('close', () => clearInterval(timer));
+      });
+      expect(r.code).toBe(1);
+      expect(r.stderr.trim().split('\n').at(-1)).toBe('fastcomposer: interrupted; run the same command again to resume [ERR_ABORTED]');
+      const partial = readdirSync(blobs).find((f) => f.endsWith('.incomplete'))!;
+      const kept = statSync(join(blobs, partial)).size;
+      expect(kept).toBeGreaterThanOrEqual(1_000_000);
+      delete fake.faults[`${CKPT}/pytorch_model.bin`];
+      fake.requests.length = 0;
+      const again = await run(['pull', '--download-only', '--no-progress']);
+      expect(again.code, again.stderr).toBe(0);
+      expect(fake.requests.filter((q) => q.server === 'cdn').map((q) => q.range)).toEqual([`bytes=${kept}-`]);
+    } finally {
+      env = saved;
+    }
   }, 120_000);
 });
