@@ -71,6 +71,10 @@ export async function httpError(res: Response, context: HubContext): Promise<Dow
       details,
     );
   }
+  if ((status === 401 || status === 403) && !context.repo) {
+    // A plain URL: no token of ours goes there.
+    return new DownloadError('ERR_HUB_AUTH', `${subject}: the server refused access${said}`, details);
+  }
   if (status === 401 || status === 403) {
     const refused = context.withToken ? 'the hub refused the token' : 'a token is needed';
     return new DownloadError('ERR_HUB_AUTH', `${subject}: ${refused}${said}; ${tokenHint}`, details);

@@ -3,7 +3,7 @@
  * what the cache already holds (from us or from Python's huggingface_hub), download the rest with
  * checks, and link each into snapshots/<commit>/ as Python does.
  */
-import { mkdir } from 'node:fs/promises';
+import { mkdir, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
 import { FastComposerError } from '../errors.js';
@@ -100,7 +100,7 @@ export async function fetchRepo(client: HubClient, plan: RepoPlan, options: Fetc
   if (!plan.offline) await client.cache.writeRef(repo, plan.revision, commit);
   for (const file of plan.files) {
     if (file.cached) {
-      const size = file.info?.size ?? 0;
+      const size = file.info?.size ?? (await stat(file.cached)).size;
       options.onStart?.({ repo, file: file.path, size, cached: true });
       options.onDone?.({ repo, file: file.path, size, downloaded: 0, cached: true });
       continue;

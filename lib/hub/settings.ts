@@ -10,8 +10,10 @@ type Env = NodeJS.ProcessEnv;
 
 const DEFAULT_ENDPOINT = 'https://huggingface.co';
 
+/** A variable's value, or undefined when unset or blank; a leading `~/` is the home folder, as in Python. */
 function set(value: string | undefined): string | undefined {
-  return value === undefined || value.trim() === '' ? undefined : value;
+  if (value === undefined || value.trim() === '') return undefined;
+  return value === '~' || value.startsWith('~/') ? join(homedir(), value.slice(1)) : value;
 }
 
 function xdgCache(env: Env): string {

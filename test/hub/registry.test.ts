@@ -106,6 +106,7 @@ describe('settings read the environment as huggingface_hub does', () => {
     expect(hubCacheDir({ XDG_CACHE_HOME: '/x' })).toBe('/x/huggingface/hub');
     expect(hubCacheDir({})).toBe(join(homedir(), '.cache', 'huggingface', 'hub'));
     expect(hubCacheDir({ HF_HUB_CACHE: '' })).toBe(join(homedir(), '.cache', 'huggingface', 'hub'));
+    expect(hubCacheDir({ HF_HOME: '~/hf' })).toBe(join(homedir(), 'hf', 'hub'));
   });
 
   it('models cache: FASTCOMPOSER_CACHE, then XDG_CACHE_HOME/fastcomposer, then ~/.cache/fastcomposer', () => {
