@@ -16,7 +16,12 @@ export type FastComposerErrorCode =
   | 'ERR_ABORTED' // the call was aborted through its AbortSignal
   | 'ERR_DISPOSED' // the model was disposed before or during the call
   | 'ERR_NATIVE' // any other error raised inside libtorch / the C++ pipeline
-  | 'ERR_EXPORT'; // the Python exporter failed
+  | 'ERR_EXPORT' // the Python exporter failed
+  | 'ERR_HUB_AUTH' // the hub refused the token, or the repo is private or gated and needs one (401/403)
+  | 'ERR_HUB_NOT_FOUND' // the hub has no such repo, revision or file (404)
+  | 'ERR_NETWORK' // the server could not be reached, or the connection kept failing
+  | 'ERR_DISK_FULL' // no space left for a download
+  | 'ERR_DOWNLOAD_INTEGRITY'; // a downloaded file's size or hash differs from what the server announced
 
 export class FastComposerError extends Error {
   readonly code: FastComposerErrorCode;

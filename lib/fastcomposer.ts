@@ -14,6 +14,8 @@ import { verifyModelDir, type ModelVerification } from './verify.js';
 import { emitLibtorchWarnings, emitWarning } from './warnings.js';
 import {
   type GenerateOptions,
+  type ImageToken,
+  imageTokenOption,
   type LoadOptions,
   type NormalizedDenoiseOptions,
   type NormalizedGenerateOptions,
@@ -89,7 +91,7 @@ export interface TokenizeResult {
   textOnlyIds: number[];
 }
 
-export type DenoiseOptions = Omit<GenerateOptions, 'prompt' | 'subjects' | 'negativePrompt' | 'output'> & {
+export type DenoiseOptions = Omit<GenerateOptions, 'prompt' | 'subjects' | 'negativePrompt' | 'output' | 'imageToken'> & {
   /** Needed for attention maps and regions: the subjects' regions, in subject order. */
   subjects?: SubjectInput[];
 };
@@ -116,9 +118,9 @@ export class FastComposer {
   }
 
   /**
-   * Loads a model directory (default: the embedded tiny model) onto a device. Each file's size is
-   * checked against model.json (with `verifyHashes`, its SHA-256 too) before libtorch reads it, and
-   * each module's code is audited before any of it runs (README "Security").
+   * Loads a model directory, or a pulled model by name (default: the embedded tiny model), onto a
+   * device. Each file's size is checked against model.json (with `verifyHashes`, its SHA-256 too)
+   * before libtorch reads it, and each module's code is audited before any of it runs (README "Security").
    */
   static async load(modelDir: string = defaultModelDir, options: LoadOptions = {}): Promise<FastComposer> {
     const opts = validateLoadOptions(options);
@@ -163,8 +165,8 @@ export class FastComposer {
   }
 
   /** The ids the model sees for a prompt, and where its subject tokens are. */
-  tokenize(prompt: string): TokenizeResult {
-    const t = this.tokenizer.tokenize(string(prompt, 'prompt'));
+  tokenize(prompt: string, options: { imageToken?: ImageToken } = {}): TokenizeResult {
+    const t = this.tokenizer.tokenize(string(prompt, 'prompt'), imageTokenOption(options?.imageToken));
     return { inputIds: t.inputIds, subjectTokenMask: t.subjectTokenMask, textOnlyIds: t.textOnlyIds };
   }
 
@@ -210,10 +212,12 @@ export class FastComposer {
     negativePrompt?: string;
     subjectEmbeds?: Tensor;
     signal?: AbortSignal;
+    /** The prompt's subject marker: '<|image|>' (default) or 'img' (MMagic's prompts). */
+    imageToken?: ImageToken;
   }): Promise<PromptEmbeddings> {
     const native = this.alive();
     const a = promptArgs(args);
-    const tokens = this.tokenizer.tokenize(a.prompt);
+    const tokens = this.tokenizer.tokenize(a.prompt, a.imageToken);
     const negative = this.tokenizer.encodePlain(a.negativePrompt);
     const embeds = tokens.subjectCount > 0 ? checkSubjectEmbeds(a.subjectEmbeds, tokens.subjectCount, this.model.manifest) : undefined;
     const warnings = truncationWarnings(tokens, negative.truncated);
@@ -296,10 +300,12 @@ export class FastComposer {
     warnings: string[];
   } {
     if (!isRecord(options)) throw invalidArgument('object', 'options', options);
-    const tokens = this.tokenizer.tokenize(string(options.prompt, 'prompt'));
+    const imageToken = imageTokenOption(options.imageToken);
+    const tokens = this.tokenizer.tokenize(string(options.prompt, 'prompt'), imageToken);
     const opts = validateGenerateOptions(options, {
       subjectCount: tokens.subjectCount,
       latentChannels: this.model.manifest.latentChannels,
+      imageToken,
     });
     const negative = this.tokenizer.encodePlain(opts.negativePrompt);
     return { opts, tokens, negativeIds: negative.ids, warnings: truncationWarnings(tokens, negative.truncated) };

@@ -9,6 +9,7 @@ import { isAbsolute, join, resolve } from 'node:path';
 import { FastComposerError, modelError } from './errors.js';
 import { isNonEmptyString, isPositive } from './is.js';
 import { checkFile, type FileRecords, parseFileRecords } from './model-files.js';
+import { resolveModel } from './hub/index.js';
 
 export const MODEL_FORMAT = 'fastcomposer-model';
 export const MODEL_FORMAT_VERSION = 1;
@@ -82,12 +83,12 @@ async function requireFile(path: string, what: string): Promise<string> {
   return path;
 }
 
-/** Reads and checks model.json; the files it names must exist (nothing else of them is read). */
+/** Reads and checks model.json (a folder, or the name of a pulled model: hub/registry.ts); the files it names must exist (nothing else of them is read). */
 export async function readManifest(dirInput: string): Promise<ModelManifestFiles> {
   if (!isNonEmptyString(dirInput)) {
-    throw new FastComposerError('ERR_INVALID_ARGUMENT', `Expected a model directory path but received ${String(dirInput)}`);
+    throw new FastComposerError('ERR_INVALID_ARGUMENT', `Expected a model directory path or name but received ${String(dirInput)}`);
   }
-  const dir = resolve(dirInput);
+  const dir = resolve(resolveModel(dirInput));
   const manifestPath = join(dir, 'model.json');
   const raw = (await readJson(manifestPath, 'model manifest')) as Partial<ModelManifest> | null;
   if (!raw || typeof raw !== 'object') throw modelError(`The model manifest ${manifestPath} is not an object`);

@@ -17,6 +17,12 @@ export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
 export const MODEL_DTYPES = ['float32', 'float16', 'bfloat16'] as const;
 export type ModelDType = (typeof MODEL_DTYPES)[number];
 export type DeviceSpec = 'cpu' | 'cuda' | `cuda:${number}` | 'auto';
+/**
+ * The subject marker written after a subject's noun: `<|image|>` (the released pipeline's), or
+ * `img` (MMagic's port: "a man img and a woman img"), tokenized as MMagic does (lib/prompt.ts).
+ */
+export const IMAGE_TOKENS = ['<|image|>', 'img'] as const;
+export type ImageToken = (typeof IMAGE_TOKENS)[number];
 
 export const DEFAULTS = {
   steps: 50,
@@ -104,6 +110,8 @@ export interface GenerateOptions {
   regionExclusive?: boolean;
   allowManySubjects?: boolean;
   output?: OutputFormat;
+  /** The subject marker of the prompt: '<|image|>' (default) or 'img' (MMagic's prompts). */
+  imageToken?: ImageToken;
 }
 
 /** What the denoising loop takes (generate() and the stage API's denoise()), checked and with the defaults filled. */
@@ -137,6 +145,7 @@ export interface NormalizedGenerateOptions extends NormalizedDenoiseOptions {
   prompt: string;
   negativePrompt: string;
   output: OutputFormat;
+  imageToken: ImageToken;
 }
 
 export interface LoadOptions {
@@ -156,20 +165,22 @@ export interface NormalizedLoadOptions {
 }
 
 export interface GenerateContext {
-  /** Number of `<|image|>` tokens in the prompt (PromptTokenizer.tokenize().subjectCount); for
+  /** Number of subject markers in the prompt (PromptTokenizer.tokenize().subjectCount); for
    * denoise(), the number of subject positions in the embeddings. */
   subjectCount: number;
   /** The model's latent channels (model.json latentChannels); 4 unless told. */
   latentChannels?: number;
+  /** The prompt's subject marker, for messages. */
+  imageToken?: ImageToken;
 }
 
 const GENERATE_KEYS = [
   'prompt', 'subjects', 'negativePrompt', 'steps', 'guidanceScale', 'alpha', 'startMergeStep', 'seed', 'width', 'height',
   'scheduler', 'numImages', 'latents', 'onStep', 'signal', 'attentionMaps', 'regionStrength', 'regionExclusive', 'allowManySubjects',
-  'output',
+  'output', 'imageToken',
 ] as const;
 /** generate()'s options without those that denoise() takes from its embeddings (the prompts) or leaves to decode() (output). */
-const DENOISE_KEYS = GENERATE_KEYS.filter((k) => k !== 'prompt' && k !== 'negativePrompt' && k !== 'output');
+const DENOISE_KEYS = GENERATE_KEYS.filter((k) => k !== 'prompt' && k !== 'negativePrompt' && k !== 'output' && k !== 'imageToken');
 const LOAD_KEYS = ['device', 'dtype', 'threads', 'verifyHashes'] as const;
 const SUBJECT_KEYS = ['image', 'region', 'mask', 'subjectMask'] as const;
 const RAW_IMAGE_KEYS = ['data', 'width', 'height', 'channels'] as const;
@@ -270,7 +281,7 @@ function subjectCountError(message: string): FastComposerError {
 }
 
 /** `per` says what the count follows, for the message. */
-function subjects(v: unknown, ctx: GenerateContext, allowMany: boolean, out: OutputSize, per = '<|image|> in the prompt'): SubjectSpec[] {
+function subjects(v: unknown, ctx: GenerateContext, allowMany: boolean, out: OutputSize, per = `${ctx.imageToken ?? '<|image|>'} in the prompt`): SubjectSpec[] {
   const list = v === undefined ? [] : v;
   if (!Array.isArray(list)) throw invalidArgument('array of subjects', 'subjects', v);
   if (list.length !== ctx.subjectCount) {
@@ -364,12 +375,14 @@ export function validateGenerateOptions(opts: unknown, ctx: GenerateContext): No
   const negativePrompt = string(o.negativePrompt ?? '', 'negativePrompt');
   const fields = denoiseFields(o, ctx);
   const output = o.output === undefined ? DEFAULTS.output : oneOf(o.output, 'output', OUTPUT_FORMATS);
+  const imageToken = imageTokenOption(o.imageToken);
   return {
     prompt,
     subjects: subjects(o.subjects, ctx, fields.allowManySubjects, fields),
     negativePrompt,
     ...fields,
     output,
+    imageToken,
   };
 }
 
@@ -384,6 +397,11 @@ export function validateDenoiseOptions(opts: unknown, ctx: GenerateContext): Nor
   const fields = denoiseFields(o, ctx);
   const list = o.subjects === undefined ? [] : subjects(o.subjects, ctx, true, fields, 'subject position of the embeddings');
   return { subjects: list, ...fields };
+}
+
+/** Checks an imageToken option; undefined is the default '<|image|>'. */
+export function imageTokenOption(v: unknown): ImageToken {
+  return v === undefined ? IMAGE_TOKENS[0] : oneOf(v, 'imageToken', IMAGE_TOKENS);
 }
 
 const DEVICE_PATTERN = /^(cpu|cuda|auto|cuda:(0|[1-9][0-9]{0,2}))$/;

@@ -8,6 +8,7 @@ import { float32Tensor, string } from './checks.js';
 import { invalidArgument } from './errors.js';
 import { isInteger, isRecord } from './is.js';
 import type { ModelManifest } from './model-dir.js';
+import { type ImageToken, imageTokenOption } from './options.js';
 import type { Tensor } from './tensor.js';
 
 export interface PromptArgs {
@@ -15,6 +16,7 @@ export interface PromptArgs {
   negativePrompt: string;
   subjectEmbeds: unknown;
   signal: unknown;
+  imageToken: ImageToken;
 }
 
 /** encodePrompt()'s argument object: the prompt and negative prompt are strings; the rest is checked by its user. */
@@ -22,7 +24,7 @@ export function promptArgs(args: unknown): PromptArgs {
   if (!isRecord(args)) throw invalidArgument('object {prompt, negativePrompt?, subjectEmbeds?}', 'arguments', args);
   const prompt = string(args.prompt, 'prompt');
   const negativePrompt = string(args.negativePrompt ?? '', 'negativePrompt');
-  return { prompt, negativePrompt, subjectEmbeds: args.subjectEmbeds, signal: args.signal };
+  return { prompt, negativePrompt, subjectEmbeds: args.subjectEmbeds, signal: args.signal, imageToken: imageTokenOption(args.imageToken) };
 }
 
 /** encodeSubjects()'s output for a prompt with `count` subject tokens: float32 [count, objectEmbedSize]. */

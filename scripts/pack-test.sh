@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 root=$PWD
 npm run build:prebuilds
 work=$(mktemp -d /tmp/fastcomposer-pack.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+hub_pid=
+trap '[ -n "$hub_pid" ] && kill "$hub_pid"; rm -rf "$work"' EXIT
 tarball=$(npm pack --silent --pack-destination "$work" | tail -n 1)
 echo "pack-test: $tarball is $(du -h "$work/$tarball" | cut -f1)"
 cd "$work"
@@ -47,4 +48,15 @@ const info = runtimeInfo();
 if (!info.addonPath.includes('/prebuilds/')) { console.error('pack-test: loaded', info.addonPath); process.exit(1); }
 console.log('pack-test: loads from', info.addonPath);"
 npx fastcomposer generate --prompt "a man <|image|> in a park" --subject node_modules/fastcomposer/examples/subject-a.png --steps 2 --width 64 --height 64 --out out2.png
+# The released weights in one command, as on a fresh machine: pull from a stand-in for the hub
+# (HF_ENDPOINT) serving the tiny release in the released layout, then generate with the name.
+release=$root/test/fixtures/tiny-a/release
+node "$root/test/hub/fake-hub.mjs" stable-diffusion-v1-5/stable-diffusion-v1-5="$release/sd" \
+  openai/clip-vit-large-patch14="$release/clip" mit-han-lab/fastcomposer="$release/fastcomposer" > hub.out &
+hub_pid=$!
+for _ in $(seq 50); do grep -q '^HF_ENDPOINT=' hub.out && break; sleep 0.2; done
+export HF_ENDPOINT=$(sed -n 's/^HF_ENDPOINT=//p' hub.out) HF_HOME=$work/hf FASTCOMPOSER_CACHE=$work/fc
+npx fastcomposer pull --no-progress
+npx fastcomposer generate --model fastcomposer --prompt "a man img in a park" --image-token img --subject node_modules/fastcomposer/examples/subject-a.png --steps 2 --width 64 --height 64 --out out3.png
+npx fastcomposer list
 echo "pack-test: ok"

@@ -3,13 +3,18 @@
 // the CLI is executable.
 import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { readFileSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { type AddressInfo, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { describe, expect, it } from 'vitest';
 
 const root = join(import.meta.dirname, '..');
-const API = ['AbortError', 'DisposedError', 'FastComposer', 'FastComposerError', 'GeneratedImage', 'SCHEDULERS', 'defaultModelDir', 'runtimeInfo'];
+const API = [
+  'AbortError', 'DisposedError', 'DownloadError', 'FastComposer', 'FastComposerError', 'GeneratedImage', 'IMAGE_TOKENS', 'SCHEDULERS',
+  'defaultModelDir', 'listModels', 'modelsDir', 'pull', 'resolveModel', 'runtimeInfo',
+];
 
 describe('package entry points', () => {
   it('ESM exports the public API', async () => {
@@ -38,6 +43,22 @@ describe('package entry points', () => {
     expect(page.statusCode).toBe(200);
     expect(page.body).toBe(readFileSync(join(root, 'lib', 'server', 'public', 'app.js'), 'utf8'));
     await server.close();
+  });
+
+  it('CommonJS pull() loads the hub library it imports on first use', async () => {
+    const cjs = createRequire(import.meta.url)(join(root, 'dist', 'cjs', 'index.cjs'));
+    const tmp = mkdtempSync(join(tmpdir(), 'fastcomposer-cjs-'));
+    try {
+      // A port just freed: the hub library's first request fails, as a coded error.
+      const server = createServer();
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const { port } = server.address() as AddressInfo;
+      await new Promise((resolve) => server.close(resolve));
+      const env = { HF_ENDPOINT: `http://127.0.0.1:${port}`, HF_HUB_CACHE: tmp, FASTCOMPOSER_CACHE: tmp };
+      await expect(cjs.pull({ env, downloadOnly: true })).rejects.toMatchObject({ code: 'ERR_NETWORK', repo: 'stable-diffusion-v1-5/stable-diffusion-v1-5' });
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
   });
 
   it('the self-reference resolves both conditions', () => {

@@ -493,3 +493,12 @@ def test_key_normalization():
     parts = ck.split_checkpoint(sd, unknown)
     assert not unknown and not sd
     assert "post_quant_conv.weight" in parts["vae"]
+
+
+def test_source_json_is_checked():
+    # `npx fastcomposer pull` records where the files came from (hf://repo@commit) this way.
+    assert cli._source_json(None) is None
+    assert cli._source_json('{"base": "hf://a/b@c", "preset": null}') == {"base": "hf://a/b@c", "preset": None}
+    for bad in ("not json", "[1]", '{"base": 1}'):
+        with pytest.raises(cli.ExportError, match="--source-json"):
+            cli._source_json(bad)

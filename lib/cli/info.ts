@@ -39,7 +39,7 @@ export function infoCommand(program: Command): void {
   program
     .command('info')
     .description('show the torch in use, the native binary, CUDA devices and a model summary')
-    .option('-m, --model <dir>', 'model directory to summarise', defaultModelDir)
+    .option('-m, --model <name|dir>', 'model to summarise: a pulled model\'s name or a folder', defaultModelDir)
     .option('--verify', "check every file's size and SHA-256 against model.json and audit each module's code (runs none of it); exit code 1 if anything fails")
     .option('--json', 'print JSON')
     .action(async (flags: { model: string; json?: boolean; verify?: boolean }) => {

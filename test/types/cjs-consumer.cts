@@ -10,5 +10,7 @@ export async function main(): Promise<number> {
   const s = await server.startServer({ backend: fc, info: { model: 'tiny', device: fc.device, dtype: fc.dtype }, port: 0 });
   const url: string | undefined = s.url;
   await s.close();
-  return v.ok && url !== undefined ? seed : -1;
+  const pulled = await fastcomposer.pull({ downloadOnly: true });
+  const checkpoint: string = pulled.checkpoint;
+  return v.ok && url !== undefined && checkpoint !== '' ? seed : -1;
 }

@@ -1,5 +1,5 @@
 // Compiled (not run) by test/package.test.ts: the public types as an ESM user sees them.
-import { FastComposer, FastComposerError, type GenerateOptions, type GenerateResult, type ModelVerification, type Tensor } from 'fastcomposer';
+import { FastComposer, FastComposerError, type GenerateOptions, type GenerateResult, type ModelVerification, type PullResult, type Tensor, listModels, pull } from 'fastcomposer';
 import { createServer, type GenerateBackend, type JobJson } from 'fastcomposer/server';
 
 export async function main(): Promise<unknown[]> {
@@ -15,9 +15,16 @@ export async function main(): Promise<unknown[]> {
   const server = await createServer({ backend, info: { model: 'm', device: 'cpu', dtype: 'float32' }, concurrency: 2, limits: { maxQueued: 4 } });
   const url: string = await server.listen({ port: 0 });
   const status: JobJson['status'] = 'queued';
-  const seen: unknown[] = [shape, png, ids, url, status];
   // @ts-expect-error: not a limit
   await createServer({ backend, info: { model: 'm', device: 'cpu', dtype: 'float32' }, limits: { maxQueue: 4 } });
+  const mmagic: number[] = fc.tokenize('a man img', { imageToken: 'img' }).inputIds;
+  await fc.generate({ prompt: 'a man img', subjects: ['man.png'], imageToken: 'img' });
+  const pulled: PullResult = await pull({ name: 'fastcomposer', revision: 'main', onProgress: (e) => void e.type });
+  const named = await FastComposer.load(pulled.dir ?? 'fastcomposer');
+  const sizes: number[] = (await listModels()).map((m) => m.size);
+  const seen: unknown[] = [shape, png, ids, url, status, mmagic, named, sizes];
+  // @ts-expect-error: not a subject marker
+  await fc.generate({ prompt: 'x', imageToken: '[img]' });
   // @ts-expect-error: not a scheduler
   await fc.generate({ prompt: 'x', scheduler: 'lms' });
   // @ts-expect-error: not a device
@@ -25,8 +32,8 @@ export async function main(): Promise<unknown[]> {
   await FastComposer.load('model', { verifyHashes: true });
   const v: ModelVerification = await FastComposer.verify('model');
   const fingerprint: string = v.manifestSha256;
-  const status: 'ok' | 'missing' | 'size-mismatch' | 'hash-mismatch' | 'unrecorded' = v.files[0]!.status;
-  seen.push(fingerprint, status, v.modules[0]?.operators);
+  const fileStatus: 'ok' | 'missing' | 'size-mismatch' | 'hash-mismatch' | 'unrecorded' = v.files[0]!.status;
+  seen.push(fingerprint, fileStatus, v.modules[0]?.operators);
   // @ts-expect-error: a boolean
   await FastComposer.load('model', { verifyHashes: 'yes' });
   try {
