@@ -18,7 +18,7 @@ import {
 } from './options.js';
 import { defaultModelDir } from './paths.js';
 import { PromptTokenizer, type TokenizedPrompt } from './prompt.js';
-import { JobQueue, queueFor } from './queue.js';
+import { JobQueue, queueFor } from './call-queue.js';
 import { regionGrid } from './regions.js';
 import { decodeSubjects, rgbTensor } from './subjects.js';
 import { float32View, type Tensor } from './tensor.js';
