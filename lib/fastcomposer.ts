@@ -438,7 +438,8 @@ async function callbackChecked<T>(failure: CallbackFailure, job: Promise<T>): Pr
   return value;
 }
 
-function callbackError(cause: unknown): FastComposerError {
+/** The error of a call that a throwing onStep stopped (also the queue's, lib/queue/producer.ts). */
+export function callbackError(cause: unknown): FastComposerError {
   const what = cause instanceof Error ? cause.message : String(cause);
   return new FastComposerError('ERR_ABORTED', `The onStep callback threw, which stopped the call: ${what}`, { cause });
 }

@@ -168,7 +168,7 @@ function isRecord(v: unknown): v is Dict {
   return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array);
 }
 
-function rejectUnknownKeys(obj: Dict, allowed: readonly string[], name: string): void {
+export function rejectUnknownKeys(obj: Dict, allowed: readonly string[], name: string): void {
   const unknown = Object.keys(obj).filter((k) => !allowed.includes(k));
   if (unknown.length > 0) {
     throw new FastComposerError(
@@ -178,7 +178,7 @@ function rejectUnknownKeys(obj: Dict, allowed: readonly string[], name: string):
   }
 }
 
-function integer(v: unknown, name: string, min: number, max: number): number {
+export function integer(v: unknown, name: string, min: number, max: number): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
     throw invalidArgument(`integer between ${min} and ${max}`, name, v);
   }

@@ -11,6 +11,14 @@ import { FastComposerError } from './errors.js';
 export const IMAGE_TOKEN = '<|image|>';
 export const BOS_TOKEN = '<|startoftext|>';
 export const EOS_TOKEN = '<|endoftext|>';
+/**
+ * How many subjects a prompt names: its `<|image|>` markers. The tokenizer matches that added
+ * token in the raw string, so on every prompt tokenize() accepts this equals its subjectCount;
+ * it needs no tokenizer (the queue's producer checks options without a model).
+ */
+export function countImageTokens(prompt: string): number {
+  return prompt.split(IMAGE_TOKEN).length - 1;
+}
 /** CLIP's text context length (the tokenizer's model_max_length). */
 export const MAX_LENGTH = 77;
 

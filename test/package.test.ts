@@ -10,6 +10,7 @@ import { describe, expect, it } from 'vitest';
 
 const root = join(import.meta.dirname, '..');
 const API = ['AbortError', 'DisposedError', 'FastComposer', 'FastComposerError', 'GeneratedImage', 'SCHEDULERS', 'defaultModelDir', 'runtimeInfo'];
+const QUEUE_API = ['AbortError', 'DEFAULT_QUEUE_NAME', 'DisposedError', 'FastComposerError', 'FastComposerQueue', 'FastComposerWorker', 'GeneratedImage'];
 
 describe('package entry points', () => {
   it('ESM exports the public API', async () => {
@@ -26,6 +27,21 @@ describe('package entry points', () => {
   it('the self-reference resolves both conditions', () => {
     const require = createRequire(join(root, 'package.json'));
     expect(require.resolve('fastcomposer')).toBe(join(root, 'dist', 'cjs', 'index.cjs'));
+    expect(require.resolve('fastcomposer/queue')).toBe(join(root, 'dist', 'cjs', 'queue', 'index.cjs'));
+  });
+
+  it('fastcomposer/queue: import and require give the same API, sharing the main entry\'s classes', async () => {
+    const esm = await import('fastcomposer/queue');
+    const main = await import('fastcomposer');
+    expect(Object.keys(esm).sort()).toEqual(QUEUE_API);
+    expect(esm.FastComposerError).toBe(main.FastComposerError);
+    expect(esm.GeneratedImage).toBe(main.GeneratedImage);
+    const require = createRequire(join(root, 'package.json'));
+    const cjs = require('fastcomposer/queue');
+    expect(Object.keys(cjs).sort()).toEqual(QUEUE_API);
+    // One CommonJS module per source module: an error thrown by the queue is the main entry's class.
+    expect(cjs.FastComposerError).toBe(require('fastcomposer').FastComposerError);
+    expect(() => new cjs.FastComposerQueue({ connection: 'http://x' })).toThrow(require('fastcomposer').FastComposerError);
   });
 
   it('types compile for ESM and CommonJS consumers', () => {

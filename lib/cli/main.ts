@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-/** `fastcomposer export | generate | info`: the command-line face of the library. */
+/** `fastcomposer export | generate | info | setup | worker`: the command-line face of the library. */
 import { Command, CommanderError } from 'commander';
 
 import { FastComposerError } from '../errors.js';
@@ -7,6 +7,7 @@ import { exportCommand } from './export.js';
 import { generateCommand } from './generate.js';
 import { infoCommand } from './info.js';
 import { ensureSetup, setupCommand } from './setup.js';
+import { workerCommand } from './worker.js';
 
 const program = new Command();
 program
@@ -18,6 +19,7 @@ exportCommand(program);
 generateCommand(program);
 infoCommand(program);
 setupCommand(program);
+workerCommand(program);
 // Commands that need torch, the binary or the embedded model finish an install npm left undone.
 program.hook('preAction', (_program, action) => {
   if (action.name() !== 'setup') ensureSetup();

@@ -1,0 +1,176 @@
+/**
+ * FastComposerWorker: one model on one device taking generate() jobs from a BullMQ queue, one at
+ * a time. Each step is reported with job.updateProgress(); a cancellation (lib/queue/cancel.ts)
+ * stops the job within one step; the result goes to Redis (lib/queue/results.ts). A worker that
+ * dies loses its job to another after the lock expires (BullMQ's stalled-job check); close()
+ * stops taking jobs and lets the running one finish, or hands it back to the queue after `grace`.
+ */
+import { type Job, UnrecoverableError, WaitingError, Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
+
+import { AbortError } from '../errors.js';
+import { FastComposer } from '../fastcomposer.js';
+import type { OutputFormat } from '../options.js';
+import { CancelListener, isCancelled } from './cancel.js';
+import { bullConnection, redisClient, resultKey } from './connection.js';
+import { jobFailure } from './failures.js';
+import { decodeJob } from './payload.js';
+import { type FastComposerWorkerOptions, type NormalizedWorkerOptions, normalizeWorkerOptions } from './queue-options.js';
+import { type ResultMeta, storeResult } from './results.js';
+
+/** What a worker reports, for logs. */
+export type WorkerEvent =
+  | { type: 'active'; jobId: string }
+  | { type: 'completed'; jobId: string; ms: number; seed: number }
+  | { type: 'failed'; jobId: string; reason: string; willRetry: boolean }
+  | { type: 'handed-back'; jobId: string }
+  | { type: 'error'; error: Error };
+
+interface Running {
+  job: Job;
+  controller: AbortController;
+  /** close()'s grace ran out: the abort hands the job back instead of failing it. */
+  handBack: boolean;
+}
+
+export class FastComposerWorker {
+  private worker: Worker | undefined;
+  private cancels: CancelListener | undefined;
+  private running: Running | undefined;
+  private closing: Promise<void> | undefined;
+
+  private constructor(
+    private readonly opts: NormalizedWorkerOptions,
+    readonly model: FastComposer,
+    private readonly ownsModel: boolean,
+    private readonly redis: Redis,
+    private readonly onEvent: (event: WorkerEvent) => void,
+  ) {}
+
+  /** Loads the model (unless given one), connects, and starts taking jobs. */
+  static async start(options: FastComposerWorkerOptions, onEvent: (event: WorkerEvent) => void = () => undefined): Promise<FastComposerWorker> {
+    const opts = normalizeWorkerOptions(options);
+    // The model first: a worker that cannot run jobs never takes one.
+    const model = opts.model instanceof FastComposer ? opts.model : await FastComposer.load(opts.model, opts.load);
+    // Results must survive a Redis restart: commands wait for the reconnect.
+    const redis = redisClient(opts.location, { maxRetriesPerRequest: null });
+    redis.on('error', (error: Error) => onEvent({ type: 'error', error }));
+    const self = new FastComposerWorker(opts, model, !(opts.model instanceof FastComposer), redis, onEvent);
+    try {
+      await self.listen();
+    } catch (error) {
+      await self.close({ grace: 0 });
+      throw error;
+    }
+    return self;
+  }
+
+  get name(): string {
+    return this.opts.workerName;
+  }
+
+  private async listen(): Promise<void> {
+    const { location } = this.opts;
+    this.cancels = new CancelListener(
+      location,
+      (jobId) => this.cancelled(jobId),
+      () => void this.recheckCancel(),
+      (error) => this.onEvent({ type: 'error', error }),
+    );
+    await this.cancels.start();
+    const worker = new Worker(location.name, (job, token) => this.process(job, token), {
+      connection: bullConnection(location),
+      prefix: location.prefix,
+      name: this.opts.workerName,
+      concurrency: 1,
+      lockDuration: this.opts.lockDuration,
+      stalledInterval: this.opts.stalledInterval,
+      maxStalledCount: this.opts.maxStalledCount,
+      autorun: false,
+    });
+    this.worker = worker;
+    worker.on('error', (error) => this.onEvent({ type: 'error', error }));
+    worker.on('failed', (job, error) => {
+      if (job) this.onEvent({ type: 'failed', jobId: job.id!, reason: error.message, willRetry: job.finishedOn === undefined });
+    });
+    void worker.run().catch((error: Error) => this.onEvent({ type: 'error', error }));
+    await worker.waitUntilReady();
+  }
+
+  private async process(job: Job, token: string | undefined): Promise<ResultMeta> {
+    const jobId = job.id!;
+    const started = performance.now();
+    const run: Running = { job, controller: new AbortController(), handBack: false };
+    this.running = run;
+    this.onEvent({ type: 'active', jobId });
+    try {
+      if (this.closing) {
+        // Taken as close() began: back to the queue untouched.
+        run.handBack = true;
+        throw new AbortError('the worker is closing');
+      }
+      if (await isCancelled(this.redis, this.opts.location, jobId)) throw new AbortError('cancelled before it started');
+      const { options, resultTtl } = decodeJob(job.data);
+      const result = await this.model.generate({
+        ...options,
+        signal: run.controller.signal,
+        onStep: (progress) => void job.updateProgress({ ...progress }).catch(() => undefined),
+      });
+      const meta = await storeResult(this.redis, resultKey(this.opts.location, jobId), result, resultTtl, this.name, (options.output ?? 'raw') as OutputFormat);
+      this.onEvent({ type: 'completed', jobId, ms: performance.now() - started, seed: result.seed });
+      return meta;
+    } catch (error) {
+      if (run.handBack) {
+        // Back to waiting without spending an attempt; another worker takes it.
+        await job.moveToWait(token);
+        this.onEvent({ type: 'handed-back', jobId });
+        throw new WaitingError();
+      }
+      throw jobFailure(error);
+    } finally {
+      this.running = undefined;
+    }
+  }
+
+  private cancelled(jobId: string): void {
+    const run = this.running;
+    if (run && run.job.id === jobId) run.controller.abort(new Error('cancelled by its caller'));
+  }
+
+  /** Cancel messages sent while the subscription was down are lost; the key is not. */
+  private async recheckCancel(): Promise<void> {
+    const run = this.running;
+    if (run && (await isCancelled(this.redis, this.opts.location, run.job.id!).catch(() => false))) this.cancelled(run.job.id!);
+  }
+
+  /**
+   * Stops taking jobs; the running job may finish for `grace` ms (default: the worker's grace
+   * option), then it is stopped and handed back to the queue. Frees the model if it loaded it.
+   */
+  close(options: { grace?: number } = {}): Promise<void> {
+    this.closing ??= (async () => {
+      const timer = setTimeout(() => this.handBackNow(), options.grace ?? this.opts.grace);
+      try {
+        await this.worker?.close();
+      } finally {
+        clearTimeout(timer);
+        this.cancels?.close();
+        this.redis.disconnect();
+        if (this.ownsModel) await this.model.dispose();
+      }
+    })();
+    return this.closing;
+  }
+
+  /** Hands the running job back now, without waiting for the grace time (a second SIGTERM). */
+  handBackNow(): void {
+    const run = this.running;
+    if (!run) return;
+    run.handBack = true;
+    run.controller.abort(new Error('the worker is closing'));
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
