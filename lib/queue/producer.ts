@@ -5,6 +5,8 @@
  * bounded: a periodic check finds jobs that vanished (Redis restarted without its data) or
  * finished unseen, and calls fail with ERR_QUEUE once Redis has been out of reach too long.
  */
+import { randomUUID } from 'node:crypto';
+
 import { Queue, QueueEvents } from 'bullmq';
 import type { Redis } from 'ioredis';
 
@@ -80,6 +82,9 @@ export class FastComposerQueue {
     let jobId: string;
     try {
       const job = await this.queue.add('generate', data, {
+        // Never reused, unlike BullMQ's counter, which starts again at 1 when Redis loses its data:
+        // a caller still waiting for a lost job must not pick up a new job's result.
+        jobId: randomUUID(),
         attempts: this.opts.attempts,
         backoff: { type: 'exponential', delay: 1000 },
         removeOnComplete: this.opts.removeOnComplete as { age: number },

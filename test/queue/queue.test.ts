@@ -91,6 +91,8 @@ describe('FastComposerQueue with an in-process worker', () => {
     expect(steps).toEqual([1, 2, 3, 4, 5]); // PNDM's 4 steps run 5 UNet steps
     const job = await bull.getJob(r.jobId);
     expect(job!.data.options.seed).toBe(r.seed);
+    // Job ids are UUIDs, never reused (BullMQ's counter restarts when Redis loses its data).
+    expect(r.jobId).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
   });
 
   it("input errors reach the caller unchanged, without a retry; bad options are refused before queueing", async () => {
@@ -160,6 +162,9 @@ describe('FastComposerQueue with an in-process worker', () => {
     const e = await rejection(
       queue.generate({
         ...base,
+        // Steps of a bigger picture are long next to the way back from the caller to the worker.
+        width: 192,
+        height: 192,
         steps: 200,
         signal: controller.signal,
         onStep: ({ step }) => {
