@@ -98,5 +98,7 @@ export function workerCommand(program: Command): void {
         process.on('SIGINT', stop);
       });
       process.stdout.write('worker stopped\n');
+      // A timer a library leaves behind (BullMQ's, when Redis is gone) must not keep a stopped worker alive.
+      setTimeout(() => process.exit(), 2000).unref();
     });
 }

@@ -65,3 +65,21 @@ export function cancelKey(location: QueueLocation, jobId: string): string {
 export function cancelChannel(location: QueueLocation): string {
   return `${location.prefix}:${location.name}:fastcomposer:cancel`;
 }
+
+/** How long close() waits on Redis before it lets go: BullMQ's close awaits answers that a
+ * Redis that is gone never gives (its clients have stopped reconnecting by then). */
+export const CLOSE_BOUND_MS = 5000;
+
+/** True when `p` settled within `ms`, false when the time ran out first. */
+export function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+    timer.unref();
+  });
+  const settled = p.then(
+    () => true,
+    () => true,
+  );
+  return Promise.race([settled, late]).finally(() => clearTimeout(timer));
+}

@@ -14,7 +14,7 @@ import { AbortError, DisposedError, FastComposerError } from '../errors.js';
 import { callbackError, type GenerateResult } from '../fastcomposer.js';
 import type { GenerateOptions, NormalizedGenerateOptions, StepProgress } from '../options.js';
 import { isCancelled, requestCancel } from './cancel.js';
-import { bullConnection, redisClient, resultKey } from './connection.js';
+import { bullConnection, CLOSE_BOUND_MS, redisClient, resultKey, settlesWithin } from './connection.js';
 import { failureError, queueError } from './failures.js';
 import { encodeJob } from './payload.js';
 import { type FastComposerQueueOptions, type NormalizedQueueOptions, normalizeQueueOptions } from './queue-options.js';
@@ -106,14 +106,24 @@ export class FastComposerQueue {
     }
   }
 
-  /** Stops waiting: pending calls reject with DisposedError and their jobs are cancelled; closes the connections. */
+  /**
+   * Stops waiting: pending calls reject with DisposedError at once and their jobs are cancelled;
+   * closes the connections. Bounded: with Redis gone it lets go after a few seconds.
+   */
   close(): Promise<void> {
     this.closing ??= (async () => {
       clearInterval(this.checker);
       const jobs = [...this.pending.values()];
       for (const p of jobs) this.settle(p, () => p.reject(new DisposedError('The FastComposerQueue was closed during the call')));
-      await Promise.allSettled(jobs.map((p) => this.cancel(p.jobId)));
-      await Promise.allSettled([this.events?.close(), this.queue.close()]);
+      const cleanup = (async () => {
+        await Promise.allSettled(jobs.map((p) => this.cancel(p.jobId)));
+        await Promise.allSettled([this.events?.close(), this.queue.close()]);
+      })();
+      if (!(await settlesWithin(cleanup, CLOSE_BOUND_MS))) {
+        // Their clients stop reconnecting; nothing is left to keep the process alive.
+        void this.events?.disconnect().catch(() => undefined);
+        void this.queue.disconnect().catch(() => undefined);
+      }
       this.redis.disconnect();
     })();
     return this.closing;

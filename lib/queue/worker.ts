@@ -12,7 +12,7 @@ import { AbortError } from '../errors.js';
 import { FastComposer } from '../fastcomposer.js';
 import type { OutputFormat } from '../options.js';
 import { CancelListener, isCancelled } from './cancel.js';
-import { bullConnection, redisClient, resultKey } from './connection.js';
+import { bullConnection, CLOSE_BOUND_MS, redisClient, resultKey, settlesWithin } from './connection.js';
 import { jobFailure } from './failures.js';
 import { decodeJob } from './payload.js';
 import { type FastComposerWorkerOptions, type NormalizedWorkerOptions, normalizeWorkerOptions } from './queue-options.js';
@@ -149,15 +149,24 @@ export class FastComposerWorker {
    */
   close(options: { grace?: number } = {}): Promise<void> {
     this.closing ??= (async () => {
-      const timer = setTimeout(() => this.handBackNow(), options.grace ?? this.opts.grace);
-      try {
-        await this.worker?.close();
-      } finally {
-        clearTimeout(timer);
-        this.cancels?.close();
-        this.redis.disconnect();
-        if (this.ownsModel) await this.model.dispose();
+      const grace = options.grace ?? this.opts.grace;
+      const timer = setTimeout(() => this.handBackNow(), grace);
+      // BullMQ's close waits for the job and for Redis. With Redis gone, neither storing the
+      // result nor handing the job back can finish: past the bound the job stays active in
+      // Redis and its expired lock gives it to another worker (the stalled-job check).
+      const running = this.running?.job.id;
+      const closed = this.worker?.close() ?? Promise.resolve();
+      const inTime = await settlesWithin(closed, (running ? grace : 0) + CLOSE_BOUND_MS);
+      clearTimeout(timer);
+      if (!inTime) {
+        const left = running ? `; job ${running} stays active and goes to another worker when its lock expires` : '';
+        this.onEvent({ type: 'error', error: new Error(`Redis did not answer while closing${left}`) });
+        void this.worker?.close(true).catch(() => undefined);
+        void this.worker?.disconnect().catch(() => undefined);
       }
+      this.cancels?.close();
+      this.redis.disconnect();
+      if (this.ownsModel) await this.model.dispose();
     })();
     return this.closing;
   }

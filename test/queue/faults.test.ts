@@ -199,4 +199,38 @@ describe('faults, with worker processes', () => {
     expect(r.images[0]!.data.equals(reference.images[0]!.data)).toBe(true);
     for (const w of workers.values()) expect(w.child.exitCode).toBe(null);
   });
+
+  it('Redis gone for good: the caller fails with ERR_QUEUE in bounded time; close() and SIGTERM still end', async () => {
+    // One worker that hands its job back after 1 s, so that the bound on its exit is short.
+    for (const w of workers.values()) w.child.kill('SIGKILL');
+    await Promise.all([...workers.values()].map((w) => w.exit));
+    workers.clear();
+    const last = await addWorker(['--grace', '1']);
+    const impatient = new FastComposerQueue({ connection: redis.url, name, checkInterval: 250, connectionTimeout: 3000 });
+    let gone: Promise<void> | undefined;
+    let started = 0;
+    const call = impatient.generate({
+      ...job,
+      steps: 24,
+      onStep: ({ step }) => {
+        if (step === 3 && !gone) {
+          started = Date.now();
+          gone = redis.stop();
+        }
+      },
+    });
+    const e = await rejection(call);
+    expect(e.code).toBe('ERR_QUEUE');
+    expect(e.message).toMatch(/^Lost Redis for more than 3000 ms while waiting for job /);
+    expect(Date.now() - started).toBeLessThan(15_000);
+    await gone;
+    let t = Date.now();
+    await impatient.close();
+    expect(Date.now() - t).toBeLessThan(10_000);
+    t = Date.now();
+    last.child.kill('SIGTERM');
+    expect(await last.exit).toEqual({ code: 0, signal: null });
+    expect(Date.now() - t).toBeLessThan(20_000);
+    expect(last.output()).toMatch(/Redis did not answer while closing/);
+  });
 });

@@ -34,8 +34,11 @@ export class EventLog {
     return this.events.filter((e) => e.jobId === jobId && (event === undefined || e.event === event));
   }
 
-  close(): Promise<void> {
-    return this.reader.close();
+  /** Bounded: BullMQ's QueueEvents.close() waits forever for a Redis that is gone. */
+  async close(): Promise<void> {
+    const closed = this.reader.close().then(() => true);
+    const late = new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 3000).unref());
+    if (!(await Promise.race([closed, late]))) void this.reader.disconnect().catch(() => undefined);
   }
 }
 
