@@ -43,6 +43,7 @@ function logger(): (event: WorkerEvent) => void {
     if (event.type === 'completed') process.stdout.write(`${now} job ${event.jobId} completed in ${(event.ms / 1000).toFixed(2)} s (seed ${event.seed})\n`);
     if (event.type === 'failed') process.stdout.write(`${now} job ${event.jobId} failed${event.willRetry ? ' (will retry)' : ''}: ${event.reason}\n`);
     if (event.type === 'handed-back') process.stdout.write(`${now} job ${event.jobId} handed back to the queue\n`);
+    if (event.type === 'cancelled') process.stdout.write(`${now} job ${event.jobId} cancelled by its caller at step ${event.atStep}, stopped after step ${event.lastStep}\n`);
   };
 }
 

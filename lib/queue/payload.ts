@@ -46,6 +46,9 @@ export interface JobData {
   latents?: { data: string; shape: number[] };
   /** How long the worker keeps the result for the caller (ms). */
   resultTtl: number;
+  /** Report each step (job.updateProgress): only when the caller listens, since every reader of
+   * the queue's events receives every step of every job. */
+  progress: boolean;
 }
 
 /** Producer side: checks the options (ERR_* before anything is queued) and builds the job data. */
@@ -72,7 +75,7 @@ export async function encodeJob(options: GenerateOptions, resultTtl: number): Pr
     output: opts.output,
   };
   const subjects = await Promise.all(opts.subjects.map((s, i) => wireSubject(s, `subjects[${i}]`)));
-  const data: JobData = { format: JOB_FORMAT, version: JOB_VERSION, options: wire, subjects, resultTtl };
+  const data: JobData = { format: JOB_FORMAT, version: JOB_VERSION, options: wire, subjects, resultTtl, progress: opts.onStep !== undefined };
   if (opts.latents) data.latents = { data: opts.latents.data.toString('base64'), shape: opts.latents.shape };
   return { data, opts };
 }
@@ -97,7 +100,7 @@ function bytes(data: Uint8Array): Buffer {
 }
 
 /** Worker side: the job data back to generate() options (pictures as Buffers) and the result's lifetime. */
-export function decodeJob(data: unknown): { options: GenerateOptions; resultTtl: number } {
+export function decodeJob(data: unknown): { options: GenerateOptions; resultTtl: number; progress: boolean } {
   const d = record(data, 'job data');
   if (d.format !== JOB_FORMAT) throw invalidArgument(JSON.stringify(JOB_FORMAT), 'job data format', d.format);
   if (d.version !== JOB_VERSION) {
@@ -115,7 +118,8 @@ export function decodeJob(data: unknown): { options: GenerateOptions; resultTtl:
   }
   const resultTtl = d.resultTtl;
   if (typeof resultTtl !== 'number' || !Number.isInteger(resultTtl) || resultTtl < 1) throw invalidArgument('positive integer', 'job data resultTtl', resultTtl);
-  return { options, resultTtl };
+  if (typeof d.progress !== 'boolean') throw invalidArgument('boolean', 'job data progress', d.progress);
+  return { options, resultTtl, progress: d.progress };
 }
 
 function subjectFromWire(v: unknown, label: string): SubjectSpec {

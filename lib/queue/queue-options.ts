@@ -26,9 +26,9 @@ export interface FastComposerQueueOptions {
   timeout?: number;
   /** Milliseconds a finished job's result is kept in Redis for its caller; default 600000. */
   resultTtl?: number;
-  /** Completed jobs kept (metadata only; results are separate); default { age: 3600, count: 1000 }. */
+  /** Completed jobs kept, with their data (pictures included; results are kept apart); default { age: 3600, count: 100 }. */
   removeOnComplete?: KeepJobs;
-  /** Failed jobs kept, with their reason; default { age: 86400, count: 1000 }. */
+  /** Failed jobs kept, with their data and reason; default { age: 86400, count: 100 }. */
   removeOnFail?: KeepJobs;
   /** Milliseconds between checks that a waited-for job still exists; default 5000. */
   checkInterval?: number;
@@ -76,8 +76,8 @@ export function normalizeQueueOptions(options: FastComposerQueueOptions): Normal
     attempts: optional(options.attempts, 'attempts', 1, 100, 3),
     timeout: optional(options.timeout, 'timeout', 0, 7 * DAY_MS, 600_000),
     resultTtl: optional(options.resultTtl, 'resultTtl', 1000, 7 * DAY_MS, 600_000),
-    removeOnComplete: keep(options.removeOnComplete, 'removeOnComplete', { age: 3600, count: 1000 }),
-    removeOnFail: keep(options.removeOnFail, 'removeOnFail', { age: 86400, count: 1000 }),
+    removeOnComplete: keep(options.removeOnComplete, 'removeOnComplete', { age: 3600, count: 100 }),
+    removeOnFail: keep(options.removeOnFail, 'removeOnFail', { age: 86400, count: 100 }),
     checkInterval: optional(options.checkInterval, 'checkInterval', 10, DAY_MS, 5000),
     connectionTimeout: optional(options.connectionTimeout, 'connectionTimeout', 100, DAY_MS, 30_000),
   };

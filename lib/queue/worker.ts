@@ -10,7 +10,7 @@ import type { Redis } from 'ioredis';
 
 import { AbortError } from '../errors.js';
 import { FastComposer } from '../fastcomposer.js';
-import type { OutputFormat } from '../options.js';
+import type { OutputFormat, StepProgress } from '../options.js';
 import { CancelListener, isCancelled } from './cancel.js';
 import { bullConnection, CLOSE_BOUND_MS, redisClient, resultKey, settlesWithin } from './connection.js';
 import { jobFailure } from './failures.js';
@@ -24,6 +24,8 @@ export type WorkerEvent =
   | { type: 'completed'; jobId: string; ms: number; seed: number }
   | { type: 'failed'; jobId: string; reason: string; willRetry: boolean }
   | { type: 'handed-back'; jobId: string }
+  /** A caller's cancel stopped a running job: the step under way when it arrived, and the last step run. */
+  | { type: 'cancelled'; jobId: string; atStep: number; lastStep: number }
   | { type: 'error'; error: Error };
 
 interface Running {
@@ -31,6 +33,9 @@ interface Running {
   controller: AbortController;
   /** close()'s grace ran out: the abort hands the job back instead of failing it. */
   handBack: boolean;
+  /** Steps finished so far, and how many had when the caller's cancel arrived. */
+  step: number;
+  cancelledAt?: number;
 }
 
 export class FastComposerWorker {
@@ -100,7 +105,7 @@ export class FastComposerWorker {
   private async process(job: Job, token: string | undefined): Promise<ResultMeta> {
     const jobId = job.id!;
     const started = performance.now();
-    const run: Running = { job, controller: new AbortController(), handBack: false };
+    const run: Running = { job, controller: new AbortController(), handBack: false, step: 0 };
     this.running = run;
     this.onEvent({ type: 'active', jobId });
     try {
@@ -110,11 +115,14 @@ export class FastComposerWorker {
         throw new AbortError('the worker is closing');
       }
       if (await isCancelled(this.redis, this.opts.location, jobId)) throw new AbortError('cancelled before it started');
-      const { options, resultTtl } = decodeJob(job.data);
+      const { options, resultTtl, progress } = decodeJob(job.data);
       const result = await this.model.generate({
         ...options,
         signal: run.controller.signal,
-        onStep: (progress) => void job.updateProgress({ ...progress }).catch(() => undefined),
+        onStep: (step: StepProgress) => {
+          run.step = step.step;
+          if (progress) void job.updateProgress({ ...step }).catch(() => undefined);
+        },
       });
       const meta = await storeResult(this.redis, resultKey(this.opts.location, jobId), result, resultTtl, this.name, (options.output ?? 'raw') as OutputFormat);
       this.onEvent({ type: 'completed', jobId, ms: performance.now() - started, seed: result.seed });
@@ -126,6 +134,7 @@ export class FastComposerWorker {
         this.onEvent({ type: 'handed-back', jobId });
         throw new WaitingError();
       }
+      if (run.cancelledAt !== undefined) this.onEvent({ type: 'cancelled', jobId, atStep: run.cancelledAt, lastStep: run.step });
       throw jobFailure(error);
     } finally {
       this.running = undefined;
@@ -134,7 +143,9 @@ export class FastComposerWorker {
 
   private cancelled(jobId: string): void {
     const run = this.running;
-    if (run && run.job.id === jobId) run.controller.abort(new Error('cancelled by its caller'));
+    if (!run || run.job.id !== jobId || run.controller.signal.aborted) return;
+    run.cancelledAt = run.step;
+    run.controller.abort(new Error('cancelled by its caller'));
   }
 
   /** Cancel messages sent while the subscription was down are lost; the key is not. */

@@ -42,6 +42,8 @@ describe('job data', () => {
     // Plain JSON: what BullMQ stores.
     const back = decodeJob(JSON.parse(JSON.stringify(data)));
     expect(back.resultTtl).toBe(5000);
+    expect(back.progress).toBe(false); // nobody listens: the worker reports no steps
+    expect((await encodeJob({ prompt: 'a photo', onStep: () => undefined }, 5000)).data.progress).toBe(true);
     const subjects = back.options.subjects as { image: unknown; region?: unknown; mask?: unknown; subjectMask?: unknown }[];
     expect(subjects[0]!.image).toEqual(readFileSync(subjectA)); // a path is read on the producer
     expect(subjects[1]!.image).toEqual(readFileSync(subjectA));
@@ -85,6 +87,7 @@ describe('job data', () => {
       [{ ...json, subjects: [{ image: { encoded: '***' } }] }, /base64 string for subjects\[0\]\.image\.encoded/],
       [{ ...json, subjects: [{ image: { path: '/etc/passwd' } }] }, /subjects\[0\]\.image/],
       [{ ...json, resultTtl: -1 }, /resultTtl/],
+      [{ ...json, progress: 'yes' }, /job data progress/],
     ];
     for (const [bad, message] of cases) {
       let error: unknown;
