@@ -39,11 +39,12 @@ function logger(): (event: WorkerEvent) => void {
       return;
     }
     lastError = '';
-    if (event.type === 'active') process.stdout.write(`${now} job ${event.jobId} started\n`);
-    if (event.type === 'completed') process.stdout.write(`${now} job ${event.jobId} completed in ${(event.ms / 1000).toFixed(2)} s (seed ${event.seed})\n`);
-    if (event.type === 'failed') process.stdout.write(`${now} job ${event.jobId} failed${event.willRetry ? ' (will retry)' : ''}: ${event.reason}\n`);
-    if (event.type === 'handed-back') process.stdout.write(`${now} job ${event.jobId} handed back to the queue\n`);
-    if (event.type === 'cancelled') process.stdout.write(`${now} job ${event.jobId} cancelled by its caller at step ${event.atStep}, stopped after step ${event.lastStep}\n`);
+    const job = `${now} job ${event.jobId}`;
+    if (event.type === 'active') process.stdout.write(`${job} started\n`);
+    if (event.type === 'completed') process.stdout.write(`${job} completed in ${(event.ms / 1000).toFixed(2)} s (seed ${event.seed})\n`);
+    if (event.type === 'failed') process.stdout.write(`${job} failed${event.willRetry ? ' (will retry)' : ''}: ${event.reason}\n`);
+    if (event.type === 'handed-back') process.stdout.write(`${job} handed back to the queue\n`);
+    if (event.type === 'cancelled') process.stdout.write(`${job} cancelled by its caller at step ${event.atStep}, stopped after step ${event.lastStep}\n`);
   };
 }
 
@@ -64,7 +65,9 @@ export function workerCommand(program: Command): void {
     .option('--stalled-interval <ms>', 'how often this worker looks for jobs of dead workers (default 30000)')
     .action(async (flags: WorkerFlags) => {
       const grace = Number(flags.grace);
-      if (!Number.isFinite(grace) || grace < 0) throw new FastComposerError('ERR_INVALID_ARGUMENT', `Expected seconds >= 0 for --grace but received ${flags.grace}`);
+      if (!Number.isFinite(grace) || grace < 0) {
+        throw new FastComposerError('ERR_INVALID_ARGUMENT', `Expected seconds >= 0 for --grace but received ${flags.grace}`);
+      }
       const log = logger();
       const worker = await FastComposerWorker.start(
         {

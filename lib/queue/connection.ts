@@ -32,12 +32,15 @@ export function queueLocation(options: { connection?: unknown; name?: unknown; p
     throw invalidArgument('redis:// URL or ioredis options', 'connection', connection);
   } else if ('keyPrefix' in connection) {
     // BullMQ refuses ioredis key prefixes; name the option that does the job.
-    throw new FastComposerError('ERR_INVALID_ARGUMENT', `Expected no keyPrefix in connection (use the prefix option) but received ${describe((connection as RedisOptions).keyPrefix)}`);
+    const got = describe((connection as RedisOptions).keyPrefix);
+    throw new FastComposerError('ERR_INVALID_ARGUMENT', `Expected no keyPrefix in connection (use the prefix option) but received ${got}`);
   }
   const name = options.name ?? DEFAULT_QUEUE_NAME;
   if (typeof name !== 'string' || !NAME.test(name)) throw invalidArgument('1 to 100 letters, digits, ".", "_" or "-"', 'name', name);
   const prefix = options.prefix ?? DEFAULT_PREFIX;
-  if (typeof prefix !== 'string' || prefix.length === 0 || prefix.length > 100) throw invalidArgument('non-empty string of at most 100 characters', 'prefix', prefix);
+  if (typeof prefix !== 'string' || prefix.length === 0 || prefix.length > 100) {
+    throw invalidArgument('non-empty string of at most 100 characters', 'prefix', prefix);
+  }
   return { connection: connection as RedisConnection, name, prefix };
 }
 

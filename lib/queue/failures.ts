@@ -24,7 +24,9 @@ export function queueError(message: string, cause?: unknown): FastComposerError 
 /** Any error thrown while a worker runs a job, as the Error BullMQ records for it. */
 export function jobFailure(error: unknown): Error {
   const e =
-    error instanceof FastComposerError ? error : new FastComposerError('ERR_NATIVE', error instanceof Error ? error.message : String(error), { cause: error });
+    error instanceof FastComposerError
+      ? error
+      : new FastComposerError('ERR_NATIVE', error instanceof Error ? error.message : String(error), { cause: error });
   const reason = `${e.code}: ${e.message}`;
   return INPUT_ERRORS.has(e.code) ? new UnrecoverableError(reason) : new Error(reason);
 }

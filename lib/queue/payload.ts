@@ -104,11 +104,14 @@ export function decodeJob(data: unknown): { options: GenerateOptions; resultTtl:
   const d = record(data, 'job data');
   if (d.format !== JOB_FORMAT) throw invalidArgument(JSON.stringify(JOB_FORMAT), 'job data format', d.format);
   if (d.version !== JOB_VERSION) {
-    throw new FastComposerError('ERR_INVALID_ARGUMENT', `Expected job data version ${JOB_VERSION} (this worker's) but received ${describe(d.version)}`);
+    const got = describe(d.version);
+    throw new FastComposerError('ERR_INVALID_ARGUMENT', `Expected job data version ${JOB_VERSION} (this worker's) but received ${got}`);
   }
   const wire = record(d.options, 'job data options');
   const unknown = Object.keys(wire).filter((k) => !(WIRE_OPTION_KEYS as readonly string[]).includes(k));
-  if (unknown.length > 0) throw new FastComposerError('ERR_INVALID_ARGUMENT', `Unknown job data options ${unknown.map((k) => JSON.stringify(k)).join(', ')}`);
+  if (unknown.length > 0) {
+    throw new FastComposerError('ERR_INVALID_ARGUMENT', `Unknown job data options ${unknown.map((k) => JSON.stringify(k)).join(', ')}`);
+  }
   if (!Array.isArray(d.subjects)) throw invalidArgument('array', 'job data subjects', d.subjects);
   const subjects = d.subjects.map((s, i) => subjectFromWire(s, `subjects[${i}]`));
   const options: GenerateOptions = { ...(wire as WireOptions), subjects };
@@ -117,7 +120,9 @@ export function decodeJob(data: unknown): { options: GenerateOptions; resultTtl:
     options.latents = { data: base64(l.data, 'latents.data'), shape: l.shape as number[], dtype: 'float32' };
   }
   const resultTtl = d.resultTtl;
-  if (typeof resultTtl !== 'number' || !Number.isInteger(resultTtl) || resultTtl < 1) throw invalidArgument('positive integer', 'job data resultTtl', resultTtl);
+  if (typeof resultTtl !== 'number' || !Number.isInteger(resultTtl) || resultTtl < 1) {
+    throw invalidArgument('positive integer', 'job data resultTtl', resultTtl);
+  }
   if (typeof d.progress !== 'boolean') throw invalidArgument('boolean', 'job data progress', d.progress);
   return { options, resultTtl, progress: d.progress };
 }
@@ -135,7 +140,10 @@ function subjectFromWire(v: unknown, label: string): SubjectSpec {
 function imageFromWire(v: unknown, label: string): ImageInput {
   const w = record(v, label);
   if ('encoded' in w) return base64(w.encoded, `${label}.encoded`);
-  if ('raw' in w) return { data: base64(w.raw, `${label}.raw`), width: w.width as number, height: w.height as number, channels: w.channels as 1 | 3 | 4 };
+  // The sizes are checked by generate() against the bytes.
+  if ('raw' in w) {
+    return { data: base64(w.raw, `${label}.raw`), width: w.width as number, height: w.height as number, channels: w.channels as 1 | 3 | 4 };
+  }
   throw invalidArgument('{encoded} or {raw, width, height, channels}', label, v);
 }
 

@@ -152,12 +152,17 @@ export class FastComposerQueue {
       events.run().catch((error: Error) => void (this.lastError = error));
       await Promise.all([events.waitUntilReady(), this.queue.waitUntilReady()]);
     })();
+    this.ready.catch(() => {
+      // The next call connects again, with a new reader.
+      void this.events?.disconnect().catch(() => undefined);
+      this.events = undefined;
+      this.ready = undefined;
+    });
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(this.redisError(`Cannot reach Redis within ${this.opts.connectionTimeout} ms`)), this.opts.connectionTimeout);
     });
     const ready = this.ready.catch((error: unknown) => {
-      this.ready = undefined; // the next call tries again
       throw this.redisError('Cannot connect to Redis', error);
     });
     return Promise.race([ready, timeout]).finally(() => clearTimeout(timer));
@@ -184,7 +189,8 @@ export class FastComposerQueue {
       signal?.addEventListener('abort', onAbort, { once: true });
       if (signal?.aborted) onAbort();
       if (this.opts.timeout > 0) {
-        timer = setTimeout(() => this.stop(jobId, queueError(`Job ${jobId} did not finish within ${this.opts.timeout} ms (the timeout option); it was cancelled`)), this.opts.timeout);
+        const late = `Job ${jobId} did not finish within ${this.opts.timeout} ms (the timeout option); it was cancelled`;
+        timer = setTimeout(() => this.stop(jobId, queueError(late)), this.opts.timeout);
       }
       this.startChecker();
     });
@@ -264,7 +270,8 @@ export class FastComposerQueue {
           state = await this.queue.getJobState(p.jobId);
         } catch (error) {
           if (Date.now() - p.contact > this.opts.connectionTimeout) {
-            this.settle(p, () => p.reject(this.redisError(`Lost Redis for more than ${this.opts.connectionTimeout} ms while waiting for job ${p.jobId}`, error)));
+            const lost = `Lost Redis for more than ${this.opts.connectionTimeout} ms while waiting for job ${p.jobId}`;
+            this.settle(p, () => p.reject(this.redisError(lost, error)));
           }
           return;
         }

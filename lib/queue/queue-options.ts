@@ -125,8 +125,12 @@ export function normalizeWorkerOptions(options: FastComposerWorkerOptions): Norm
   if (typeof options !== 'object' || options === null) throw invalidArgument('object {connection, ...}', 'options', options);
   rejectUnknownKeys(options as unknown as Record<string, unknown>, WORKER_KEYS, 'FastComposerWorker options');
   const { model, workerName } = options;
-  if (model !== undefined && typeof model !== 'string' && !(model instanceof FastComposer)) throw invalidArgument('model directory or FastComposer', 'model', model);
-  if (workerName !== undefined && (typeof workerName !== 'string' || workerName.length === 0)) throw invalidArgument('non-empty string', 'workerName', workerName);
+  if (model !== undefined && typeof model !== 'string' && !(model instanceof FastComposer)) {
+    throw invalidArgument('model directory or FastComposer', 'model', model);
+  }
+  if (workerName !== undefined && (typeof workerName !== 'string' || workerName.length === 0)) {
+    throw invalidArgument('non-empty string', 'workerName', workerName);
+  }
   if (model instanceof FastComposer && (options.device ?? options.dtype ?? options.threads) !== undefined) {
     throw invalidArgument('no device, dtype or threads with a loaded model', 'options', options);
   }

@@ -29,7 +29,14 @@ export interface ResultMeta {
 }
 
 /** Worker side: writes the result (replacing a partial one of an earlier attempt) with its expiry. */
-export async function storeResult(redis: Redis, key: string, result: GenerateResult, ttlMs: number, worker: string, output: OutputFormat): Promise<ResultMeta> {
+export async function storeResult(
+  redis: Redis,
+  key: string,
+  result: GenerateResult,
+  ttlMs: number,
+  worker: string,
+  output: OutputFormat,
+): Promise<ResultMeta> {
   const fields: Record<string, Buffer> = {
     // The images are views into the one [N, H, W, 3] buffer the model returned.
     images: Buffer.concat(result.images.map((img) => img.data)),
@@ -70,7 +77,9 @@ export async function takeResult(redis: Redis, key: string, meta: ResultMeta, jo
     throw queueError(`The result of job ${jobId} is gone from Redis (it expired before it was read, or Redis lost its data)`);
   }
   const size = meta.images.map((m) => m.width * m.height * 3);
-  if (images.length !== size.reduce((a, b) => a + b, 0)) throw queueError(`The result of job ${jobId} has ${images.length} bytes of images, not the ${size.join(' + ')} its metadata gives`);
+  if (images.length !== size.reduce((a, b) => a + b, 0)) {
+    throw queueError(`The result of job ${jobId} has ${images.length} bytes of images, not the ${size.join(' + ')} its metadata gives`);
+  }
   let offset = 0;
   const out = meta.images.map((m, i) => {
     const img = new GeneratedImage(images.subarray(offset, offset + size[i]!), m.width, m.height);
@@ -95,7 +104,8 @@ function tensor(data: Buffer, shape: number[]): Tensor {
 /** The return value as QueueEvents hands it over (parsed JSON), checked enough to be trusted. */
 export function resultMeta(value: unknown, jobId: string): ResultMeta {
   const m = value as Partial<ResultMeta> | null;
-  if (!m || typeof m !== 'object' || m.format !== 'fastcomposer-result' || m.version !== 1 || !Array.isArray(m.images) || !Array.isArray(m.latentsShape)) {
+  const valid = m && typeof m === 'object' && m.format === 'fastcomposer-result' && m.version === 1;
+  if (!valid || !Array.isArray(m.images) || !Array.isArray(m.latentsShape)) {
     throw queueError(`Job ${jobId} completed without a fastcomposer result (was it run by another program?)`);
   }
   return m as ResultMeta;

@@ -124,7 +124,8 @@ export class FastComposerWorker {
           if (progress) void job.updateProgress({ ...step }).catch(() => undefined);
         },
       });
-      const meta = await storeResult(this.redis, resultKey(this.opts.location, jobId), result, resultTtl, this.name, (options.output ?? 'raw') as OutputFormat);
+      const key = resultKey(this.opts.location, jobId);
+      const meta = await storeResult(this.redis, key, result, resultTtl, this.name, (options.output ?? 'raw') as OutputFormat);
       this.onEvent({ type: 'completed', jobId, ms: performance.now() - started, seed: result.seed });
       return meta;
     } catch (error) {

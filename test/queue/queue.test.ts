@@ -119,6 +119,7 @@ describe('FastComposerQueue with an in-process worker', () => {
       expect(job!.attemptsStarted).toBe(1);
       expect(log.of(f.jobId!, 'active')).toHaveLength(1);
     }
+    expect(await queue.jobCounts()).toMatchObject({ failed: 2, waiting: 0, active: 0 });
     const before = await bull.count();
     const local = await rejection(fc.generate({ ...base, steps: 0 }));
     const remote = await rejection(queue.generate({ ...base, steps: 0 }));
