@@ -2,26 +2,29 @@
  * Every error this library throws or rejects with is a FastComposerError with a stable `code`.
  * The table of codes lives in README.md ("Errors"); keep the two in step.
  */
-export type FastComposerErrorCode =
-  | 'ERR_INVALID_ARGUMENT' // an option has the wrong type, range or shape
-  | 'ERR_SUBJECT_COUNT' // subjects do not match the <|image|> tokens of the prompt
-  | 'ERR_PROMPT' // the prompt cannot be used (e.g. <|image|> with no noun before it)
-  | 'ERR_IMAGE' // a subject picture or mask is empty, corrupt, truncated or too large
-  | 'ERR_MODEL' // the model directory is missing files, has another version, a file differs from model.json, or a module is corrupt or refused
-  | 'ERR_TORCH_NOT_FOUND' // libtorch could not be found at load time
-  | 'ERR_TORCH_VERSION' // the libtorch found is not the one the binary was built against
-  | 'ERR_NATIVE_LOAD' // the native addon could not be loaded
-  | 'ERR_DEVICE' // the device is unknown or unavailable (e.g. cuda without a CUDA torch)
-  | 'ERR_OUT_OF_MEMORY' // the device ran out of memory
-  | 'ERR_ABORTED' // the call was aborted through its AbortSignal
-  | 'ERR_DISPOSED' // the model was disposed before or during the call
-  | 'ERR_NATIVE' // any other error raised inside libtorch / the C++ pipeline
-  | 'ERR_EXPORT' // the Python exporter failed
-  | 'ERR_HUB_AUTH' // the hub refused the token, or the repo is private or gated and needs one (401/403)
-  | 'ERR_HUB_NOT_FOUND' // the hub has no such repo, revision or file (404)
-  | 'ERR_NETWORK' // the server could not be reached, or the connection kept failing
-  | 'ERR_DISK_FULL' // no space left for a download
-  | 'ERR_DOWNLOAD_INTEGRITY'; // a downloaded file's size or hash differs from what the server announced
+export const ERROR_CODES = [
+  'ERR_INVALID_ARGUMENT', // an option has the wrong type, range or shape
+  'ERR_SUBJECT_COUNT', // subjects do not match the <|image|> tokens of the prompt
+  'ERR_PROMPT', // the prompt cannot be used (e.g. <|image|> with no noun before it)
+  'ERR_IMAGE', // a subject picture or mask is empty, corrupt, truncated or too large
+  'ERR_MODEL', // the model directory is missing files, has another version, a file differs from model.json, or a module is corrupt or refused
+  'ERR_TORCH_NOT_FOUND', // libtorch could not be found at load time
+  'ERR_TORCH_VERSION', // the libtorch found is not the one the binary was built against
+  'ERR_NATIVE_LOAD', // the native addon could not be loaded
+  'ERR_DEVICE', // the device is unknown or unavailable (e.g. cuda without a CUDA torch)
+  'ERR_OUT_OF_MEMORY', // the device ran out of memory
+  'ERR_ABORTED', // the call was aborted through its AbortSignal
+  'ERR_DISPOSED', // the model (or queue) was disposed before or during the call
+  'ERR_NATIVE', // any other error raised inside libtorch / the C++ pipeline
+  'ERR_EXPORT', // the Python exporter failed
+  'ERR_HUB_AUTH', // the hub refused the token, or the repo is private or gated and needs one (401/403)
+  'ERR_HUB_NOT_FOUND', // the hub has no such repo, revision or file (404)
+  'ERR_NETWORK', // the server could not be reached, or the connection kept failing
+  'ERR_DISK_FULL', // no space left for a download
+  'ERR_DOWNLOAD_INTEGRITY', // a downloaded file's size or hash differs from what the server announced
+  'ERR_QUEUE', // the job queue failed: Redis unreachable, a job or result lost, a wait timed out
+] as const;
+export type FastComposerErrorCode = (typeof ERROR_CODES)[number];
 
 export class FastComposerError extends Error {
   readonly code: FastComposerErrorCode;

@@ -28,7 +28,7 @@ import {
 } from './options.js';
 import { defaultModelDir } from './paths.js';
 import { PromptTokenizer, type TokenizedPrompt } from './prompt.js';
-import { JobQueue, queueFor } from './queue.js';
+import { JobQueue, queueFor } from './call-queue.js';
 import { regionGrid } from './regions.js';
 import { latentsToDecode, promptArgs, promptEmbeddings, subjectEmbeds as checkSubjectEmbeds } from './stage-inputs.js';
 import { decodeSubjects, rgbTensor } from './subjects.js';
@@ -406,7 +406,8 @@ async function callbackChecked<T>(failure: CallbackFailure, job: Promise<T>): Pr
   return value;
 }
 
-function callbackError(cause: unknown): FastComposerError {
+/** The error of a call that a throwing onStep stopped (also the queue's, lib/queue/producer.ts). */
+export function callbackError(cause: unknown): FastComposerError {
   const what = cause instanceof Error ? cause.message : String(cause);
   return new FastComposerError('ERR_ABORTED', `The onStep callback threw, which stopped the call: ${what}`, { cause });
 }

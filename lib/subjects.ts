@@ -6,7 +6,7 @@
  * native worker with libtorch's own kernel (native/subject_pixels.cc), off the event loop.
  * sharp only decodes (docs/IMAGES.md). Also: region masks for localized attention.
  */
-import { stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { loadSharp } from './sharp-loader.js';
 import { FastComposerError, invalidArgument } from './errors.js';
 import { isBytes, isFiniteNumber, isInteger, isRecord } from './is.js';
@@ -68,11 +68,7 @@ export async function decodeRgb(input: ImageInput, label: string, options: Decod
   let source: string | Buffer;
   if (typeof input === 'string') {
     source = input;
-    const st = await stat(input).catch((err: NodeJS.ErrnoException) => {
-      throw imageError(label, `cannot read ${JSON.stringify(input)} (${err.code ?? err.message})`, err);
-    });
-    if (!st.isFile()) throw imageError(label, `${JSON.stringify(input)} is not a file`);
-    if (st.size === 0) throw imageError(label, `${JSON.stringify(input)} is empty`);
+    await checkImageFile(input, label);
   } else if (isBytes(input)) {
     if (input.length === 0) throw imageError(label, 'the image buffer is empty');
     source = Buffer.isBuffer(input) ? input : Buffer.from(input.buffer, input.byteOffset, input.byteLength);
@@ -98,6 +94,24 @@ export async function decodeRgb(input: ImageInput, label: string, options: Decod
     }
     throw imageError(label, `cannot decode the image: ${msg.trim()}`, err);
   }
+}
+
+/** A picture file must exist, be a file and not be empty; otherwise ERR_IMAGE naming `label`. */
+async function checkImageFile(path: string, label: string): Promise<void> {
+  const st = await stat(path).catch((err: NodeJS.ErrnoException) => {
+    throw imageError(label, `cannot read ${JSON.stringify(path)} (${err.code ?? err.message})`, err);
+  });
+  if (!st.isFile()) throw imageError(label, `${JSON.stringify(path)} is not a file`);
+  if (st.size === 0) throw imageError(label, `${JSON.stringify(path)} is empty`);
+}
+
+/** A picture file's bytes, with the checks and errors of decoding it from its path (the job queue
+ * carries pictures as bytes: a worker on another host cannot read the caller's files). */
+export async function readImageFile(path: string, label: string): Promise<Buffer> {
+  await checkImageFile(path, label);
+  return readFile(path).catch((err: NodeJS.ErrnoException) => {
+    throw imageError(label, `cannot read ${JSON.stringify(path)} (${err.code ?? err.message})`, err);
+  });
 }
 
 /**

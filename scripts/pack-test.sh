@@ -59,4 +59,13 @@ export HF_ENDPOINT=$(sed -n 's/^HF_ENDPOINT=//p' hub.out) HF_HOME=$work/hf FASTC
 npx fastcomposer pull --no-progress
 npx fastcomposer generate --model fastcomposer --prompt "a man img in a park" --image-token img --subject node_modules/fastcomposer/examples/subject-a.png --steps 2 --width 64 --height 64 --out out3.png
 npx fastcomposer list
+# The second entry, both ways, with the main entry's classes.
+node -e "
+const q = require('fastcomposer/queue');
+if (typeof q.FastComposerQueue !== 'function' || q.FastComposerError !== require('fastcomposer').FastComposerError) { console.error('pack-test: require(fastcomposer/queue)', Object.keys(q)); process.exit(1); }"
+node --input-type=module -e "
+import { FastComposerWorker, FastComposerError } from 'fastcomposer/queue';
+import * as main from 'fastcomposer';
+if (typeof FastComposerWorker.start !== 'function' || FastComposerError !== main.FastComposerError) { console.error('pack-test: import fastcomposer/queue'); process.exit(1); }
+console.log('pack-test: fastcomposer/queue loads (import and require)');"
 echo "pack-test: ok"

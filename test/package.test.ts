@@ -15,6 +15,7 @@ const API = [
   'AbortError', 'DisposedError', 'DownloadError', 'FastComposer', 'FastComposerError', 'GeneratedImage', 'IMAGE_TOKENS', 'SCHEDULERS',
   'defaultModelDir', 'listModels', 'modelsDir', 'pull', 'resolveModel', 'runtimeInfo',
 ];
+const QUEUE_API = ['AbortError', 'DEFAULT_QUEUE_NAME', 'DisposedError', 'FastComposerError', 'FastComposerQueue', 'FastComposerWorker', 'GeneratedImage'];
 
 describe('package entry points', () => {
   it('ESM exports the public API', async () => {
@@ -32,10 +33,10 @@ describe('package entry points', () => {
     const SERVER_API = ['DEFAULT_LIMITS', 'FastComposerServer', 'createServer', 'startServer'];
     const esm = await import(join(root, 'dist', 'esm', 'server', 'index.js'));
     expect(Object.keys(esm).sort()).toEqual(SERVER_API);
-    const cjs = createRequire(import.meta.url)(join(root, 'dist', 'cjs', 'server.cjs'));
+    const cjs = createRequire(import.meta.url)(join(root, 'dist', 'cjs', 'server', 'index.cjs'));
     expect(Object.keys(cjs).sort()).toEqual(SERVER_API);
     const require = createRequire(join(root, 'package.json'));
-    expect(require.resolve('fastcomposer/server')).toBe(join(root, 'dist', 'cjs', 'server.cjs'));
+    expect(require.resolve('fastcomposer/server')).toBe(join(root, 'dist', 'cjs', 'server', 'index.cjs'));
     for (const file of ['index.html', 'app.js', 'style.css']) expect(statSync(join(root, 'dist', 'esm', 'server', 'public', file)).isFile()).toBe(true);
     // The bundled CommonJS server finds the page too.
     const server = await cjs.createServer({ backend: { generate: () => Promise.reject(new Error('unused')) }, info: { model: 'm', device: 'cpu', dtype: 'float32' } });
@@ -64,6 +65,21 @@ describe('package entry points', () => {
   it('the self-reference resolves both conditions', () => {
     const require = createRequire(join(root, 'package.json'));
     expect(require.resolve('fastcomposer')).toBe(join(root, 'dist', 'cjs', 'index.cjs'));
+    expect(require.resolve('fastcomposer/queue')).toBe(join(root, 'dist', 'cjs', 'queue', 'index.cjs'));
+  });
+
+  it('fastcomposer/queue: import and require give the same API, sharing the main entry\'s classes', async () => {
+    const esm = await import('fastcomposer/queue');
+    const main = await import('fastcomposer');
+    expect(Object.keys(esm).sort()).toEqual(QUEUE_API);
+    expect(esm.FastComposerError).toBe(main.FastComposerError);
+    expect(esm.GeneratedImage).toBe(main.GeneratedImage);
+    const require = createRequire(join(root, 'package.json'));
+    const cjs = require('fastcomposer/queue');
+    expect(Object.keys(cjs).sort()).toEqual(QUEUE_API);
+    // One CommonJS module per source module: an error thrown by the queue is the main entry's class.
+    expect(cjs.FastComposerError).toBe(require('fastcomposer').FastComposerError);
+    expect(() => new cjs.FastComposerQueue({ connection: 'http://x' })).toThrow(require('fastcomposer').FastComposerError);
   });
 
   it('types compile for ESM and CommonJS consumers', () => {

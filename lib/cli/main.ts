@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-/** `fastcomposer export | generate | info | pull | list | serve | setup`: the command-line face of the library. */
+/** `fastcomposer export | generate | info | pull | list | serve | setup | worker`: the command-line face of the library. */
 import { Command, CommanderError } from 'commander';
 
 import { FastComposerError } from '../errors.js';
@@ -10,6 +10,7 @@ import { listCommand } from './list.js';
 import { pullCommand } from './pull.js';
 import { serveCommand } from './serve.js';
 import { ensureSetup, setupCommand } from './setup.js';
+import { workerCommand } from './worker.js';
 
 const program = new Command();
 program
@@ -24,6 +25,7 @@ pullCommand(program);
 listCommand(program);
 serveCommand(program);
 setupCommand(program);
+workerCommand(program);
 // Commands that need torch, the binary or the embedded model finish an install npm left undone.
 program.hook('preAction', (_program, action) => {
   if (action.name() !== 'setup' && action.name() !== 'list') ensureSetup();
