@@ -3,7 +3,7 @@
 import { spawnSync } from 'node:child_process';
 import { chmodSync, cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join, relative } from 'node:path';
+import { dirname, join, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const pkgRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -35,7 +35,11 @@ const graph = esbuild.buildSync({
   outdir: cjs,
   logLevel: 'warning',
 });
-const modules = Object.keys(graph.metafile.inputs).map((input) => join(pkgRoot, input));
+// Modules outside lib/ (scripts/torch-discovery.mjs, reached through the #torch-discovery import)
+// are bundled into the modules that import them.
+const modules = Object.keys(graph.metafile.inputs)
+  .map((input) => join(pkgRoot, input))
+  .filter((path) => path.startsWith(esm + sep));
 await esbuild.build({
   entryPoints: modules,
   outbase: esm,
