@@ -2,7 +2,7 @@
 """The diffusers baseline: what the released FastComposer pipeline runs, built from a release folder
 with diffusers and transformers, timed by stage.
 
-    PYTHONPATH=<diffusers checkout>/src <python with transformers> bench/diffusers_reference.py \
+    PYTHONPATH=path/to/diffusers/src python-with-diffusers bench/diffusers_reference.py \
         --release test/fixtures/tiny-a/release --steps 20 --width 128 --height 96 --json
 
 Optional: it needs a Python with diffusers and transformers (not the project's .venv). It imports
@@ -57,8 +57,8 @@ try:
     from transformers import CLIPConfig, CLIPTextConfig, CLIPTextModel, CLIPVisionModelWithProjection
 except ImportError as e:  # an optional baseline: say what is missing, plainly
     sys.stderr.write(
-        f"diffusers_reference: {e}\nThis baseline needs a Python with diffusers and transformers, e.g. "
-        "PYTHONPATH=<diffusers checkout>/src <python with transformers> bench/diffusers_reference.py ...\n"
+        f"diffusers_reference: {e}\nThis baseline needs diffusers and transformers, e.g. "
+        "PYTHONPATH=path/to/diffusers/src python-with-diffusers bench/diffusers_reference.py ...\n"
     )
     sys.exit(2)
 

@@ -4,7 +4,7 @@
 //                same GPU clocks and neighbours; s/image (runs, median, mean), UNet it/s, stage
 //                times, peak GPU memory, Node/N-API overhead.
 //   localized    the same model with attentionMaps and a box per subject (regionStrength 1),
-//                alternating with plain runs: the cost of localized attention (issue 4).
+//                alternating with plain runs: the cost of localized attention.
 //   bfloat16, float32   one model each: latent agreement with fp16 / each other.
 //   no-graph-passes, no-cuda-graphs, no-channels-last   the defaults turned off, for their
 //                share of the speed.
@@ -48,7 +48,7 @@ const half = onCuda ? 'float16' : 'bfloat16';
 const { binding, torch } = loadNative();
 const work = mkdtempSync(join(tmpdir(), 'gpu-check-'));
 
-// Two deterministic 224x224 subjects as raw pixels (no image decoding on the device machine).
+// Two deterministic 224x224 subjects as raw pixels (no image decoding in the timed part).
 function subject(seed) {
   const data = Buffer.alloc(224 * 224 * 3);
   for (let i = 0; i < data.length; i++) data[i] = (i * 2654435761 + seed * 97) % 251;

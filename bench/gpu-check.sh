@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The GPU check (issue: CUDA and performance). Runs in one go on a machine with an NVIDIA GPU, a
-# CUDA PyTorch for python3, nvcc, cmake and ninja, but no Node.js and no network:
-#   1. unpacks the Node binary carried in .carry/node.xz (made by bench/gpu-carry.sh),
-#   2. builds the addon against that machine's torch,
+# The GPU check. Runs in one go, in a checkout, on a machine with an NVIDIA GPU, a CUDA PyTorch
+# for python3, cmake, ninja and Node.js 20.9+ (nvcc too for the fused kernels):
+#   1. installs the node packages (without install scripts) and compiles lib/ if not done yet,
+#   2. builds the addon against python3's torch, with CUDA graphs and kernels when it can,
 #   3. exports a full-size random SD1.5 FastComposer (exporter --preset sd15-random),
 #   4. times 50-step 512x512 fp16 generate() against the Python eager pipeline of the same
 #      modules and weights, alternating run by run, plus localized attention, bf16/fp32 latent
@@ -21,15 +21,11 @@ export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD/exporter"
 say "machine: $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1)"
 python3 -c "import torch; print('python torch', torch.__version__, torch.version.cuda)" 2>&1 | tee -a "$LOG"
 
-# 1. Node
-python3 - <<'PY' || { say "cannot unpack node"; exit 1; }
-import lzma, shutil, os
-with lzma.open('.carry/node.xz') as src, open('/tmp/node', 'wb') as dst:
-    shutil.copyfileobj(src, dst)
-os.chmod('/tmp/node', 0o755)
-PY
-export PATH=/tmp:$PATH
-[ -e node_modules ] || ln -s .carry/node_modules node_modules
+# 1. Node: the packages and dist/; python3's torch at run time, not a .venv that npm install made
+command -v node >/dev/null || { say "Node.js 20.9+ is needed on PATH"; exit 1; }
+[ -d node_modules ] || npm ci --ignore-scripts >>"$LOG" 2>&1 || { say "npm ci failed"; exit 1; }
+[ -f dist/esm/index.js ] || node scripts/build-ts.mjs >>"$LOG" 2>&1 || { say "compiling lib/ failed"; exit 1; }
+export FASTCOMPOSER_PYTHON=python3
 say "node $(node --version)"
 
 # 2. Build against this machine's torch

@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# A short CUDA smoke test (about 1 minute after the machine starts): build against the machine's
-# torch, export the tiny model, and run bench/gpu-smoke.mjs (graph replay vs eager, the fused
-# group norm vs ATen's, changing shapes on one model). For sessions with too little device time
-# for bench/gpu-check.sh, which runs the same checks first. Same carry: [".carry", "dist"].
+# A short CUDA smoke test (about a minute): build against python3's torch, export the tiny model,
+# and run bench/gpu-smoke.mjs (graph replay vs eager, the fused group norm vs ATen's, changing
+# shapes on one model). bench/gpu-check.sh runs the same checks first, then the timings; the
+# requirements are the same.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu-smoke-out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD/exporter"
-python3 -c "import lzma,shutil,os; shutil.copyfileobj(lzma.open('.carry/node.xz'), open('/tmp/node','wb')); os.chmod('/tmp/node',0o755)"
-export PATH=/tmp:$PATH
-[ -e node_modules ] || ln -s .carry/node_modules node_modules
+command -v node >/dev/null || { echo "gpu-smoke: Node.js 20.9+ is needed on PATH"; exit 1; }
+[ -d node_modules ] || npm ci --ignore-scripts >"$OUT/npm.log" 2>&1 || { tail -20 "$OUT/npm.log"; exit 1; }
+[ -f dist/esm/index.js ] || node scripts/build-ts.mjs || exit 1
+export FASTCOMPOSER_PYTHON=python3
 [ -n "${CUDACXX:-}" ] || [ ! -x /usr/local/cuda/bin/nvcc ] || export CUDACXX=/usr/local/cuda/bin/nvcc
 TORCH_ROOT=$(python3 -c "import torch, os; print(os.path.dirname(torch.__file__))")
 cmake -S . -B build/gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DTORCH_ROOT="$TORCH_ROOT" \

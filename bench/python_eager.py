@@ -35,7 +35,7 @@ from baseline_common import (BenchError, Inputs, add_run_arguments, check_run_ar
                              run_main, serve, summarize, synthetic_inputs, timed_run)
 from fastcomposer_export import cli as cli_mod
 from fastcomposer_export import manifest as mf
-from fastcomposer_export.reference_scheduler import PNDM
+from reference_scheduler import PNDM  # bench/reference_scheduler.py, beside this script
 
 DTYPES = cli_mod.DTYPES
 MODULE_FILES = mf.FILES  # module name -> default file name (model.json 'modules' wins)

@@ -3,23 +3,34 @@
  * checked here before native code runs; native calls run off the event loop, one at a time
  * per model (per device on CUDA).
  */
-import { AbortError, DisposedError, FastComposerError, describe, invalidArgument } from './errors.js';
-import { encodeImage, type ImageFormat, renderHeatmap, saveImage } from './images.js';
+import { abortSignal, string } from './checks.js';
+import { AbortError, DisposedError, FastComposerError, asFastComposerError, describe, invalidArgument } from './errors.js';
+import { encodeImage, type ImageFormat, type PixelImage, renderHeatmap, saveImage } from './images.js';
 import { readModelDir, type ModelDir } from './model-dir.js';
 import { loadNative } from './native.js';
 import type { NativeAbortFlag, NativeDenoiseJob, NativeModel, NativePromptEmbeds, NativeTimings } from './native-contract.js';
+import { isInteger, isRecord } from './is.js';
+import { verifyModelDir, type ModelVerification } from './verify.js';
+import { emitLibtorchWarnings, emitWarning } from './warnings.js';
 import {
   type GenerateOptions,
+  type ImageToken,
+  imageTokenOption,
   type LoadOptions,
+  type NormalizedDenoiseOptions,
   type NormalizedGenerateOptions,
   type SubjectInput,
+  type SubjectSpec,
+  validateDenoiseOptions,
   validateGenerateOptions,
   validateLoadOptions,
+  validateSubjectList,
 } from './options.js';
 import { defaultModelDir } from './paths.js';
 import { PromptTokenizer, type TokenizedPrompt } from './prompt.js';
-import { JobQueue, queueFor } from './queue.js';
+import { JobQueue, queueFor } from './call-queue.js';
 import { regionGrid } from './regions.js';
+import { latentsToDecode, promptArgs, promptEmbeddings, subjectEmbeds as checkSubjectEmbeds } from './stage-inputs.js';
 import { decodeSubjects, rgbTensor } from './subjects.js';
 import { float32View, type Tensor } from './tensor.js';
 
@@ -80,49 +91,13 @@ export interface TokenizeResult {
   textOnlyIds: number[];
 }
 
-export type DenoiseOptions = Omit<GenerateOptions, 'prompt' | 'subjects' | 'negativePrompt' | 'output'> & {
+export type DenoiseOptions = Omit<GenerateOptions, 'prompt' | 'subjects' | 'negativePrompt' | 'output' | 'imageToken'> & {
   /** Needed for attention maps and regions: the subjects' regions, in subject order. */
   subjects?: SubjectInput[];
 };
 
 function idsTensor(ids: readonly number[]): Tensor {
   return { data: Buffer.from(BigInt64Array.from(ids, (v) => BigInt(v)).buffer), shape: [1, ids.length], dtype: 'int64' };
-}
-
-/**
- * Checks a float32 tensor argument in TypeScript, before native code sees it: `want` gives each
- * dimension (a number to match exactly, a name such as 'N' for any positive size). Returns the shape.
- */
-function float32Tensor(value: unknown, name: string, want: readonly (number | string)[]): number[] {
-  const t = value as Partial<Tensor> | null | undefined;
-  const pattern = `[${want.join(', ')}]`;
-  if (t === null || typeof t !== 'object') throw invalidArgument(`float32 tensor ${pattern}`, name, value);
-  if (t.dtype !== 'float32') throw invalidArgument('"float32"', `${name}.dtype`, t.dtype);
-  const shape = t.shape;
-  if (
-    !Array.isArray(shape) ||
-    shape.length !== want.length ||
-    shape.some((d, i) => typeof d !== 'number' || !Number.isSafeInteger(d) || d < 1 || (typeof want[i] === 'number' && d !== want[i]))
-  ) {
-    const got = Array.isArray(shape) ? `[${shape.map((d) => String(d)).join(', ')}]` : describe(shape);
-    throw new FastComposerError('ERR_INVALID_ARGUMENT', `Expected shape ${pattern} for ${name}.shape but received ${got}`);
-  }
-  const bytes = shape.reduce((a: number, b: number) => a * b, 4);
-  if (!Buffer.isBuffer(t.data) || t.data.length !== bytes) {
-    throw invalidArgument(`Buffer of ${bytes} bytes`, `${name}.data`, t.data);
-  }
-  return shape;
-}
-
-/** Native errors carry a `code`; give them the FastComposerError class. */
-function asFastComposerError(error: unknown, signal?: AbortSignal): unknown {
-  if (error instanceof FastComposerError) return error;
-  const e = error as { code?: unknown; message?: unknown };
-  if (e && typeof e.code === 'string' && e.code.startsWith('ERR_')) {
-    if (e.code === 'ERR_ABORTED') return new AbortError(signal?.reason);
-    return new FastComposerError(e.code as FastComposerError['code'], String(e.message), { cause: error });
-  }
-  return new FastComposerError('ERR_NATIVE', error instanceof Error ? error.message : String(error), { cause: error });
 }
 
 export class FastComposer {
@@ -142,11 +117,16 @@ export class FastComposer {
     this.queue = queueFor(device);
   }
 
-  /** Loads a model directory (default: the embedded tiny model) onto a device. */
+  /**
+   * Loads a model directory, or a pulled model by name (default: the embedded tiny model), onto a
+   * device. Each file's size is checked against model.json (with `verifyHashes`, its SHA-256 too)
+   * before libtorch reads it, and each module's code is audited before any of it runs (README "Security").
+   */
   static async load(modelDir: string = defaultModelDir, options: LoadOptions = {}): Promise<FastComposer> {
     const opts = validateLoadOptions(options);
     const { binding } = loadNative();
-    const model = await readModelDir(modelDir);
+    const model = await readModelDir(modelDir, { verifyHashes: opts.verifyHashes });
+    for (const warning of model.warnings) emitWarning(warning, 'FASTCOMPOSER_MODEL');
     const tokenizer = await PromptTokenizer.load(model.tokenizerPath, model.manifest.maxLength);
     let device: string = opts.device;
     if (device === 'auto') device = binding.cudaDeviceCount() > 0 ? 'cuda:0' : 'cpu';
@@ -170,14 +150,24 @@ export class FastComposer {
       });
     } catch (error) {
       throw asFastComposerError(error);
+    } finally {
+      emitLibtorchWarnings(binding);
     }
     return new FastComposer(native, model, tokenizer, device, opts.dtype);
   }
 
+  /**
+   * Checks a model directory without loading it or running any of it: every file's size and
+   * SHA-256 against model.json, and every module's code against the operators a load allows.
+   * `fastcomposer info --verify` prints this.
+   */
+  static verify(modelDir: string = defaultModelDir): Promise<ModelVerification> {
+    return verifyModelDir(modelDir);
+  }
+
   /** The ids the model sees for a prompt, and where its subject tokens are. */
-  tokenize(prompt: string): TokenizeResult {
-    if (typeof prompt !== 'string') throw invalidArgument('string', 'prompt', prompt);
-    const t = this.tokenizer.tokenize(prompt);
+  tokenize(prompt: string, options: { imageToken?: ImageToken } = {}): TokenizeResult {
+    const t = this.tokenizer.tokenize(string(prompt, 'prompt'), imageTokenOption(options?.imageToken));
     return { inputIds: t.inputIds, subjectTokenMask: t.subjectTokenMask, textOnlyIds: t.textOnlyIds };
   }
 
@@ -185,7 +175,7 @@ export class FastComposer {
     const started = performance.now();
     const native = this.alive();
     const { opts, tokens, negativeIds, warnings } = this.prepare(options);
-    const subjectImages = await this.subjectImages(opts);
+    const subjectImages = await this.subjectImages(opts.subjects);
     const job = {
       ...(await this.denoiseJob(opts, tokens.subjectPositions)),
       inputIds: idsTensor(tokens.inputIds),
@@ -213,10 +203,7 @@ export class FastComposer {
   /** Stage API: the projected CLIP image embedding of each subject, float32 [S, D]; cacheable. */
   async encodeSubjects(subjects: SubjectInput[], options: { signal?: AbortSignal } = {}): Promise<Tensor> {
     const native = this.alive();
-    if (!Array.isArray(subjects) || subjects.length === 0) throw invalidArgument('non-empty array', 'subjects', subjects);
-    const prompt = Array(subjects.length).fill('a <|image|>').join(' ');
-    const { opts } = this.prepare({ prompt, subjects, allowManySubjects: true });
-    const subjectImages = (await this.subjectImages(opts))!;
+    const subjectImages = (await this.subjectImages(validateSubjectList(subjects)))!;
     return this.run(options?.signal, () => native.encodeSubjects(subjectImages, this.model.manifest.imageSize));
   }
 
@@ -226,28 +213,22 @@ export class FastComposer {
     negativePrompt?: string;
     subjectEmbeds?: Tensor;
     signal?: AbortSignal;
+    /** The prompt's subject marker: '<|image|>' (default) or 'img' (MMagic's prompts). */
+    imageToken?: ImageToken;
   }): Promise<PromptEmbeddings> {
     const native = this.alive();
-    if (args === null || typeof args !== 'object') throw invalidArgument('object {prompt, negativePrompt?, subjectEmbeds?}', 'arguments', args);
-    if (typeof args.prompt !== 'string') throw invalidArgument('string', 'prompt', args.prompt);
-    const negativePrompt = args.negativePrompt ?? '';
-    if (typeof negativePrompt !== 'string') throw invalidArgument('string', 'negativePrompt', negativePrompt);
-    const tokens = this.tokenizer.tokenize(args.prompt);
-    const negative = this.tokenizer.encodePlain(negativePrompt);
-    const embeds = args.subjectEmbeds;
-    if (tokens.subjectCount > 0) {
-      const D = this.model.manifest.objectEmbedSize ?? 'D';
-      if (!embeds) throw invalidArgument(`float32 tensor [${tokens.subjectCount}, D]`, 'subjectEmbeds', embeds);
-      float32Tensor(embeds, 'subjectEmbeds', [tokens.subjectCount, D]);
-    }
+    const a = promptArgs(args);
+    const tokens = this.tokenizer.tokenize(a.prompt, a.imageToken);
+    const negative = this.tokenizer.encodePlain(a.negativePrompt);
+    const embeds = tokens.subjectCount > 0 ? checkSubjectEmbeds(a.subjectEmbeds, tokens.subjectCount, this.model.manifest) : undefined;
     const warnings = truncationWarnings(tokens, negative.truncated, this.tokenizer.maxLength);
-    const out = await this.run(args.signal, () =>
+    const out = await this.run(a.signal, () =>
       native.encodePrompt({
         inputIds: idsTensor(tokens.inputIds),
         textOnlyIds: idsTensor(tokens.textOnlyIds),
         negativeIds: idsTensor(negative.ids),
         subjectPositions: tokens.subjectPositions,
-        ...(tokens.subjectCount > 0 && embeds ? { objectEmbeds: embeds } : {}),
+        ...(embeds ? { objectEmbeds: embeds } : {}),
       }),
     );
     return { ...out, subjectPositions: tokens.subjectPositions, warnings };
@@ -259,26 +240,12 @@ export class FastComposer {
     options: DenoiseOptions = {},
   ): Promise<{ latents: Tensor; attentionMaps?: Tensor; seed: number }> {
     const native = this.alive();
-    if (embeds === null || typeof embeds !== 'object') throw invalidArgument('PromptEmbeddings from encodePrompt()', 'embeds', embeds);
-    const D = this.model.manifest.textHiddenSize ?? 'D';
-    const width = float32Tensor(embeds.fused, 'embeds.fused', [1, this.model.manifest.maxLength, D])[2]!;
-    float32Tensor(embeds.textOnly, 'embeds.textOnly', [1, this.model.manifest.maxLength, width]);
-    float32Tensor(embeds.negative, 'embeds.negative', [1, this.model.manifest.maxLength, width]);
-    const given = embeds.subjectPositions ?? [];
-    if (
-      !Array.isArray(given) ||
-      given.some((p) => typeof p !== 'number' || !Number.isInteger(p) || p < 0 || p >= this.model.manifest.maxLength)
-    ) {
-      throw invalidArgument(`array of integers between 0 and ${this.model.manifest.maxLength - 1}`, 'embeds.subjectPositions', given);
-    }
-    const positions: number[] = given;
-    const prompt = positions.map(() => 'a <|image|>').join(' ') || 'a';
-    const subjects = options.subjects ?? positions.map(() => ({ data: Buffer.alloc(3), width: 1, height: 1, channels: 3 as const }));
-    const opts = validateGenerateOptions({ ...options, prompt, subjects, allowManySubjects: true }, {
+    const { subjectPositions: positions, ...nativeEmbeds } = promptEmbeddings(embeds, this.model.manifest);
+    const opts = validateDenoiseOptions(options, {
       subjectCount: positions.length,
+      latentChannels: this.model.manifest.latentChannels,
     });
     const job = await this.denoiseJob(opts, positions);
-    const nativeEmbeds: NativePromptEmbeds = { fused: embeds.fused, textOnly: embeds.textOnly, negative: embeds.negative };
     const failure: CallbackFailure = {};
     const out = await callbackChecked(
       failure,
@@ -290,18 +257,18 @@ export class FastComposer {
   /** Stage API: latents (float32 [N, 4, h, w]) to images. */
   async decode(latents: Tensor, options: { signal?: AbortSignal } = {}): Promise<GeneratedImage[]> {
     const native = this.alive();
-    float32Tensor(latents, 'latents', ['N', this.model.manifest.latentChannels, 'h', 'w']);
-    const images = await this.run(options?.signal, () => native.decode(latents));
+    const checked = latentsToDecode(latents, this.model.manifest);
+    const images = await this.run(options?.signal, () => native.decode(checked));
     return splitImages(images);
   }
 
-  /** A heat-map PNG of one subject's attention over one generated image. */
-  static attentionHeatmap(result: GenerateResult, subject: number, image = 0): Promise<Buffer> {
+  /** A heat-map PNG of one subject's attention over one generated image; `result` is generate()'s, or any with its images and maps. */
+  static attentionHeatmap(result: { images: readonly PixelImage[]; attentionMaps?: Tensor }, subject: number, image = 0): Promise<Buffer> {
     const maps = result.attentionMaps;
     if (!maps) throw new FastComposerError('ERR_INVALID_ARGUMENT', 'The result has no attentionMaps (pass attentionMaps: true)');
     const [n, s, h, w] = maps.shape as [number, number, number, number];
-    if (!Number.isInteger(subject) || subject < 0 || subject >= s) throw invalidArgument(`integer in 0..${s - 1}`, 'subject', subject);
-    if (!Number.isInteger(image) || image < 0 || image >= n) throw invalidArgument(`integer in 0..${n - 1}`, 'image', image);
+    if (!isInteger(subject, 0, s - 1)) throw invalidArgument(`integer in 0..${s - 1}`, 'subject', subject);
+    if (!isInteger(image, 0, n - 1)) throw invalidArgument(`integer in 0..${n - 1}`, 'image', image);
     const all = float32View(maps);
     const map = all.subarray((image * s + subject) * h * w, (image * s + subject + 1) * h * w);
     return renderHeatmap(map, w, h, result.images[image]!);
@@ -333,12 +300,13 @@ export class FastComposer {
     negativeIds: number[];
     warnings: string[];
   } {
-    if (options === null || typeof options !== 'object') throw invalidArgument('object', 'options', options);
-    if (typeof options.prompt !== 'string') throw invalidArgument('string', 'prompt', options.prompt);
-    const tokens = this.tokenizer.tokenize(options.prompt);
+    if (!isRecord(options)) throw invalidArgument('object', 'options', options);
+    const imageToken = imageTokenOption(options.imageToken);
+    const tokens = this.tokenizer.tokenize(string(options.prompt, 'prompt'), imageToken);
     const opts = validateGenerateOptions(options, {
       subjectCount: tokens.subjectCount,
       latentChannels: this.model.manifest.latentChannels,
+      imageToken,
     });
     const negative = this.tokenizer.encodePlain(opts.negativePrompt);
     return { opts, tokens, negativeIds: negative.ids, warnings: truncationWarnings(tokens, negative.truncated, this.tokenizer.maxLength) };
@@ -346,13 +314,13 @@ export class FastComposer {
 
   /** The subject pictures decoded (and masked) at their own sizes; the native worker pads and
    * resizes them to the image encoder's input (native/subject_pixels.cc). */
-  private async subjectImages(opts: NormalizedGenerateOptions): Promise<Tensor[] | undefined> {
-    if (opts.subjects.length === 0) return undefined;
-    const images = await decodeSubjects(opts.subjects.map((s) => (s.subjectMask ? { image: s.image, subjectMask: s.subjectMask } : s.image)));
+  private async subjectImages(subjects: SubjectSpec[]): Promise<Tensor[] | undefined> {
+    if (subjects.length === 0) return undefined;
+    const images = await decodeSubjects(subjects.map((s) => (s.subjectMask ? { image: s.image, subjectMask: s.subjectMask } : s.image)));
     return images.map(rgbTensor);
   }
 
-  private async denoiseJob(opts: NormalizedGenerateOptions, subjectPositions: number[]): Promise<NativeDenoiseJob> {
+  private async denoiseJob(opts: NormalizedDenoiseOptions, subjectPositions: number[]): Promise<NativeDenoiseJob> {
     const factor = this.model.manifest.vaeScaleFactor;
     const regions = await regionGrid(opts.subjects, opts.width, opts.height, factor);
     return {
@@ -374,7 +342,7 @@ export class FastComposer {
     };
   }
 
-  private stepCallback(opts: NormalizedGenerateOptions, flag: NativeAbortFlag, failure: CallbackFailure) {
+  private stepCallback(opts: NormalizedDenoiseOptions, flag: NativeAbortFlag, failure: CallbackFailure) {
     const onStep = opts.onStep;
     if (!onStep) return undefined;
     return (event: { step: number; steps: number; timestep: number }) => {
@@ -391,13 +359,12 @@ export class FastComposer {
   }
 
   /** Queues a native call with an abort flag tied to the signal and to dispose(). */
-  private run<T>(signal: AbortSignal | undefined, call: (flag: NativeAbortFlag) => Promise<T>): Promise<T> {
-    const s = signal as { aborted?: unknown; addEventListener?: unknown; removeEventListener?: unknown } | undefined | null;
-    if (
-      s !== undefined &&
-      (typeof s !== 'object' || s === null || typeof s.aborted !== 'boolean' || typeof s.addEventListener !== 'function' || typeof s.removeEventListener !== 'function')
-    ) {
-      return Promise.reject(invalidArgument('AbortSignal', 'signal', signal));
+  private run<T>(given: unknown, call: (flag: NativeAbortFlag) => Promise<T>): Promise<T> {
+    let signal: AbortSignal | undefined;
+    try {
+      signal = given === undefined ? undefined : abortSignal(given);
+    } catch (error) {
+      return Promise.reject(error);
     }
     if (signal?.aborted) return Promise.reject(new AbortError(signal.reason));
     const { binding } = loadNative();
@@ -415,6 +382,7 @@ export class FastComposer {
       } finally {
         this.running.delete(flag);
         signal?.removeEventListener('abort', onAbort);
+        emitLibtorchWarnings(binding);
       }
     }, signal);
   }
@@ -439,7 +407,8 @@ async function callbackChecked<T>(failure: CallbackFailure, job: Promise<T>): Pr
   return value;
 }
 
-function callbackError(cause: unknown): FastComposerError {
+/** The error of a call that a throwing onStep stopped (also the queue's, lib/queue/producer.ts). */
+export function callbackError(cause: unknown): FastComposerError {
   const what = cause instanceof Error ? cause.message : String(cause);
   return new FastComposerError('ERR_ABORTED', `The onStep callback threw, which stopped the call: ${what}`, { cause });
 }

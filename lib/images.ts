@@ -6,6 +6,7 @@ import { writeFile } from 'node:fs/promises';
 import { extname } from 'node:path';
 import { loadSharp } from './sharp-loader.js';
 import { FastComposerError, invalidArgument } from './errors.js';
+import { isBytes, isFiniteNumber, isInteger, isRecord } from './is.js';
 import { resizeAntialiased } from './subjects.js';
 
 /** Pixels as the pipeline returns them: HWC, rows top to bottom, 8 bits per channel. */
@@ -31,7 +32,7 @@ const EXTENSIONS: Readonly<Record<string, ImageFormat>> = {
 export async function encodeImage(img: PixelImage, format: ImageFormat, options: EncodeOptions = {}): Promise<Buffer> {
   checkImage(img, 'image', [3, 4]);
   const { quality } = options;
-  if (quality !== undefined && (!Number.isInteger(quality) || quality < 1 || quality > 100)) {
+  if (quality !== undefined && !isInteger(quality, 1, 100)) {
     throw invalidArgument('an integer from 1 to 100', 'quality', quality);
   }
   const sharp = await loadSharp();
@@ -77,14 +78,14 @@ export async function renderHeatmap(
   image: PixelImage,
   options: HeatmapOptions = {},
 ): Promise<Buffer> {
-  if (!Number.isInteger(mapWidth) || mapWidth < 1) throw invalidArgument('a positive integer', 'mapWidth', mapWidth);
-  if (!Number.isInteger(mapHeight) || mapHeight < 1) throw invalidArgument('a positive integer', 'mapHeight', mapHeight);
+  if (!isInteger(mapWidth, 1)) throw invalidArgument('a positive integer', 'mapWidth', mapWidth);
+  if (!isInteger(mapHeight, 1)) throw invalidArgument('a positive integer', 'mapHeight', mapHeight);
   if (!(map instanceof Float32Array) || map.length !== mapWidth * mapHeight) {
     throw invalidArgument(`a Float32Array of ${mapWidth * mapHeight} values`, 'map', map);
   }
   checkImage(image, 'image', [3]);
   const opacity = options.opacity ?? 0.5;
-  if (typeof opacity !== 'number' || !(opacity >= 0 && opacity <= 1)) throw invalidArgument('a number from 0 to 1', 'opacity', opacity);
+  if (!isFiniteNumber(opacity, 0, 1)) throw invalidArgument('a number from 0 to 1', 'opacity', opacity);
 
   let lo = Infinity;
   let hi = -Infinity;
@@ -127,15 +128,7 @@ function inferno(): Uint8Array {
 }
 
 function checkImage(img: PixelImage, name: string, channels: readonly number[]): void {
-  const ok =
-    typeof img === 'object' &&
-    img !== null &&
-    img.data instanceof Uint8Array &&
-    Number.isInteger(img.width) &&
-    Number.isInteger(img.height) &&
-    img.width > 0 &&
-    img.height > 0 &&
-    channels.includes(img.channels);
+  const ok = isRecord(img) && isBytes(img.data) && isInteger(img.width, 1) && isInteger(img.height, 1) && channels.includes(img.channels);
   if (!ok) throw invalidArgument(`{ data: Uint8Array, width, height, channels: ${channels.join(' | ')} }`, name, img);
   const need = img.width * img.height * img.channels;
   if (img.data.length !== need) {

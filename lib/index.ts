@@ -6,6 +6,7 @@ export type { FastComposerErrorCode } from './errors.js';
 export type {
   GenerateOptions,
   ImageInput,
+  ImageToken,
   LoadOptions,
   ModelDType,
   OutputFormat,
@@ -16,8 +17,12 @@ export type {
   SubjectInput,
   SubjectSpec,
 } from './options.js';
-export { SCHEDULERS } from './options.js';
+export { IMAGE_TOKENS, SCHEDULERS } from './options.js';
 export type { DType, Tensor } from './tensor.js';
+export type { FileCheck } from './model-files.js';
+export type { ModelVerification, ModuleAudit } from './verify.js';
 export { defaultModelDir } from './paths.js';
+export { DownloadError, listModels, modelsDir, pull, resolveModel } from './hub/index.js';
+export type { ModelSummary, PullEvent, PullOptions, PullResult } from './hub/index.js';
 export { runtimeInfo } from './runtime-info.js';
 export type { RuntimeInfo } from './runtime-info.js';

@@ -1,11 +1,15 @@
 /**
  * Reads and checks a model directory written by the exporter (format in docs/MODEL_FORMAT.md):
- * the manifest's format and version, and that every file it names is there.
+ * the manifest's format and version, that every file it names is there, and that each has the
+ * size (and on request the SHA-256) model.json records for it (model-files.ts).
  */
 import { readFile, stat } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 
-import { FastComposerError } from './errors.js';
+import { FastComposerError, modelError } from './errors.js';
+import { isNonEmptyString, isPositive } from './is.js';
+import { checkFile, type FileRecords, parseFileRecords } from './model-files.js';
+import { resolveModel } from './hub/index.js';
 
 export const MODEL_FORMAT = 'fastcomposer-model';
 export const MODEL_FORMAT_VERSION = 1;
@@ -31,16 +35,27 @@ export interface ModelManifest {
   [key: string]: unknown;
 }
 
-export interface ModelDir {
+/** What model.json names, before any file is read. */
+export interface ModelManifestFiles {
   dir: string;
+  manifestPath: string;
   manifest: ModelManifest;
   modulePaths: Record<ModuleName, string>;
   tokenizerPath: string;
-  schedulerConfig: Record<string, unknown>;
+  schedulerPath: string;
+  /** model.json's `files` (sizes and SHA-256 by file name); undefined for a directory exported before they were recorded. */
+  files: FileRecords | undefined;
 }
 
-function modelError(message: string, cause?: unknown): FastComposerError {
-  return new FastComposerError('ERR_MODEL', message, cause === undefined ? undefined : { cause });
+export interface ModelDir extends ModelManifestFiles {
+  schedulerConfig: Record<string, unknown>;
+  /** Things the caller should know, e.g. that model.json records no file sizes or hashes. */
+  warnings: string[];
+}
+
+export interface ReadModelDirOptions {
+  /** Also check every file's SHA-256 against model.json (reads every byte). Sizes are always checked. */
+  verifyHashes?: boolean;
 }
 
 async function readJson(file: string, what: string): Promise<unknown> {
@@ -68,15 +83,12 @@ async function requireFile(path: string, what: string): Promise<string> {
   return path;
 }
 
-function isPositive(v: unknown): v is number {
-  return typeof v === 'number' && Number.isFinite(v) && v > 0;
-}
-
-export async function readModelDir(dirInput: string): Promise<ModelDir> {
-  if (typeof dirInput !== 'string' || dirInput.length === 0) {
-    throw new FastComposerError('ERR_INVALID_ARGUMENT', `Expected a model directory path but received ${String(dirInput)}`);
+/** Reads and checks model.json (a folder, or the name of a pulled model: hub/registry.ts); the files it names must exist (nothing else of them is read). */
+export async function readManifest(dirInput: string): Promise<ModelManifestFiles> {
+  if (!isNonEmptyString(dirInput)) {
+    throw new FastComposerError('ERR_INVALID_ARGUMENT', `Expected a model directory path or name but received ${String(dirInput)}`);
   }
-  const dir = resolve(dirInput);
+  const dir = resolve(resolveModel(dirInput));
   const manifestPath = join(dir, 'model.json');
   const raw = (await readJson(manifestPath, 'model manifest')) as Partial<ModelManifest> | null;
   if (!raw || typeof raw !== 'object') throw modelError(`The model manifest ${manifestPath} is not an object`);
@@ -93,8 +105,9 @@ export async function readModelDir(dirInput: string): Promise<ModelDir> {
     if (!isPositive(raw[key])) throw modelError(`${manifestPath}: ${key} must be a positive number`);
   }
   if (typeof raw.modules !== 'object' || raw.modules === null) throw modelError(`${manifestPath} lists no modules`);
+  const files = parseFileRecords(raw.files, manifestPath);
   const local = (name: unknown, what: string): string => {
-    if (typeof name !== 'string' || name.length === 0 || isAbsolute(name) || name.includes('..')) {
+    if (!isNonEmptyString(name) || isAbsolute(name) || name.includes('..')) {
       throw modelError(`${manifestPath}: the file of ${what} must be a plain file name, got ${JSON.stringify(name)}`);
     }
     return join(dir, name);
@@ -107,7 +120,45 @@ export async function readModelDir(dirInput: string): Promise<ModelDir> {
   }
   const tokenizerPath = await requireFile(local(raw.tokenizer ?? 'tokenizer.json', 'the tokenizer'), 'the tokenizer');
   const schedulerPath = await requireFile(local(raw.scheduler ?? 'scheduler_config.json', 'the scheduler'), 'the scheduler config');
-  const schedulerConfig = (await readJson(schedulerPath, 'scheduler config')) as Record<string, unknown>;
-  if (!schedulerConfig || typeof schedulerConfig !== 'object') throw modelError(`${schedulerPath} is not an object`);
-  return { dir, manifest: raw as ModelManifest, modulePaths, tokenizerPath, schedulerConfig };
+  return { dir, manifestPath, manifest: raw as ModelManifest, modulePaths, tokenizerPath, schedulerPath, files };
+}
+
+/** The files a load reads: the five modules, the tokenizer and the scheduler config. */
+export function usedFiles(model: ModelManifestFiles): string[] {
+  return [...MODULE_NAMES.map((name) => model.modulePaths[name]), model.tokenizerPath, model.schedulerPath];
+}
+
+export function fileName(model: ModelManifestFiles, path: string): string {
+  return path.slice(model.dir.length + 1);
+}
+
+/**
+ * Reads and checks a model directory for a load: model.json, each file's size against it (with
+ * `verifyHashes`, each file's SHA-256), then the scheduler config. A directory whose model.json
+ * records no files (exported before they were) loads with a warning, unless hashes were asked for.
+ */
+export async function readModelDir(dirInput: string, options: ReadModelDirOptions = {}): Promise<ModelDir> {
+  const model = await readManifest(dirInput);
+  const warnings: string[] = [];
+  if (model.files) {
+    for (const path of usedFiles(model)) {
+      const name = fileName(model, path);
+      const record = model.files[name];
+      if (!record) throw modelError(`${model.manifestPath} records no size and SHA-256 for ${name}; re-export the model`);
+      await checkFile(path, record, options.verifyHashes === true);
+    }
+  } else if (options.verifyHashes) {
+    throw modelError(
+      `${model.manifestPath} records no file sizes or SHA-256 digests (exported by an older fastcomposer), so its files ` +
+        'cannot be verified. Re-export the model to have them recorded.',
+    );
+  } else {
+    warnings.push(
+      `${model.manifestPath} records no file sizes or SHA-256 digests (exported by an older fastcomposer): its files ` +
+        'are not checked against it. Re-export the model to have them recorded.',
+    );
+  }
+  const schedulerConfig = (await readJson(model.schedulerPath, 'scheduler config')) as Record<string, unknown>;
+  if (!schedulerConfig || typeof schedulerConfig !== 'object') throw modelError(`${model.schedulerPath} is not an object`);
+  return { ...model, schedulerConfig, warnings };
 }

@@ -148,12 +148,19 @@ export interface NativeTesting {
   /** The subject pad + resize of generate()/encodeSubjects(), synchronously: uint8 [H,W,3] each
    * -> uint8 [S,size,size,3] (PadToSquare, float32 antialiased bilinear, round half to even). */
   prepareSubjectPixels(subjectImages: Tensor[], size: number): Tensor;
+  /** Raises a libtorch warning (TORCH_WARN) on the CPU job thread (native/libtorch_log.h collects it). */
+  warnOnJobThread(message: string): void;
 }
 
 export interface NativeBinding {
   readonly torchVersion: string; // the libtorch version the binary was compiled against
   readonly AbortFlag: new () => NativeAbortFlag;
   loadModel(spec: NativeModelSpec): Promise<NativeModel>;
+  /** Reads a module file's code without its weights and without running any of it, and audits it
+   * (native/module_audit.h): resolves with the operators it uses, rejects with ERR_MODEL when refused. */
+  auditModule(path: string): Promise<string[]>;
+  /** libtorch's warnings collected on the job threads since the last call (native/libtorch_log.h). */
+  takeWarnings(): string[];
   cudaDeviceCount(): number;
   /** Bytes held by the CUDA caching allocator on one device; resetPeak starts a new peak. */
   cudaMemory(index?: number, resetPeak?: boolean): NativeDeviceMemory;

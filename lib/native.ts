@@ -12,7 +12,7 @@ import { isMainThread } from 'node:worker_threads';
 import { FastComposerError } from './errors.js';
 import type { NativeBinding } from './native-contract.js';
 import { packageRoot } from './paths.js';
-import { baseVersion, locateTorch, TORCH_FIXES, type TorchLocation } from './torch-locate.js';
+import { baseVersion, hasCudaLibraries, locateTorch, TORCH_FIXES, TORCH_LIBRARIES, type TorchLocation } from './torch-locate.js';
 
 const require = createRequire(import.meta.url);
 
@@ -22,7 +22,7 @@ const RTLD_NOW = 2;
 const RTLD_GLOBAL = 0x100;
 const RTLD_NODELETE = 0x1000;
 
-/** Written beside each built or prebuilt .node by scripts/build.mjs and scripts/prebuild.mjs. */
+/** Written beside each built or prebuilt .node by scripts/build-native.mjs and scripts/prebuild.mjs. */
 export interface BuildInfo {
   torchVersion: string;
   cuda: boolean;
@@ -59,8 +59,7 @@ function readBuildInfo(addonPath: string): BuildInfo | undefined {
 }
 
 function preload(torch: TorchLocation): void {
-  const names = ['libc10.so', 'libtorch_cpu.so', 'libc10_cuda.so', 'libtorch_cuda.so', 'libtorch.so'];
-  for (const name of names) {
+  for (const name of TORCH_LIBRARIES) {
     const file = join(torch.libDir, name);
     if (!existsSync(file)) continue;
     try {
@@ -91,7 +90,7 @@ export function loadNative(): LoadedNative {
         `Install torch==${baseVersion(build.torchVersion)} there, or rebuild with \`FASTCOMPOSER_BUILD_FROM_SOURCE=1 npx fastcomposer setup\`. ${TORCH_FIXES}`,
     );
   }
-  if (build?.cuda && !existsSync(join(torch.libDir, 'libtorch_cuda.so'))) {
+  if (build?.cuda && !hasCudaLibraries(torch.root)) {
     throw new FastComposerError(
       'ERR_TORCH_VERSION',
       `The fastcomposer binary ${addonPath} was built against a CUDA torch (${build.torchVersion}), but the torch ` +

@@ -4,7 +4,10 @@
  * a FastComposerError naming the option and the value received).
  */
 import { getRandomValues } from 'node:crypto';
+
+import { abortSignal, boolean, finite, float32Tensor, integer, knownKeys, oneOf, string } from './checks.js';
 import { FastComposerError, describe, invalidArgument } from './errors.js';
+import { isBytes, isFunction, isInteger, isNonEmptyString, isRawImageLike, isRecord } from './is.js';
 import type { Tensor } from './tensor.js';
 
 export const SCHEDULERS = ['pndm', 'ddim', 'euler', 'euler-ancestral', 'dpmpp-2m'] as const;
@@ -14,6 +17,12 @@ export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
 export const MODEL_DTYPES = ['float32', 'float16', 'bfloat16'] as const;
 export type ModelDType = (typeof MODEL_DTYPES)[number];
 export type DeviceSpec = 'cpu' | 'cuda' | `cuda:${number}` | 'auto';
+/**
+ * The subject marker written after a subject's noun: `<|image|>` (the released pipeline's), or
+ * `img` (MMagic's port: "a man img and a woman img"), tokenized as MMagic does (lib/prompt.ts).
+ */
+export const IMAGE_TOKENS = ['<|image|>', 'img'] as const;
+export type ImageToken = (typeof IMAGE_TOKENS)[number];
 
 export const DEFAULTS = {
   steps: 50,
@@ -101,12 +110,14 @@ export interface GenerateOptions {
   regionExclusive?: boolean;
   allowManySubjects?: boolean;
   output?: OutputFormat;
+  /** The subject marker of the prompt: '<|image|>' (default) or 'img' (MMagic's prompts). */
+  imageToken?: ImageToken;
 }
 
-export interface NormalizedGenerateOptions {
-  prompt: string;
+/** What the denoising loop takes (generate() and the stage API's denoise()), checked and with the defaults filled. */
+export interface NormalizedDenoiseOptions {
+  /** Used for their regions (denoise() may have none). */
   subjects: SubjectSpec[];
-  negativePrompt: string;
   steps: number;
   guidanceScale: number;
   /** null when startMergeStep was given. */
@@ -128,7 +139,13 @@ export interface NormalizedGenerateOptions {
   regionStrength: number;
   regionExclusive: boolean;
   allowManySubjects: boolean;
+}
+
+export interface NormalizedGenerateOptions extends NormalizedDenoiseOptions {
+  prompt: string;
+  negativePrompt: string;
   output: OutputFormat;
+  imageToken: ImageToken;
 }
 
 export interface LoadOptions {
@@ -136,77 +153,45 @@ export interface LoadOptions {
   dtype?: ModelDType;
   /** CPU threads for this model's work (1..1024). Default: libtorch's (the machine's cores). */
   threads?: number;
+  /** Check every file's SHA-256 against model.json before libtorch reads it (reads every byte). Default false: sizes only. */
+  verifyHashes?: boolean;
 }
 export interface NormalizedLoadOptions {
   device: DeviceSpec;
   dtype: ModelDType;
   /** 0 = libtorch's default. */
   threads: number;
+  verifyHashes: boolean;
 }
 
 export interface GenerateContext {
-  /** Number of `<|image|>` tokens in the prompt (PromptTokenizer.tokenize().subjectCount). */
+  /** Number of subject markers in the prompt (PromptTokenizer.tokenize().subjectCount); for
+   * denoise(), the number of subject positions in the embeddings. */
   subjectCount: number;
   /** The model's latent channels (model.json latentChannels); 4 unless told. */
   latentChannels?: number;
+  /** The prompt's subject marker, for messages. */
+  imageToken?: ImageToken;
 }
 
 const GENERATE_KEYS = [
   'prompt', 'subjects', 'negativePrompt', 'steps', 'guidanceScale', 'alpha', 'startMergeStep', 'seed', 'width', 'height',
   'scheduler', 'numImages', 'latents', 'onStep', 'signal', 'attentionMaps', 'regionStrength', 'regionExclusive', 'allowManySubjects',
-  'output',
+  'output', 'imageToken',
 ] as const;
-const LOAD_KEYS = ['device', 'dtype', 'threads'] as const;
+/** generate()'s options without those that denoise() takes from its embeddings (the prompts) or leaves to decode() (output). */
+const DENOISE_KEYS = GENERATE_KEYS.filter((k) => k !== 'prompt' && k !== 'negativePrompt' && k !== 'output' && k !== 'imageToken');
+const LOAD_KEYS = ['device', 'dtype', 'threads', 'verifyHashes'] as const;
 const SUBJECT_KEYS = ['image', 'region', 'mask', 'subjectMask'] as const;
 const RAW_IMAGE_KEYS = ['data', 'width', 'height', 'channels'] as const;
 const REGION_KEYS = ['x', 'y', 'width', 'height'] as const;
+const TENSOR_KEYS = ['data', 'shape', 'dtype'] as const;
 
 type Dict = Record<string, unknown>;
 
-// Any object that is not an array or a byte buffer: class instances are fine, their own keys are checked.
-function isRecord(v: unknown): v is Dict {
-  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array);
-}
-
-function rejectUnknownKeys(obj: Dict, allowed: readonly string[], name: string): void {
-  const unknown = Object.keys(obj).filter((k) => !allowed.includes(k));
-  if (unknown.length > 0) {
-    throw new FastComposerError(
-      'ERR_INVALID_ARGUMENT',
-      `Unknown option${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => JSON.stringify(k)).join(', ')} in ${name}; expected only ${allowed.join(', ')}`,
-    );
-  }
-}
-
-function integer(v: unknown, name: string, min: number, max: number): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-    throw invalidArgument(`integer between ${min} and ${max}`, name, v);
-  }
-  return v;
-}
-
-function finite(v: unknown, name: string, min: number, max: number): number {
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) {
-    throw invalidArgument(`number between ${min} and ${max}`, name, v);
-  }
-  return v;
-}
-
-function boolean(v: unknown, name: string): boolean {
-  if (typeof v !== 'boolean') throw invalidArgument('boolean', name, v);
-  return v;
-}
-
-function oneOf<T extends string>(v: unknown, name: string, allowed: readonly T[]): T {
-  if (typeof v !== 'string' || !(allowed as readonly string[]).includes(v)) {
-    throw invalidArgument(`one of ${allowed.join(', ')}`, name, v);
-  }
-  return v as T;
-}
-
 function size(v: unknown, name: string): number {
   const { minSize, maxSize, sizeMultiple } = LIMITS;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < minSize || v > maxSize || v % sizeMultiple !== 0) {
+  if (!isInteger(v, minSize, maxSize) || v % sizeMultiple !== 0) {
     throw invalidArgument(`multiple of ${sizeMultiple} between ${minSize} and ${maxSize}`, name, v);
   }
   return v;
@@ -222,21 +207,21 @@ const IMAGE_EXPECTED = 'file path, encoded image Buffer or raw image {data, widt
 
 function imageInput(v: unknown, name: string): ImageInput {
   if (typeof v === 'string') {
-    if (v.length === 0) throw invalidArgument('non-empty file path', name, v);
+    if (!isNonEmptyString(v)) throw invalidArgument('non-empty file path', name, v);
     return v;
   }
   if (Buffer.isBuffer(v)) {
     if (v.length === 0) throw invalidArgument('non-empty encoded image Buffer', name, v);
     return v;
   }
-  if (isRecord(v) && 'data' in v) return rawImage(v, name);
+  if (isRawImageLike(v)) return rawImage(v, name);
   throw invalidArgument(IMAGE_EXPECTED, name, v);
 }
 
 function rawImage(v: Dict, name: string): RawImage {
-  rejectUnknownKeys(v, RAW_IMAGE_KEYS, name);
+  knownKeys(v, RAW_IMAGE_KEYS, name);
   const { data } = v;
-  if (!(data instanceof Uint8Array)) throw invalidArgument('Buffer or Uint8Array', `${name}.data`, data);
+  if (!isBytes(data)) throw invalidArgument('Buffer or Uint8Array', `${name}.data`, data);
   const width = integer(v.width, `${name}.width`, 1, 65535);
   const height = integer(v.height, `${name}.height`, 1, 65535);
   if (v.channels !== 1 && v.channels !== 3 && v.channels !== 4) throw invalidArgument('1, 3 or 4', `${name}.channels`, v.channels);
@@ -253,31 +238,39 @@ function describeBytes(data: Uint8Array): unknown {
   return Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
 }
 
-function region(v: unknown, name: string, outWidth: number, outHeight: number): Region {
+/** The output size a region must fit in; unknown for encodeSubjects(), which does not use regions. */
+interface OutputSize {
+  width: number;
+  height: number;
+}
+
+function region(v: unknown, name: string, out: OutputSize | undefined): Region {
   if (!isRecord(v)) throw invalidArgument('object {x, y, width, height}', name, v);
-  rejectUnknownKeys(v, REGION_KEYS, name);
-  const x = integer(v.x, `${name}.x`, 0, outWidth - 1);
-  const y = integer(v.y, `${name}.y`, 0, outHeight - 1);
-  const width = integer(v.width, `${name}.width`, 1, outWidth);
-  const height = integer(v.height, `${name}.height`, 1, outHeight);
-  if (x + width > outWidth) {
-    throw new FastComposerError('ERR_INVALID_ARGUMENT', `Expected x + width <= ${outWidth} (the output width) for ${name} but received x ${x} and width ${width}`);
+  knownKeys(v, REGION_KEYS, name);
+  const max = LIMITS.maxSize;
+  const x = integer(v.x, `${name}.x`, 0, (out?.width ?? max) - 1);
+  const y = integer(v.y, `${name}.y`, 0, (out?.height ?? max) - 1);
+  const width = integer(v.width, `${name}.width`, 1, out?.width ?? max);
+  const height = integer(v.height, `${name}.height`, 1, out?.height ?? max);
+  if (!out) return { x, y, width, height };
+  if (x + width > out.width) {
+    throw new FastComposerError('ERR_INVALID_ARGUMENT', `Expected x + width <= ${out.width} (the output width) for ${name} but received x ${x} and width ${width}`);
   }
-  if (y + height > outHeight) {
-    throw new FastComposerError('ERR_INVALID_ARGUMENT', `Expected y + height <= ${outHeight} (the output height) for ${name} but received y ${y} and height ${height}`);
+  if (y + height > out.height) {
+    throw new FastComposerError('ERR_INVALID_ARGUMENT', `Expected y + height <= ${out.height} (the output height) for ${name} but received y ${y} and height ${height}`);
   }
   return { x, y, width, height };
 }
 
-function subject(v: unknown, name: string, outWidth: number, outHeight: number): SubjectSpec {
+function subject(v: unknown, name: string, out: OutputSize | undefined): SubjectSpec {
   if (!isRecord(v) || 'data' in v) return { image: imageInput(v, name) };
   if (!('image' in v)) throw invalidArgument(`${IMAGE_EXPECTED} or {image, region?, mask?, subjectMask?}`, name, v);
-  rejectUnknownKeys(v, SUBJECT_KEYS, name);
+  knownKeys(v, SUBJECT_KEYS, name);
   const spec: SubjectSpec = { image: imageInput(v.image, `${name}.image`) };
   if (v.region !== undefined && v.mask !== undefined) {
     throw new FastComposerError('ERR_INVALID_ARGUMENT', `Expected either region or mask for ${name} but received both`);
   }
-  if (v.region !== undefined) spec.region = region(v.region, `${name}.region`, outWidth, outHeight);
+  if (v.region !== undefined) spec.region = region(v.region, `${name}.region`, out);
   if (v.mask !== undefined) spec.mask = imageInput(v.mask, `${name}.mask`);
   if (v.subjectMask !== undefined) spec.subjectMask = imageInput(v.subjectMask, `${name}.subjectMask`);
   return spec;
@@ -287,12 +280,13 @@ function subjectCountError(message: string): FastComposerError {
   return new FastComposerError('ERR_SUBJECT_COUNT', message);
 }
 
-function subjects(v: unknown, ctx: GenerateContext, allowMany: boolean, outWidth: number, outHeight: number): SubjectSpec[] {
+/** `per` says what the count follows, for the message. */
+function subjects(v: unknown, ctx: GenerateContext, allowMany: boolean, out: OutputSize, per = `${ctx.imageToken ?? '<|image|>'} in the prompt`): SubjectSpec[] {
   const list = v === undefined ? [] : v;
   if (!Array.isArray(list)) throw invalidArgument('array of subjects', 'subjects', v);
   if (list.length !== ctx.subjectCount) {
     throw subjectCountError(
-      `Expected ${ctx.subjectCount} subject${ctx.subjectCount === 1 ? '' : 's'} (one per <|image|> in the prompt) for subjects but received ${describe(list)}`,
+      `Expected ${ctx.subjectCount} subject${ctx.subjectCount === 1 ? '' : 's'} (one per ${per}) for subjects but received ${describe(list)}`,
     );
   }
   if (list.length > LIMITS.maxSubjects && !allowMany) {
@@ -300,45 +294,26 @@ function subjects(v: unknown, ctx: GenerateContext, allowMany: boolean, outWidth
       `Expected at most ${LIMITS.maxSubjects} subjects (set allowManySubjects: true for more) for subjects but received ${describe(list)}`,
     );
   }
-  return list.map((s, i) => subject(s, `subjects[${i}]`, outWidth, outHeight));
+  return list.map((s, i) => subject(s, `subjects[${i}]`, out));
+}
+
+/** The subjects of encodeSubjects(): any number from 1 (only their pictures and subject masks are used there). */
+export function validateSubjectList(v: unknown): SubjectSpec[] {
+  if (!Array.isArray(v) || v.length === 0) throw invalidArgument('non-empty array', 'subjects', v);
+  return v.map((s, i) => subject(s, `subjects[${i}]`, undefined));
 }
 
 function latents(v: unknown, numImages: number, channels: number, width: number, height: number): Tensor {
-  if (!isRecord(v)) throw invalidArgument('tensor {data, shape, dtype}', 'latents', v);
-  rejectUnknownKeys(v, ['data', 'shape', 'dtype'], 'latents');
-  if (v.dtype !== 'float32') throw invalidArgument('"float32"', 'latents.dtype', v.dtype);
+  if (isRecord(v)) knownKeys(v, TENSOR_KEYS, 'latents');
   const want = [numImages, channels, height / 8, width / 8];
-  const shape = v.shape;
-  if (!Array.isArray(shape) || shape.length !== want.length || shape.some((d, i) => d !== want[i])) {
-    const got = Array.isArray(shape) ? `[${shape.map((d) => String(d)).join(', ')}]` : describe(shape);
-    throw new FastComposerError('ERR_INVALID_ARGUMENT', `Expected shape [${want.join(', ')}] for latents.shape but received ${got}`);
-  }
-  const bytes = want.reduce((a, b) => a * b, 4);
-  if (!Buffer.isBuffer(v.data) || v.data.length !== bytes) {
-    throw invalidArgument(`Buffer of ${bytes} bytes`, 'latents.data', v.data);
-  }
-  return { data: v.data, shape: [...want], dtype: 'float32' };
+  float32Tensor(v, 'latents', want);
+  return { data: (v as Tensor).data, shape: want, dtype: 'float32' };
 }
 
-function abortSignal(v: unknown): AbortSignal {
-  // Duck typing: signals from other realms or polyfills fail instanceof.
-  const s = v as { aborted?: unknown; addEventListener?: unknown; removeEventListener?: unknown } | null;
-  if (typeof s !== 'object' || s === null || typeof s.aborted !== 'boolean' || typeof s.addEventListener !== 'function' || typeof s.removeEventListener !== 'function') {
-    throw invalidArgument('AbortSignal', 'signal', v);
-  }
-  return v as AbortSignal;
-}
+type DenoiseFields = Omit<NormalizedDenoiseOptions, 'subjects'>;
 
-/** Checks generate() options and fills the defaults. */
-export function validateGenerateOptions(opts: unknown, ctx: GenerateContext): NormalizedGenerateOptions {
-  if (!isRecord(opts)) throw invalidArgument('object', 'options', opts);
-  rejectUnknownKeys(opts, GENERATE_KEYS, 'generate() options');
-  const o = opts as Partial<Record<(typeof GENERATE_KEYS)[number], unknown>>;
-
-  if (typeof o.prompt !== 'string') throw invalidArgument('string', 'prompt', o.prompt);
-  const negativePrompt = o.negativePrompt ?? '';
-  if (typeof negativePrompt !== 'string') throw invalidArgument('string', 'negativePrompt', negativePrompt);
-
+/** The options of the denoising loop, in the order their errors are reported. */
+function denoiseFields(o: Partial<Record<(typeof GENERATE_KEYS)[number], unknown>>, ctx: GenerateContext): DenoiseFields {
   const steps = o.steps === undefined ? DEFAULTS.steps : integer(o.steps, 'steps', 1, LIMITS.maxSteps);
   const guidanceScale = o.guidanceScale === undefined ? DEFAULTS.guidanceScale : finite(o.guidanceScale, 'guidanceScale', 0, LIMITS.maxGuidanceScale);
   if (o.alpha !== undefined && o.startMergeStep !== undefined) {
@@ -362,18 +337,13 @@ export function validateGenerateOptions(opts: unknown, ctx: GenerateContext): No
 
   const latentChannels = ctx.latentChannels ?? 4;
   const lat = o.latents === undefined ? undefined : latents(o.latents, numImages, latentChannels, width, height);
-  if (o.onStep !== undefined && typeof o.onStep !== 'function') throw invalidArgument('function', 'onStep', o.onStep);
+  if (o.onStep !== undefined && !isFunction(o.onStep)) throw invalidArgument('function', 'onStep', o.onStep);
   const signal = o.signal === undefined ? undefined : abortSignal(o.signal);
   const attentionMaps = o.attentionMaps === undefined ? false : boolean(o.attentionMaps, 'attentionMaps');
   const regionStrength = o.regionStrength === undefined ? DEFAULTS.regionStrength : finite(o.regionStrength, 'regionStrength', 0, 1);
   const regionExclusive = o.regionExclusive === undefined ? false : boolean(o.regionExclusive, 'regionExclusive');
   const allowManySubjects = o.allowManySubjects === undefined ? false : boolean(o.allowManySubjects, 'allowManySubjects');
-  const output = o.output === undefined ? DEFAULTS.output : oneOf(o.output, 'output', OUTPUT_FORMATS);
-
   return {
-    prompt: o.prompt,
-    subjects: subjects(o.subjects, ctx, allowManySubjects, width, height),
-    negativePrompt,
     steps,
     guidanceScale,
     alpha,
@@ -386,14 +356,52 @@ export function validateGenerateOptions(opts: unknown, ctx: GenerateContext): No
     scheduler,
     numImages,
     latents: lat,
-    onStep: o.onStep as NormalizedGenerateOptions['onStep'],
+    onStep: o.onStep as NormalizedDenoiseOptions['onStep'],
     signal,
     attentionMaps,
     regionStrength,
     regionExclusive,
     allowManySubjects,
-    output,
   };
+}
+
+/** Checks generate() options and fills the defaults. */
+export function validateGenerateOptions(opts: unknown, ctx: GenerateContext): NormalizedGenerateOptions {
+  if (!isRecord(opts)) throw invalidArgument('object', 'options', opts);
+  knownKeys(opts, GENERATE_KEYS, 'generate() options');
+  const o = opts as Partial<Record<(typeof GENERATE_KEYS)[number], unknown>>;
+
+  const prompt = string(o.prompt, 'prompt');
+  const negativePrompt = string(o.negativePrompt ?? '', 'negativePrompt');
+  const fields = denoiseFields(o, ctx);
+  const output = o.output === undefined ? DEFAULTS.output : oneOf(o.output, 'output', OUTPUT_FORMATS);
+  const imageToken = imageTokenOption(o.imageToken);
+  return {
+    prompt,
+    subjects: subjects(o.subjects, ctx, fields.allowManySubjects, fields),
+    negativePrompt,
+    ...fields,
+    output,
+    imageToken,
+  };
+}
+
+/**
+ * Checks the options of the stage API's denoise() and fills the defaults. `subjects` is optional
+ * there (it only carries regions); when given, there is one per subject position of the embeddings.
+ */
+export function validateDenoiseOptions(opts: unknown, ctx: GenerateContext): NormalizedDenoiseOptions {
+  const o = opts ?? {};
+  if (!isRecord(o)) throw invalidArgument('object', 'options', opts);
+  knownKeys(o, DENOISE_KEYS, 'denoise() options (the prompts come from encodePrompt(), images from decode())');
+  const fields = denoiseFields(o, ctx);
+  const list = o.subjects === undefined ? [] : subjects(o.subjects, ctx, true, fields, 'subject position of the embeddings');
+  return { subjects: list, ...fields };
+}
+
+/** Checks an imageToken option; undefined is the default '<|image|>'. */
+export function imageTokenOption(v: unknown): ImageToken {
+  return v === undefined ? IMAGE_TOKENS[0] : oneOf(v, 'imageToken', IMAGE_TOKENS);
 }
 
 const DEVICE_PATTERN = /^(cpu|cuda|auto|cuda:(0|[1-9][0-9]{0,2}))$/;
@@ -402,19 +410,14 @@ const DEVICE_PATTERN = /^(cpu|cuda|auto|cuda:(0|[1-9][0-9]{0,2}))$/;
 export function validateLoadOptions(opts: unknown): NormalizedLoadOptions {
   const o = opts === undefined ? {} : opts;
   if (!isRecord(o)) throw invalidArgument('object', 'options', opts);
-  rejectUnknownKeys(o, LOAD_KEYS, 'load() options');
+  knownKeys(o, LOAD_KEYS, 'load() options');
   let device = DEFAULTS.device;
   if (o.device !== undefined) {
     if (typeof o.device !== 'string' || !DEVICE_PATTERN.test(o.device)) throw invalidArgument("'cpu', 'cuda', 'cuda:N' or 'auto'", 'device', o.device);
     device = o.device as DeviceSpec;
   }
   const dtype = o.dtype === undefined ? DEFAULTS.dtype : oneOf(o.dtype, 'dtype', MODEL_DTYPES);
-  let threads = 0;
-  if (o.threads !== undefined) {
-    if (typeof o.threads !== 'number' || !Number.isInteger(o.threads) || o.threads < 1 || o.threads > 1024) {
-      throw invalidArgument('integer between 1 and 1024', 'threads', o.threads);
-    }
-    threads = o.threads;
-  }
-  return { device, dtype, threads };
+  const threads = o.threads === undefined ? 0 : integer(o.threads, 'threads', 1, 1024);
+  const verifyHashes = o.verifyHashes === undefined ? false : boolean(o.verifyHashes, 'verifyHashes');
+  return { device, dtype, threads, verifyHashes };
 }

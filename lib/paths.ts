@@ -16,5 +16,3 @@ function findPackageRoot(): string {
 export const packageRoot = findPackageRoot();
 /** The embedded default model, made by `npm install` (the exporter's --tiny preset). */
 export const defaultModelDir = join(packageRoot, 'models', 'tiny');
-/** The project-local Python environment `npm install` creates when no torch is found. */
-export const localVenv = join(packageRoot, '.venv');

@@ -3,14 +3,35 @@
  * subjects sit among them. Reproduces the released FastComposer pipeline
  * (`_tokenize_and_mask_noun_phrases_ends` for the subject prompt, `_encode_prompt` for the
  * text-only and negative prompts) on top of the model directory's tokenizer.json.
+ *
+ * Two subject markers: `<|image|>` (the released pipeline's) and `img` (MMagic's port). MMagic
+ * adds `img` to the same CLIP tokenizer as a special token (`add_tokens(['img'],
+ * special_tokens=True)`: not in the vocabulary, so it gets id 49408, and it is matched in the raw
+ * text wherever it occurs, case-sensitively, before any normalization), masks the token before
+ * it the same way, and builds the text-only prompt with `prompt.replace('img', '')`. So the `img`
+ * dialect is the same tokenizer with the added token's text changed; a prompt gives the ids of
+ * its twin with every `img` written `<|image|>`, including where `img` sits inside a word
+ * (`imgs`, `imgur`: a marker and the rest of the word), while `Img`, `IMG` are plain words and a
+ * literal `<|image|>` is plain text.
  */
 import { readFile } from 'node:fs/promises';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { FastComposerError } from './errors.js';
 
 export const IMAGE_TOKEN = '<|image|>';
+/** MMagic's subject marker. */
+export const MMAGIC_IMAGE_TOKEN = 'img';
+export type SubjectMarker = typeof IMAGE_TOKEN | typeof MMAGIC_IMAGE_TOKEN;
 export const BOS_TOKEN = '<|startoftext|>';
 export const EOS_TOKEN = '<|endoftext|>';
+/**
+ * How many subjects a prompt names: its `<|image|>` markers. The tokenizer matches that added
+ * token in the raw string, so on every prompt tokenize() accepts this equals its subjectCount;
+ * it needs no tokenizer (the queue's producer checks options without a model).
+ */
+export function countImageTokens(prompt: string): number {
+  return prompt.split(IMAGE_TOKEN).length - 1;
+}
 /** CLIP's text context length (the tokenizer's model_max_length): the default when a model's
  * manifest gives none; a model directory's `maxLength` wins. */
 export const MAX_LENGTH = 77;
@@ -102,6 +123,7 @@ export class PromptTokenizer {
   readonly imageTokenId: number;
 
   private plainTokenizer: Tokenizer | undefined;
+  private mmagicTokenizer: Tokenizer | undefined;
 
   /**
    * @param special knows `<|image|>` (the original's `special_tokenizer`)
@@ -113,6 +135,7 @@ export class PromptTokenizer {
   private constructor(
     private readonly special: Tokenizer,
     private readonly plainJson: TokenizerJson,
+    private readonly json: TokenizerJson,
     source: string,
     readonly maxLength: number,
   ) {
@@ -138,26 +161,37 @@ export class PromptTokenizer {
     if (!isTokenizerJson(json)) throw new FastComposerError('ERR_MODEL', `${source} is not a tokenizer.json document`);
     try {
       const plainJson = { ...json, added_tokens: json.added_tokens.filter((t) => t.content !== IMAGE_TOKEN) };
-      return new PromptTokenizer(new Tokenizer(json, {}), plainJson, source, maxLength);
+      return new PromptTokenizer(new Tokenizer(json, {}), plainJson, json, source, maxLength);
     } catch (cause) {
       if (cause instanceof FastComposerError) throw cause;
       throw new FastComposerError('ERR_MODEL', `Cannot build the tokenizer from ${source}: ${(cause as Error).message}`, { cause });
     }
   }
 
+  /** The tokenizer that knows `marker` as its added special token (id imageTokenId). */
+  private markerTokenizer(marker: SubjectMarker): Tokenizer {
+    if (marker === IMAGE_TOKEN) return this.special;
+    // MMagic's special tokenizer: the same added token, matched on the text `img` (built on first use).
+    this.mmagicTokenizer ??= new Tokenizer(
+      { ...this.json, added_tokens: this.json.added_tokens.map((t) => (t.content === IMAGE_TOKEN ? { ...t, content: MMAGIC_IMAGE_TOKEN } : t)) },
+      {},
+    );
+    return this.mmagicTokenizer;
+  }
+
   /** The subject prompt's ids as the original's special tokenizer gives them: bos, tokens with image tokens, eos; no padding or cut. */
-  encodeRaw(prompt: string): number[] {
-    return this.special.encode(slowTokenizerPrepass(prompt)).ids;
+  encodeRaw(prompt: string, marker: SubjectMarker = IMAGE_TOKEN): number[] {
+    return this.markerTokenizer(marker).encode(slowTokenizerPrepass(prompt)).ids;
   }
 
   /**
-   * Tokenizes a prompt with `<|image|>` subject markers. Throws ERR_PROMPT when a marker has no
-   * token of its own before it (start of prompt, or right after another marker) or when its
-   * subject token falls past the maxLength-token limit.
+   * Tokenizes a prompt with subject markers (`<|image|>`, or `img` as MMagic writes them).
+   * Throws ERR_PROMPT when a marker has no token of its own before it (start of prompt, or right
+   * after another marker) or when its subject token falls past the maxLength-token limit.
    */
-  tokenize(prompt: string): TokenizedPrompt {
-    const raw = this.encodeRaw(prompt);
-    this.checkSubjectTokens(prompt, raw);
+  tokenize(prompt: string, marker: SubjectMarker = IMAGE_TOKEN): TokenizedPrompt {
+    const raw = this.encodeRaw(prompt, marker);
+    this.checkSubjectTokens(prompt, raw, marker);
     const { inputIds, subjectTokenMask } = maskNounPhraseEnds(raw, this.imageTokenId, this.maxLength, this.padId);
     const subjectPositions: number[] = [];
     subjectTokenMask.forEach((isSubject, i) => {
@@ -165,7 +199,7 @@ export class PromptTokenizer {
     });
     const keptCount = raw.length - subjectPositions.length;
     // The released pipeline removes the marker from the string and tokenizes what is left.
-    const textOnly = this.encodePlain(prompt.split(IMAGE_TOKEN).join(''));
+    const textOnly = this.encodePlain(prompt.split(marker).join(''));
     return {
       inputIds,
       subjectTokenMask,
@@ -188,11 +222,11 @@ export class PromptTokenizer {
     return { ids: padTo(ids, this.maxLength, this.padId), truncated: false };
   }
 
-  private checkSubjectTokens(prompt: string, raw: readonly number[]): void {
-    // The k-th image id is the k-th `<|image|>` of the raw string: only that token is matched
+  private checkSubjectTokens(prompt: string, raw: readonly number[], marker: SubjectMarker): void {
+    // The k-th image id is the k-th marker of the raw string: only that token is matched
     // before normalization, left to right.
     const offsets: number[] = [];
-    for (let at = prompt.indexOf(IMAGE_TOKEN); at >= 0; at = prompt.indexOf(IMAGE_TOKEN, at + IMAGE_TOKEN.length)) offsets.push(at);
+    for (let at = prompt.indexOf(marker); at >= 0; at = prompt.indexOf(marker, at + marker.length)) offsets.push(at);
     let kept = 0;
     let previous: number | undefined;
     let k = 0;
@@ -202,12 +236,12 @@ export class PromptTokenizer {
         previous = id;
         continue;
       }
-      const where = `${IMAGE_TOKEN} at character ${offsets[k] ?? '?'} of the prompt`;
+      const where = `${marker} at character ${offsets[k] ?? '?'} of the prompt`;
       if (previous === this.imageTokenId) {
-        throw new FastComposerError('ERR_PROMPT', `${where} directly follows another ${IMAGE_TOKEN}; put each one right after its own subject noun, as in "a man ${IMAGE_TOKEN} and a woman ${IMAGE_TOKEN}"`);
+        throw new FastComposerError('ERR_PROMPT', `${where} directly follows another ${marker}; put each one right after its own subject noun, as in "a man ${marker} and a woman ${marker}"`);
       }
       if (previous === undefined || previous === this.bosId || previous === this.eosId) {
-        throw new FastComposerError('ERR_PROMPT', `${where} has no noun before it; put it right after the subject noun, as in "a man ${IMAGE_TOKEN}"`);
+        throw new FastComposerError('ERR_PROMPT', `${where} has no noun before it; put it right after the subject noun, as in "a man ${marker}"`);
       }
       if (kept - 1 >= this.maxLength) {
         throw new FastComposerError('ERR_PROMPT', `${where} marks token ${kept - 1}, past the ${this.maxLength}-token limit of the text encoder; shorten the prompt before it`);

@@ -6,9 +6,10 @@
  * native worker with libtorch's own kernel (native/subject_pixels.cc), off the event loop.
  * sharp only decodes (docs/IMAGES.md). Also: region masks for localized attention.
  */
-import { stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { loadSharp } from './sharp-loader.js';
 import { FastComposerError, invalidArgument } from './errors.js';
+import { isBytes, isFiniteNumber, isInteger, isRecord } from './is.js';
 import type { ImageInput, RawImage, SubjectSpec } from './options.js';
 import type { Tensor } from './tensor.js';
 
@@ -67,12 +68,8 @@ export async function decodeRgb(input: ImageInput, label: string, options: Decod
   let source: string | Buffer;
   if (typeof input === 'string') {
     source = input;
-    const st = await stat(input).catch((err: NodeJS.ErrnoException) => {
-      throw imageError(label, `cannot read ${JSON.stringify(input)} (${err.code ?? err.message})`, err);
-    });
-    if (!st.isFile()) throw imageError(label, `${JSON.stringify(input)} is not a file`);
-    if (st.size === 0) throw imageError(label, `${JSON.stringify(input)} is empty`);
-  } else if (input instanceof Uint8Array) {
+    await checkImageFile(input, label);
+  } else if (isBytes(input)) {
     if (input.length === 0) throw imageError(label, 'the image buffer is empty');
     source = Buffer.isBuffer(input) ? input : Buffer.from(input.buffer, input.byteOffset, input.byteLength);
   } else {
@@ -97,6 +94,24 @@ export async function decodeRgb(input: ImageInput, label: string, options: Decod
     }
     throw imageError(label, `cannot decode the image: ${msg.trim()}`, err);
   }
+}
+
+/** A picture file must exist, be a file and not be empty; otherwise ERR_IMAGE naming `label`. */
+async function checkImageFile(path: string, label: string): Promise<void> {
+  const st = await stat(path).catch((err: NodeJS.ErrnoException) => {
+    throw imageError(label, `cannot read ${JSON.stringify(path)} (${err.code ?? err.message})`, err);
+  });
+  if (!st.isFile()) throw imageError(label, `${JSON.stringify(path)} is not a file`);
+  if (st.size === 0) throw imageError(label, `${JSON.stringify(path)} is empty`);
+}
+
+/** A picture file's bytes, with the checks and errors of decoding it from its path (the job queue
+ * carries pictures as bytes: a worker on another host cannot read the caller's files). */
+export async function readImageFile(path: string, label: string): Promise<Buffer> {
+  await checkImageFile(path, label);
+  return readFile(path).catch((err: NodeJS.ErrnoException) => {
+    throw imageError(label, `cannot read ${JSON.stringify(path)} (${err.code ?? err.message})`, err);
+  });
 }
 
 /**
@@ -134,7 +149,7 @@ export function boxMask(box: Box, width: number, height: number): Float32Array {
   checkSize(height, 'height');
   for (const k of ['left', 'top', 'width', 'height'] as const) {
     const v = box?.[k];
-    if (typeof v !== 'number' || !Number.isFinite(v) || ((k === 'width' || k === 'height') && v <= 0)) {
+    if (!isFiniteNumber(v) || ((k === 'width' || k === 'height') && v <= 0)) {
       throw invalidArgument(k === 'width' || k === 'height' ? 'a positive number' : 'a finite number', `box.${k}`, v);
     }
   }
@@ -263,8 +278,8 @@ function applySubjectMask(img: Rgb, mask: Rgb, label: string): void {
 
 function rawToRgb(raw: RawImage, label: string, limit: number): Rgb {
   const { data, width, height, channels } = raw;
-  if (!(data instanceof Uint8Array)) throw imageError(label, 'raw data must be a Buffer or Uint8Array');
-  if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1) {
+  if (!isBytes(data)) throw imageError(label, 'raw data must be a Buffer or Uint8Array');
+  if (!isInteger(width, 1) || !isInteger(height, 1)) {
     throw imageError(label, `raw width and height must be positive integers, got ${String(width)}x${String(height)}`);
   }
   if (channels !== 1 && channels !== 3 && channels !== 4) {
@@ -289,15 +304,15 @@ function rawToRgb(raw: RawImage, label: string, limit: number): Rgb {
 }
 
 function isRaw(v: unknown): v is RawImage {
-  return typeof v === 'object' && v !== null && !(v instanceof Uint8Array) && 'data' in v && 'width' in v;
+  return isRecord(v) && 'data' in v && 'width' in v;
 }
 
 function isSpec(v: SubjectPicture): v is Pick<SubjectSpec, 'image' | 'subjectMask'> {
-  return typeof v === 'object' && v !== null && !(v instanceof Uint8Array) && 'image' in v;
+  return isRecord(v) && 'image' in v;
 }
 
 function checkSize(v: number, name: string): number {
-  if (!Number.isInteger(v) || v < 1) throw invalidArgument('a positive integer', name, v);
+  if (!isInteger(v, 1)) throw invalidArgument('a positive integer', name, v);
   return v;
 }
 

@@ -7,20 +7,6 @@ export interface Tensor {
   dtype: DType;
 }
 
-export const DTYPE_BYTES: Readonly<Record<DType, number>> = {
-  float32: 4,
-  float16: 2,
-  bfloat16: 2,
-  int64: 8,
-  int32: 4,
-  uint8: 1,
-  bool: 1,
-};
-
-export function numel(shape: readonly number[]): number {
-  return shape.reduce((a, b) => a * b, 1);
-}
-
 /** A float32 view over a float32 tensor's bytes (no copy when the Buffer is aligned). */
 export function float32View(t: Tensor): Float32Array {
   if (t.dtype !== 'float32') throw new TypeError(`Expected a float32 tensor, got ${t.dtype}`);

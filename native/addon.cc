@@ -5,11 +5,9 @@
 #include <torch/cuda.h>
 #include <torch/version.h>
 
-#include <algorithm>
-#include <atomic>
-#include <cstdlib>
-#include <cstring>
-#include <mutex>
+#include <memory>
+#include <string>
+#include <utility>
 
 #include "abort_flag.h"
 #include "addon_data.h"
@@ -17,7 +15,10 @@
 #include "errors.h"
 #include "job_thread.h"
 #include "js_job.h"
+#include "libtorch_log.h"
 #include "model_wrap.h"
+#include "module_loader.h"
+#include "process_exit.h"
 #include "testing_exports.h"
 #include "workers.h"
 
@@ -45,6 +46,31 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
       [model](Napi::Env e) -> Napi::Value { return ModelWrap::Wrap(e, std::move(*model)); });
 }
 
+// auditModule(path) -> Promise<string[]>: reads a module file's code without its weights and
+// without running any of it, audits it (module_audit.h) and resolves with the operators it uses;
+// rejects with ERR_MODEL when it is refused. On the CPU job thread, like all torch work.
+Napi::Value AuditModule(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString()) throw toJsError(env, {"ERR_INVALID_ARGUMENT", "Expected a module file path"});
+  const std::string path = info[0].As<Napi::String>();
+  auto operators = std::make_shared<std::vector<std::string>>();
+  return startJob(env, deviceJobThread("cpu"),
+      [path, operators] { *operators = loadAuditedModule(path, std::nullopt, Weights::Skip).operators; },
+      [operators](Napi::Env e) -> Napi::Value {
+        Napi::Array out = Napi::Array::New(e, operators->size());
+        for (size_t i = 0; i < operators->size(); ++i) out.Set(static_cast<uint32_t>(i), (*operators)[i]);
+        return out;
+      });
+}
+
+// takeWarnings() -> string[]: libtorch's warnings collected on the job threads since the last call.
+Napi::Value TakeWarnings(const Napi::CallbackInfo& info) {
+  std::vector<std::string> warnings = takeWarnings();
+  Napi::Array out = Napi::Array::New(info.Env(), warnings.size());
+  for (size_t i = 0; i < warnings.size(); ++i) out.Set(static_cast<uint32_t>(i), warnings[i]);
+  return out;
+}
+
 Napi::Value CudaDeviceCount(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&] {
     return Napi::Number::New(info.Env(), torch::cuda::is_available() ? static_cast<double>(torch::cuda::device_count()) : 0);
@@ -70,24 +96,11 @@ Napi::Value CudaMemory(const Napi::CallbackInfo& info) {
   });
 }
 
-void abortEveryEnvironment() {
-  std::lock_guard<std::mutex> lock(allEnvJobsMutex());
-  for (const auto& weak : allEnvJobs())
-    if (auto jobs = weak.lock()) jobs->abortAll();
-}
-
 // process.on('exit') on the main thread calls this (lib/native.ts), also for process.exit(),
-// which runs no environment cleanup: job threads start nothing more, every environment's
-// generations stop at their next step, and the exit waits (bounded) for the running tasks,
-// since C++ static objects (libtorch's, oneDNN's) are destroyed after it and a task still
-// running then crashed the process. A task that outlasts the wait (a long load or decode) is
-// left to the C exit handler (installExitBackstop), which ends the process with its status
-// then; later 'exit' listeners still run.
+// which runs no environment cleanup (process_exit.h prepareProcessExit); later 'exit' listeners
+// still run.
 Napi::Value PrepareExit(const Napi::CallbackInfo& info) {
-  beginProcessExit();
-  abortEveryEnvironment();
-  armExitBackstop();
-  waitForJobThreads(5000);
+  prepareProcessExit();
   return info.Env().Undefined();
 }
 
@@ -95,29 +108,13 @@ Napi::Value PrepareExit(const Napi::CallbackInfo& info) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   recordDefaultThreads();
-  installExitBackstop(abortEveryEnvironment);
+  quietNnpack();
   auto* data = new AddonData();
   env.SetInstanceData(data);  // deleted by Node with the environment
-  {
-    std::lock_guard<std::mutex> lock(allEnvJobsMutex());
-    auto& all = allEnvJobs();
-    all.erase(std::remove_if(all.begin(), all.end(), [](const auto& w) { return w.expired(); }), all.end());
-    all.push_back(data->jobs);
-  }
-  // When this environment ends (a worker thread terminated, the process exiting normally):
-  // its queued jobs are skipped, its generations stop at their next step, and it waits a little
-  // for them, bounded so that a long load or decode cannot hold the end up.
-  env.AddCleanupHook([jobs = data->jobs] {
-    try {
-      // If the process is exiting (it stops worker threads first), the exit handlers run next:
-      // the backstop must come before the destructors of the statics made so far.
-      armExitBackstop();
-      jobs->abortAll();
-      jobs->waitFinished(5000, [] { return processExiting(); });
-    } catch (...) {
-    }
-    jobs->markGone();
-  });
+  registerEnvironment(data->jobs);
+  // When this environment ends (a worker thread terminated, the process exiting normally); the
+  // wait is bounded so that a long load or decode cannot hold the end up.
+  env.AddCleanupHook([jobs = data->jobs] { endEnvironment(jobs); });
   Napi::Function abortFlag = AbortFlagWrap::Define(env);
   data->abortFlagClass = Napi::Persistent(abortFlag);
   Napi::Function modelClass = ModelWrap::Define(env);
@@ -126,6 +123,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeModel", modelClass);
   exports.Set("torchVersion", Napi::String::New(env, TORCH_VERSION));
   exports.Set("loadModel", Napi::Function::New(env, LoadModel, "loadModel"));
+  exports.Set("auditModule", Napi::Function::New(env, AuditModule, "auditModule"));
+  exports.Set("takeWarnings", Napi::Function::New(env, TakeWarnings, "takeWarnings"));
   exports.Set("cudaDeviceCount", Napi::Function::New(env, CudaDeviceCount, "cudaDeviceCount"));
   exports.Set("prepareExit", Napi::Function::New(env, PrepareExit, "prepareExit"));
   exports.Set("cudaMemory", Napi::Function::New(env, CudaMemory, "cudaMemory"));

@@ -24,6 +24,8 @@ namespace fc {
 // environment's memory (subject pictures are views of JS buffers).
 class EnvJobs {
  public:
+  static constexpr int kStopPollMs = 50;
+
   // On the environment's thread, as a job is queued.
   void add(const std::shared_ptr<std::atomic<bool>>& flag) {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -49,14 +51,14 @@ class EnvJobs {
       if (auto flag = weak.lock()) flag->store(true);
   }
   // Waits up to `timeoutMs` for this environment's running jobs (queued ones are aborted and
-  // will be skipped), or until `stop()` says to stop waiting.
+  // will be skipped), or until `stop()` says to stop waiting (asked every kStopPollMs).
   template <typename Stop>
   bool waitFinished(int timeoutMs, Stop stop) {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeoutMs);
     std::unique_lock<std::mutex> lock(mutex_);
     while (running_ > 0 && !stop()) {
       if (std::chrono::steady_clock::now() >= deadline) return false;
-      idle_.wait_for(lock, std::chrono::milliseconds(50));
+      idle_.wait_for(lock, std::chrono::milliseconds(kStopPollMs));
     }
     return running_ == 0;
   }
@@ -83,17 +85,6 @@ class EnvJobs {
   std::shared_mutex aliveMutex_;  // alive_
   bool alive_ = true;
 };
-
-// Every environment's EnvJobs, for the process-exit handler (addon.cc), which must stop the jobs
-// of all of them.
-inline std::mutex& allEnvJobsMutex() {
-  static auto* m = new std::mutex();
-  return *m;
-}
-inline std::vector<std::weak_ptr<EnvJobs>>& allEnvJobs() {
-  static auto* all = new std::vector<std::weak_ptr<EnvJobs>>();  // never destroyed: used at exit
-  return *all;
-}
 
 struct AddonData {
   Napi::FunctionReference modelClass;

@@ -2,18 +2,19 @@
 
 #include <torch/csrc/jit/runtime/graph_executor.h>
 
+#include "libtorch_log.h"
+
 #include <algorithm>
-#include <atomic>
 #include <chrono>
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <future>
 #include <map>
-#include <memory>
 #include <stdexcept>
 #include <vector>
+
+#include "process_exit.h"
 
 namespace fc {
 
@@ -56,43 +57,6 @@ void JobThread::post(std::function<void()> task) {
   wake_.notify_one();
 }
 
-namespace {
-std::atomic<bool> exiting{false};
-std::atomic<void (*)()> abortAllJobs{nullptr};
-
-void exitBackstop(int status, void*) {
-  beginProcessExit();
-  if (auto abortAll = abortAllJobs.load()) abortAll();
-  if (!waitForJobThreads(3000)) {
-    std::fflush(nullptr);
-    std::_Exit(status);
-  }
-}
-
-void registerExitBackstop() {
-#ifdef __GLIBC__
-  on_exit(exitBackstop, nullptr);  // glibc: the handler gets the exit status
-#else
-  std::atexit([] { exitBackstop(0, nullptr); });
-#endif
-}
-}  // namespace
-
-void beginProcessExit() { exiting.store(true); }
-bool processExiting() { return exiting.load(); }
-
-void armExitBackstop() {
-  if (abortAllJobs.load()) registerExitBackstop();
-}
-
-void installExitBackstop(void (*abortAll)()) {
-  static std::once_flag once;
-  std::call_once(once, [abortAll] {
-    abortAllJobs.store(abortAll);
-    registerExitBackstop();
-  });
-}
-
 bool JobThread::waitCurrent(int timeoutMs) {
   std::unique_lock<std::mutex> lock(mutex_);
   return idle_.wait_for(lock, std::chrono::milliseconds(timeoutMs), [this] { return !busy_; });
@@ -103,7 +67,9 @@ void JobThread::loop() {
   // profiling executor, libtorch's default) unless FASTCOMPOSER_JIT_OPTIMIZE=0.
   const char* optimize = std::getenv("FASTCOMPOSER_JIT_OPTIMIZE");
   torch::jit::setGraphExecutorOptimize(!(optimize && std::strcmp(optimize, "0") == 0));
-  int backstops = 0;  // exit handlers this thread registered (see installExitBackstop)
+  // libtorch's warnings from the work here go to the caller, not to stderr (libtorch_log.h).
+  collectWarningsOnThisThread();
+  int backstops = 0;  // exit handlers this thread registered (process_exit.h armExitBackstop)
   for (;;) {
     std::function<void()> next;
     {
@@ -114,7 +80,7 @@ void JobThread::loop() {
       if (queue_.empty()) return;  // stopping, nothing left
       next = std::move(queue_.front());
       queue_.pop_front();
-      if (exiting.load()) {
+      if (processExiting()) {
         // The process is exiting: run nothing more, and destroy nothing either (a task may
         // own references into JavaScript): leak it.
         new std::function<void()>(std::move(next));
@@ -129,10 +95,7 @@ void JobThread::loop() {
     }
     // After this thread's first tasks (a load, a first generation), statics made on first use
     // exist; a handler registered now runs before their destructors.
-    if (backstops < 3 && abortAllJobs.load()) {
-      registerExitBackstop();
-      ++backstops;
-    }
+    if (backstops < kBackstopsPerJobThread && armExitBackstop()) ++backstops;
   }
 }
 

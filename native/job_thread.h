@@ -31,7 +31,7 @@ class JobThread {
   void post(std::function<void()> task);
 
   // Waits up to `timeoutMs` for the task that is running now (if any) to end; false on a
-  // timeout. After beginProcessExit() no further task starts.
+  // timeout. Once the process is exiting (process_exit.h) no further task starts.
   bool waitCurrent(int timeoutMs);
 
  private:
@@ -46,26 +46,10 @@ class JobThread {
   std::thread thread_;
 };
 
-// At process exit (process.on('exit'), addon.cc PrepareExit): job threads start no further task
-// (queued tasks are dropped, leaked), and the caller waits for the running ones with
-// waitForJobThreads, before C++ static objects are destroyed under a running task.
-void beginProcessExit();
-bool processExiting();
 // Waits, at most `timeoutMs` in all, for every job thread's running task; false if one is still
-// running then.
+// running then. The exit paths (process_exit.h) call it before C++ static objects are destroyed
+// under a running task.
 bool waitForJobThreads(int timeoutMs);
-
-// The backstop for exits that lib/native.ts's process.on('exit') does not see (the addon loaded
-// only by a worker thread, process.reallyExit): a C exit handler that stops the job threads and,
-// if a task outlasts the wait, ends the process with its exit status before static destructors
-// run under it. Exit handlers run in reverse order of registration, mixed with the destructors of
-// statics made on first use, so it is registered at load (`abortAll`: the addon's way to abort
-// every environment's jobs), by each job thread after its first tasks, and by armExitBackstop.
-void installExitBackstop(void (*abortAll)());
-// Registers the backstop once more, now: when an environment ends (a worker thread stopped, also
-// by the process exiting) and in lib/native.ts's exit preparation, so that it runs before the
-// destructors of every static made so far.
-void armExitBackstop();
 
 // The job thread of a device ("cpu", "cuda:0", ...), created on first use and kept for the
 // life of the process (never joined: a job still running at exit must not hold exit up).

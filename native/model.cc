@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "errors.h"
+#include "module_loader.h"
 
 namespace fc {
 namespace {
@@ -41,15 +42,9 @@ at::Device parseDevice(const std::string& name) {
   return device;
 }
 
+// Read and audited before anything of it runs (module_loader.h), then put in eval mode and cast.
 torch::jit::Module loadModule(const std::string& path, const at::Device& device, at::ScalarType dtype) {
-  torch::jit::Module module;
-  try {
-    module = torch::jit::load(path, device);
-  } catch (const c10::Error& e) {
-    throw CodedError("ERR_MODEL", "Cannot load TorchScript module " + path + ": " + e.what_without_backtrace());
-  } catch (const std::exception& e) {
-    throw CodedError("ERR_MODEL", "Cannot load TorchScript module " + path + ": " + e.what());
-  }
+  torch::jit::Module module = loadAuditedModule(path, device, Weights::Read).module;
   module.eval();
   // Only floating parameters change dtype; int buffers (position ids, frequency indices) stay.
   if (dtype != at::kFloat) module.to(dtype);

@@ -36,7 +36,8 @@ void recordDefaultThreads();
 
 class Model {
  public:
-  // Loads every module; throws CodedError("ERR_MODEL"/"ERR_DEVICE") naming the file at fault.
+  // Loads every module, each read and audited before any of it runs (module_loader.h); throws
+  // CodedError("ERR_MODEL"/"ERR_DEVICE") naming the file at fault.
   explicit Model(const ModelSpec& spec);
 
   const ModelSpec& spec() const { return spec_; }

@@ -43,7 +43,7 @@ struct DenoiseJob {
   std::string scheduler = "pndm";
   SchedulerConfig schedulerConfig;
   at::Tensor latents;  // optional float32 [N,4,h,w] (before the init sigma), CPU
-  // Localized attention (issue: subject attention maps and regions).
+  // Localized attention: subject attention maps and regions.
   bool attentionMaps = false;
   std::vector<int64_t> subjectPositions;
   at::Tensor regionInside;  // optional float32 [S,h,w]: fraction of each latent cell inside the subject's region

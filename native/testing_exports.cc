@@ -58,12 +58,25 @@ Napi::Value PrepareSubjectPixels(const Napi::CallbackInfo& info) {
   });
 }
 
+// warnOnJobThread(message): raises a libtorch warning (TORCH_WARN) on the CPU job thread, where
+// libtorch_log.h collects it instead of printing it.
+Napi::Value WarnOnJobThread(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    if (!info[0].IsString()) throw CodedError("ERR_INVALID_ARGUMENT", "Expected a string for message");
+    const std::string message = info[0].As<Napi::String>();
+    deviceJobThread("cpu").run([&] { TORCH_WARN(message); });
+    return env.Undefined();
+  });
+}
+
 }  // namespace
 
 Napi::Object testingExports(Napi::Env env) {
   Napi::Object testing = Napi::Object::New(env);
   testing.Set("replayScheduler", Napi::Function::New(env, ReplayScheduler, "replayScheduler"));
   testing.Set("prepareSubjectPixels", Napi::Function::New(env, PrepareSubjectPixels, "prepareSubjectPixels"));
+  testing.Set("warnOnJobThread", Napi::Function::New(env, WarnOnJobThread, "warnOnJobThread"));
   return testing;
 }
 

@@ -1,11 +1,12 @@
 // Builds the addon from source with cmake-js against a torch, and records which torch in
 // build/Release/torch.json (lib/native.ts checks it at load time).
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { findTorch, log, run, TORCH_FIXES } from './torch-setup.mjs';
+import { findTorch, hasCudaLibraries, TORCH_FIXES } from './torch-discovery.mjs';
+import { log, run } from './torch-setup.mjs';
 
 const pkgRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -13,7 +14,7 @@ export function buildNative(torch, { out = join(pkgRoot, 'build') } = {}) {
   const require = createRequire(import.meta.url);
   const cmakeJs = join(dirname(require.resolve('cmake-js/package.json')), 'bin', 'cmake-js');
   log(`building the native addon from source against torch ${torch.version} (${torch.root})`);
-  const cuda = existsSync(join(torch.root, 'lib', 'libtorch_cuda.so'));
+  const cuda = hasCudaLibraries(torch.root);
   const args = [cmakeJs, 'compile', '--out', out, `--CDTORCH_ROOT=${torch.root}`];
   try {
     run(process.execPath, args, { cwd: pkgRoot });

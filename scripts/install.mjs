@@ -5,15 +5,12 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { buildNative } from './build-native.mjs';
-import { findTorch, installTorch, log, run, TORCH_FIXES } from './torch-setup.mjs';
+import { baseVersion, exporterEnv, findTorch, hasCudaLibraries, TORCH_FIXES } from './torch-discovery.mjs';
+import { installTorch, log, run } from './torch-setup.mjs';
 
 const pkgRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
 // A git checkout has the tests and the TypeScript sources; the published package has dist/.
 const dev = existsSync(join(pkgRoot, 'test')) && existsSync(join(pkgRoot, 'tsconfig.json'));
-
-function baseVersion(v) {
-  return String(v).split('+')[0];
-}
 
 function matchingPrebuild(torch) {
   const dir = join(pkgRoot, 'prebuilds', `${process.platform}-${process.arch}`);
@@ -21,7 +18,7 @@ function matchingPrebuild(torch) {
   if (!existsSync(info)) return undefined;
   const built = JSON.parse(readFileSync(info, 'utf8'));
   // A binary built against a CUDA torch links its CUDA libraries: it needs a CUDA torch too.
-  const cudaTorch = existsSync(join(torch.root, 'lib', 'libtorch_cuda.so'));
+  const cudaTorch = hasCudaLibraries(torch.root);
   const matches = baseVersion(built.torchVersion) === baseVersion(torch.version) && Boolean(built.cuda) === cudaTorch;
   return matches ? { dir, built } : undefined;
 }
@@ -59,7 +56,7 @@ function main() {
     mkdirSync(dirname(tiny), { recursive: true });
     run(torch.python, ['-m', 'fastcomposer_export', '--tiny', '--out', tiny], {
       cwd: pkgRoot,
-      env: { ...process.env, PYTHONPATH: join(pkgRoot, 'exporter') },
+      env: exporterEnv(pkgRoot),
     });
   }
   log('ready');

@@ -5,7 +5,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { buildNative } from './build-native.mjs';
-import { findTorch, log, TORCH_FIXES } from './torch-setup.mjs';
+import { findTorch, TORCH_FIXES } from './torch-discovery.mjs';
+import { log } from './torch-setup.mjs';
 
 const pkgRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
 const torch = findTorch(pkgRoot);

@@ -280,9 +280,14 @@ describe('latents', () => {
 
 describe('validateLoadOptions', () => {
   it('fills defaults', () => {
-    expect(validateLoadOptions(undefined)).toEqual({ device: 'auto', dtype: 'float32', threads: 0 });
-    expect(validateLoadOptions({})).toEqual({ device: 'auto', dtype: 'float32', threads: 0 });
-    expect(validateLoadOptions({ device: 'cuda:1', dtype: 'bfloat16', threads: 4 })).toEqual({ device: 'cuda:1', dtype: 'bfloat16', threads: 4 });
+    expect(validateLoadOptions(undefined)).toEqual({ device: 'auto', dtype: 'float32', threads: 0, verifyHashes: false });
+    expect(validateLoadOptions({})).toEqual({ device: 'auto', dtype: 'float32', threads: 0, verifyHashes: false });
+    expect(validateLoadOptions({ device: 'cuda:1', dtype: 'bfloat16', threads: 4, verifyHashes: true })).toEqual({
+      device: 'cuda:1',
+      dtype: 'bfloat16',
+      threads: 4,
+      verifyHashes: true,
+    });
     for (const device of ['cpu', 'cuda', 'cuda:0', 'auto']) expect(validateLoadOptions({ device }).device).toBe(device);
   });
 
@@ -296,5 +301,6 @@ describe('validateLoadOptions', () => {
     expectError(() => validateLoadOptions('cpu'), 'ERR_INVALID_ARGUMENT', 'options', '"cpu" of type string');
     expectError(() => validateLoadOptions({ threads: 0 }), 'ERR_INVALID_ARGUMENT', 'for threads', '0 of type number');
     expectError(() => validateLoadOptions({ threads: 1.5 }), 'ERR_INVALID_ARGUMENT', 'for threads', '1.5 of type number');
+    expectError(() => validateLoadOptions({ verifyHashes: 1 }), 'ERR_INVALID_ARGUMENT', 'for verifyHashes', '1 of type number');
   });
 });

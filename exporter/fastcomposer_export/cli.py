@@ -20,10 +20,12 @@ end, so ``--out`` is either the complete export or untouched.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
 import shutil
+import signal
 import sys
 import time
 import warnings
@@ -38,6 +40,7 @@ from . import clip as clip_mod
 from . import manifest as mf
 from . import trace as tr
 from .postfuse import Postfuse
+from .quiet import quiet_nnpack
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 # model.json "configs" keys, in the order of the modules
@@ -202,6 +205,19 @@ def weights_from_state_dict(sd: Dict[str, torch.Tensor], configs: Configs) -> We
 # ----------------------------------------------------------------- export
 
 
+@contextlib.contextmanager
+def _sigint_ignored():
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: signals go elsewhere
+        previous = None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
 def _prepare_out(out: Path) -> Path:
     out = out.resolve()
     if out.exists():
@@ -317,13 +333,17 @@ def export(
             image_size=image_size,
             configs=configs.raw,
             weights_dtype=[k for k, v in DTYPES.items() if v == dtype][0],
+            files=mf.file_records(tmp),
             extra={"exporter": {"torch": torch.__version__}},
         )
         mf.write_manifest(manifest, tmp)
         progress.done()
         _finish_out(tmp, out)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        # Ctrl-C reaches the exporter twice when it runs under `fastcomposer pull` (from the
+        # terminal, and from pull stopping it): the second must not cut the clean-up short.
+        with _sigint_ignored():
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
     final = out.resolve()
     progress.emit(status="done", out=str(final), seconds=round(time.perf_counter() - t0, 3))
@@ -335,14 +355,18 @@ def export(
 
 def export_checkpoint(checkpoint: Path, base: Path, image_encoder: Path, out: Path, *,
                       name: Optional[str] = None, dtype: torch.dtype = torch.float32,
-                      progress: Optional[Progress] = None) -> Path:
+                      progress: Optional[Progress] = None,
+                      source: Optional[Dict[str, Optional[str]]] = None) -> Path:
+    """``source`` replaces the local paths model.json records (a download names where the
+    files came from rather than the cache paths they were read at)."""
     configs = Configs(Path(base), Path(image_encoder))
 
     def load() -> Weights:
         return weights_from_state_dict(ck.load_checkpoint(checkpoint), configs)
 
-    source = {"checkpoint": str(Path(checkpoint).resolve()), "base": str(Path(base).resolve()),
-              "imageEncoder": str(Path(image_encoder).resolve())}
+    if source is None:
+        source = {"checkpoint": str(Path(checkpoint).resolve()), "base": str(Path(base).resolve()),
+                  "imageEncoder": str(Path(image_encoder).resolve())}
     return export(configs, load, out, name=name or Path(out).name, source=source, dtype=dtype, progress=progress)
 
 
@@ -386,9 +410,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=["tiny", "sd15-random"], help="a random model instead of a checkpoint")
     p.add_argument("--seed", type=int, default=0, help="seed of a random preset")
     p.add_argument("--name", help="model name written to model.json")
+    p.add_argument("--source-json", help="JSON object of strings recorded as model.json's source instead of the input paths")
     p.add_argument("--dtype", choices=list(DTYPES), default="float32", help="dtype of the saved weights")
     p.add_argument("--threads", type=int, help="CPU threads for tracing (default: torch's; 1 for --tiny)")
     return p
+
+
+def _source_json(text: Optional[str]) -> Optional[Dict[str, Optional[str]]]:
+    if text is None:
+        return None
+    try:
+        source = json.loads(text)
+    except ValueError as e:
+        raise ExportError(f"--source-json is not valid JSON: {e}") from e
+    if not isinstance(source, dict) or not all(isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in source.items()):
+        raise ExportError("--source-json must be a JSON object of strings")
+    return source
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -396,6 +433,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = _parser().parse_args(argv)
     if not debug:
         warnings.simplefilter("ignore")
+    quiet_nnpack()
     try:
         preset = "tiny" if args.tiny else args.preset
         if args.tiny and args.preset and args.preset != "tiny":
@@ -414,7 +452,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                                       ("--image-encoder", args.image_encoder)) if v is None]
             if missing:
                 raise ExportError(f"missing {', '.join(missing)} (or use --tiny / --preset)")
-            export_checkpoint(args.checkpoint, args.base, args.image_encoder, args.out, name=args.name, dtype=dtype)
+            export_checkpoint(args.checkpoint, args.base, args.image_encoder, args.out, name=args.name, dtype=dtype,
+                              source=_source_json(args.source_json))
         return 0
     except KeyboardInterrupt:
         sys.stderr.write("fastcomposer export: interrupted\n")

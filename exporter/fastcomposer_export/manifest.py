@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterable, List, Optional
 
 FORMAT = "fastcomposer-model"
 VERSION = 1
@@ -21,6 +22,8 @@ FILES = {
 TOKENIZER_FILE = "tokenizer.json"
 SCHEDULER_FILE = "scheduler_config.json"
 MANIFEST_FILE = "model.json"
+# every file of a model directory but model.json itself
+RECORDED_FILES = [*FILES.values(), TOKENIZER_FILE, SCHEDULER_FILE]
 
 
 def _io(name: str, shape: List[Any], dtype: str) -> Dict[str, Any]:
@@ -40,6 +43,7 @@ def build_manifest(
     image_size: int,
     configs: Optional[Dict[str, Dict[str, Any]]] = None,
     weights_dtype: str = "float32",
+    files: Optional[Dict[str, Dict[str, Any]]] = None,
     extra: Optional[Dict[str, Any]] = None,
 ) -> Dict[str, Any]:
     L, D, E, C = max_length, text_hidden_size, object_embed_size, latent_channels
@@ -108,6 +112,8 @@ def build_manifest(
         "tokenizer": TOKENIZER_FILE,
         "scheduler": SCHEDULER_FILE,
     }
+    if files is not None:
+        manifest["files"] = files
     if configs is not None:
         # the module configs as read (SD text_encoder, CLIP, unet, vae config.json), so eager
         # modules can be rebuilt from the model directory alone
@@ -115,6 +121,19 @@ def build_manifest(
     if extra:
         manifest.update(extra)
     return manifest
+
+
+def file_records(out_dir: Path, names: Iterable[str] = RECORDED_FILES) -> Dict[str, Dict[str, Any]]:
+    """model.json's "files": each file's size and SHA-256, which readers check before reading it."""
+    records: Dict[str, Dict[str, Any]] = {}
+    for name in names:
+        path = Path(out_dir) / name
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        records[name] = {"size": path.stat().st_size, "sha256": digest.hexdigest()}
+    return records
 
 
 def write_manifest(manifest: Dict[str, Any], out_dir: Path) -> Path:

@@ -14,7 +14,7 @@ a time instead, to keep memory at one module's weights.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Dict, Iterator, Tuple
+from typing import Callable, Dict, Tuple
 
 import torch
 from torch import nn
@@ -91,13 +91,3 @@ def release_state_dict(
         sd["image_encoder.vision_model.embeddings.position_ids"] = torch.arange(n_pos).unsqueeze(0)
     return sd
 
-
-def random_parts_lazily(
-    factories: Dict[str, Callable[[], nn.Module]], seed: int = 0
-) -> Iterator[Tuple[str, Dict[str, torch.Tensor]]]:
-    """Full-size preset: one module's random weights at a time (prefix-free, new names)."""
-    for i, (name, factory) in enumerate(factories.items()):
-        module = random_module(factory, seed + 10 * i, perturb=False)
-        sd = dict(module.state_dict())
-        del module
-        yield name, sd

@@ -6,6 +6,7 @@ every comparison goes through the traced modules loaded back from that directory
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pickle
@@ -135,6 +136,22 @@ def test_manifest(export, tiny_a):
     assert m["tokenizer"] == "tokenizer.json" and m["scheduler"] == "scheduler_config.json"
     src = tiny_a / "release" / "sd" / "scheduler" / "scheduler_config.json"
     assert json.loads((out / "scheduler_config.json").read_text()) == json.loads(src.read_text())
+
+
+def test_manifest_records_every_file_size_and_sha256(export):
+    out, _ = export
+    m = json.loads((out / "model.json").read_text())
+    others = sorted(p.name for p in out.iterdir() if p.name != "model.json")
+    assert sorted(m["files"]) == others
+    for name in others:
+        data = (out / name).read_bytes()
+        assert m["files"][name] == {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}, name
+
+
+def test_export_keeps_the_nnpack_notice_off_stderr(export):
+    # libtorch logs this line for every float32 CPU convolution on CPUs NNPACK does not support
+    _, proc = export
+    assert "NNPACK" not in proc.stderr
 
 
 def test_manifest_records_configs_that_rebuild_the_modules(export, tiny_a):
@@ -476,3 +493,12 @@ def test_key_normalization():
     parts = ck.split_checkpoint(sd, unknown)
     assert not unknown and not sd
     assert "post_quant_conv.weight" in parts["vae"]
+
+
+def test_source_json_is_checked():
+    # `npx fastcomposer pull` records where the files came from (hf://repo@commit) this way.
+    assert cli._source_json(None) is None
+    assert cli._source_json('{"base": "hf://a/b@c", "preset": null}') == {"base": "hf://a/b@c", "preset": None}
+    for bad in ("not json", "[1]", '{"base": 1}'):
+        with pytest.raises(cli.ExportError, match="--source-json"):
+            cli._source_json(bad)

@@ -2,13 +2,10 @@
  * `fastcomposer export`: runs the Python exporter (exporter/fastcomposer_export) with the
  * Python that has torch, and turns its JSON-lines progress into a progress bar.
  */
-import { spawn } from 'node:child_process';
-import { createInterface } from 'node:readline';
-
 import type { Command } from 'commander';
 
 import { FastComposerError } from '../errors.js';
-import { exporterEnv, findPython } from '../python.js';
+import { runExporter } from '../python.js';
 import { progressBar } from './progress.js';
 
 interface ExportFlags {
@@ -19,30 +16,6 @@ interface ExportFlags {
   tiny?: boolean;
   preset?: string;
   progress: boolean;
-}
-
-
-export function runExporter(args: string[], onEvent: (event: Record<string, unknown>) => void): Promise<void> {
-  const python = findPython();
-  return new Promise((resolve, reject) => {
-    const child = spawn(python, ['-m', 'fastcomposer_export', ...args], { env: exporterEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    createInterface({ input: child.stdout }).on('line', (line) => {
-      try {
-        onEvent(JSON.parse(line) as Record<string, unknown>);
-      } catch {
-        process.stderr.write(`${line}\n`);
-      }
-    });
-    child.on('error', (error) =>
-      reject(new FastComposerError('ERR_EXPORT', `Cannot run the exporter with ${python}: ${error.message}. Set FASTCOMPOSER_PYTHON to a Python with torch.`)),
-    );
-    child.on('close', (code) => {
-      if (code === 0) resolve();
-      else reject(new FastComposerError('ERR_EXPORT', stderr.trim() || `the exporter exited with code ${code}`));
-    });
-  });
 }
 
 export function exportCommand(program: Command): void {

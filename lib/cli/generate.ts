@@ -4,7 +4,7 @@ import { extname } from 'node:path';
 import type { Command } from 'commander';
 
 import { FastComposer } from '../fastcomposer.js';
-import type { DeviceSpec, GenerateOptions, ModelDType, SchedulerName } from '../options.js';
+import type { DeviceSpec, GenerateOptions, ImageToken, ModelDType, SchedulerName } from '../options.js';
 import { defaultModelDir } from '../paths.js';
 import { progressBar } from './progress.js';
 
@@ -21,10 +21,12 @@ interface GenerateFlags {
   height?: string;
   scheduler?: string;
   numImages?: string;
+  imageToken?: string;
   device: string;
   dtype: string;
   out: string;
   progress: boolean;
+  verifyHashes?: boolean;
 }
 
 function number(flag: string | undefined): number | undefined {
@@ -40,10 +42,11 @@ function outPath(out: string, index: number, count: number): string {
 export function generateCommand(program: Command): void {
   program
     .command('generate')
-    .description('generate an image; subjects are marked in the prompt with <|image|> after their noun')
+    .description('generate an image; subjects are marked in the prompt with <|image|> (or img) after their noun')
     .requiredOption('-p, --prompt <text>', 'the prompt, e.g. "a man <|image|> in a park"')
     .option('-s, --subject <file>', 'a subject picture, once per <|image|> in prompt order', (v: string, acc: string[]) => [...acc, v], [])
-    .option('-m, --model <dir>', 'model directory (from `fastcomposer export`)', defaultModelDir)
+    .option('-m, --model <name|dir>', 'a pulled model\'s name (`fastcomposer list`) or a model folder; the default is the embedded tiny model', defaultModelDir)
+    .option('--image-token <token>', 'the subject marker: <|image|> (default) or img (MMagic\'s prompts)')
     .option('-n, --negative <text>', 'negative prompt')
     .option('--steps <n>', 'denoising steps (default 50)')
     .option('--guidance <g>', 'classifier-free guidance scale (default 5)')
@@ -56,9 +59,14 @@ export function generateCommand(program: Command): void {
     .option('--device <d>', 'cpu | cuda | cuda:N | auto', 'auto')
     .option('--dtype <t>', 'float32 | float16 | bfloat16', 'float32')
     .option('-o, --out <file>', 'output image (.png, .jpg, .webp); numbered when several', 'out.png')
+    .option('--verify-hashes', "check every model file's SHA-256 against model.json before loading (sizes are always checked)")
     .option('--no-progress', 'no progress bar')
     .action(async (flags: GenerateFlags) => {
-      const fc = await FastComposer.load(flags.model, { device: flags.device as DeviceSpec, dtype: flags.dtype as ModelDType });
+      const fc = await FastComposer.load(flags.model, {
+        device: flags.device as DeviceSpec,
+        dtype: flags.dtype as ModelDType,
+        verifyHashes: flags.verifyHashes === true,
+      });
       const bar = progressBar(flags.progress && process.stderr.isTTY === true);
       try {
         const opts: GenerateOptions = {
@@ -78,6 +86,7 @@ export function generateCommand(program: Command): void {
         set('height', number(flags.height));
         set('scheduler', flags.scheduler as SchedulerName | undefined);
         set('numImages', number(flags.numImages));
+        set('imageToken', flags.imageToken as ImageToken | undefined);
         const result = await fc.generate(opts);
         bar.stop();
         for (const [i, image] of result.images.entries()) {

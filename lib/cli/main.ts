@@ -1,12 +1,16 @@
 #!/usr/bin/env node
-/** `fastcomposer export | generate | info`: the command-line face of the library. */
+/** `fastcomposer export | generate | info | pull | list | serve | setup | worker`: the command-line face of the library. */
 import { Command, CommanderError } from 'commander';
 
 import { FastComposerError } from '../errors.js';
 import { exportCommand } from './export.js';
 import { generateCommand } from './generate.js';
 import { infoCommand } from './info.js';
+import { listCommand } from './list.js';
+import { pullCommand } from './pull.js';
+import { serveCommand } from './serve.js';
 import { ensureSetup, setupCommand } from './setup.js';
+import { workerCommand } from './worker.js';
 
 const program = new Command();
 program
@@ -17,10 +21,14 @@ program
 exportCommand(program);
 generateCommand(program);
 infoCommand(program);
+pullCommand(program);
+listCommand(program);
+serveCommand(program);
 setupCommand(program);
+workerCommand(program);
 // Commands that need torch, the binary or the embedded model finish an install npm left undone.
 program.hook('preAction', (_program, action) => {
-  if (action.name() !== 'setup') ensureSetup();
+  if (action.name() !== 'setup' && action.name() !== 'list') ensureSetup();
 });
 
 try {

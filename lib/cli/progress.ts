@@ -10,12 +10,10 @@ export function progressBar(enabled = process.stderr.isTTY === true): Progress {
   if (!enabled) {
     let last = '';
     return {
-      update(value, total, label) {
+      update(_value, _total, label) {
         // Without a terminal, print a line per stage rather than redrawing a bar.
         if (label !== last) process.stderr.write(`${label}\n`);
         last = label;
-        void value;
-        void total;
       },
       stop() {},
     };

@@ -24,3 +24,21 @@ export function bundleLibrary(): string {
   });
   return outfile;
 }
+
+/** Bundles the command line (lib/cli/main.ts) the same way; returns the path of the script. */
+export function bundleCli(): string {
+  const dir = join(root, 'node_modules', '.cache', 'fastcomposer-tests');
+  mkdirSync(dir, { recursive: true });
+  const outfile = join(dir, `cli-${process.pid}.mjs`);
+  buildSync({
+    entryPoints: [join(root, 'lib', 'cli', 'main.ts')],
+    outfile,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    packages: 'external',
+    logLevel: 'warning',
+  });
+  return outfile;
+}

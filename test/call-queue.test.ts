@@ -1,7 +1,7 @@
 // JobQueue: one job at a time, in order, also when a waiting job is aborted.
 import { describe, expect, it } from 'vitest';
 
-import { JobQueue } from '../lib/queue.js';
+import { JobQueue } from '../lib/call-queue.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -1,4 +1,4 @@
-"""A plain-PyTorch PNDM scheduler for the Python reference/benchmark pipeline.
+"""A plain-PyTorch PNDM scheduler for the Python baseline of the benchmarks (bench/python_eager.py).
 
 Written from the PNDM paper (Liu et al. 2022, "Pseudo Numerical Methods for Diffusion Models
 on Manifolds") and the SD scheduler config keys, so that ``bench/python_eager.py`` can run the

@@ -1,0 +1,145 @@
+#include "module_loader.h"
+
+#include <caffe2/serialize/inline_container.h>
+#include <torch/csrc/jit/serialization/import_source.h>
+#include <torch/csrc/jit/serialization/unpickler.h>
+
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <cstring>
+#include <new>
+
+#include "errors.h"
+#include "module_audit.h"
+
+namespace fc {
+namespace {
+
+using caffe2::serialize::PyTorchStreamReader;
+
+// The TorchScript source of a qualifier (`__torch__.a.b` -> code/__torch__/a/b.py), as
+// torch::jit::load finds it. The `.debug_pkl` beside it (the original Python source ranges, for
+// error messages) is not read: messages then quote the serialized code.
+std::shared_ptr<torch::jit::Source> sourceOf(PyTorchStreamReader& reader, const std::string& qualifier) {
+  std::string path = qualifier;
+  std::replace(path.begin(), path.end(), '.', '/');
+  path = "code/" + path + ".py";
+  if (!reader.hasRecord(path)) return nullptr;
+  auto [data, size] = reader.getRecord(path);
+  return std::make_shared<torch::jit::Source>(std::string_view(static_cast<const char*>(data.get()), size), path, 1);
+}
+
+// `bytes` of zero pages that cost no memory until read (and nothing reads them): tensor storage
+// for an audit that does not need the weights.
+at::DataPtr zeroPages(size_t bytes) {
+  if (bytes == 0) return at::DataPtr(nullptr, at::Device(at::kCPU));
+  void* pages = mmap(nullptr, bytes, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (pages == MAP_FAILED) throw std::bad_alloc();
+  struct Mapping {
+    void* pages;
+    size_t bytes;
+  };
+  return at::DataPtr(pages, new Mapping{pages, bytes},
+                     [](void* ctx) {
+                       auto* m = static_cast<Mapping*>(ctx);
+                       munmap(m->pages, m->bytes);
+                       delete m;
+                     },
+                     at::Device(at::kCPU));
+}
+
+class Reader {
+ public:
+  Reader(const std::string& path, std::optional<at::Device> device)
+      : path_(path),
+        device_(device),
+        reader_(std::make_shared<PyTorchStreamReader>(path)),
+        cu_(std::make_shared<torch::jit::CompilationUnit>()),
+        importer_(cu_, &constants_, [this](const std::string& q) { return sourceOf(*reader_, q); }, reader_->version()) {}
+
+  torch::jit::Module read(Weights weights) {
+    // torch::jit::load reads this pre-1.4 layout another way; no export of ours has it.
+    if (reader_->hasRecord("model.json"))
+      throw CodedError("ERR_MODEL", refusalMessage(path_, "it is in TorchScript's legacy (pre-1.4) format"));
+    c10::IValue table = readArchive("constants", Weights::Read);
+    for (const c10::IValue& constant : table.toTupleRef().elements()) constants_.push_back(constant);
+    c10::IValue data = readArchive("data", weights);
+    if (!data.isObject() || !data.toObjectRef().type()->is_module())
+      throw CodedError("ERR_MODEL", "The file " + path_ + " holds no TorchScript module");
+    return torch::jit::Module(data.toObject());
+  }
+
+ private:
+  // As torch::jit::readArchiveAndTensors, with this file's class resolver and object builder.
+  c10::IValue readArchive(const std::string& name, Weights weights) {
+    auto [pickle, size] = reader_->getRecord(name + ".pkl");
+    const char* bytes = static_cast<const char*>(pickle.get());
+    size_t offset = 0;
+    auto read = [&](char* buffer, size_t length) -> size_t {
+      length = std::min(length, size - offset);
+      std::memcpy(buffer, bytes + offset, length);
+      offset += length;
+      return length;
+    };
+    auto record = [this, name, weights](const std::string& key) -> at::DataPtr {
+      const std::string path = name + "/" + key;
+      if (weights == Weights::Skip) return zeroPages(reader_->getRecordSize(path));
+      return std::get<0>(reader_->getRecord(path));
+    };
+    auto resolveClass = [this](const c10::QualifiedName& name) {
+      checkLoadableClass(name.qualifiedName(), path_);
+      return c10::StrongTypePtr(cu_, importer_.loadType(name));
+    };
+    auto makeObject = [this](const at::StrongTypePtr& type, c10::IValue state) { return buildObject(type, std::move(state)); };
+    torch::jit::Unpickler unpickler(read, resolveClass, makeObject, record, device_);
+    unpickler.set_version(reader_->version());
+    return unpickler.parse_ivalue();
+  }
+
+  // An object from its pickled attributes. torch::jit::load would call the class's __setstate__
+  // here, before anyone could look at it: such classes are refused (no export of ours has one).
+  c10::intrusive_ptr<c10::ivalue::Object> buildObject(const at::StrongTypePtr& type, c10::IValue state) {
+    auto cls = type.type_->expect<at::ClassType>();
+    const std::string name = cls->name() ? cls->name()->qualifiedName() : "(unnamed class)";
+    if (cls->findMethod("__setstate__"))
+      throw CodedError("ERR_MODEL", refusalMessage(path_, "the class " + name +
+                                                          " defines __setstate__, which would run while the file is read"));
+    if (!state.isGenericDict())
+      throw CodedError("ERR_MODEL", "The file " + path_ + " stores an object of " + name + " in an unknown form");
+    const c10::Dict<c10::IValue, c10::IValue> attributes = state.toGenericDict();
+    const size_t n = cls->numAttributes();
+    auto object = c10::ivalue::Object::create(type, n);
+    for (size_t i = 0; i < n; ++i) object->setSlot(i, attributes.at(cls->getAttributeName(i)));
+    return object;
+  }
+
+  std::string path_;
+  std::optional<at::Device> device_;
+  std::shared_ptr<PyTorchStreamReader> reader_;
+  std::shared_ptr<torch::jit::CompilationUnit> cu_;
+  std::vector<c10::IValue> constants_;
+  torch::jit::SourceImporter importer_;
+};
+
+}  // namespace
+
+AuditedModule loadAuditedModule(const std::string& path, std::optional<at::Device> device, Weights weights) {
+  try {
+    // Without the weights there is nothing to put on a device.
+    Reader reader(path, weights == Weights::Read ? device : std::nullopt);
+    torch::jit::Module module = reader.read(weights);
+    std::vector<std::string> operators = auditModule(module, path);
+    return {std::move(module), std::move(operators)};
+  } catch (const CodedError&) {
+    throw;
+  } catch (const c10::Error& e) {
+    throw CodedError("ERR_MODEL", "Cannot load TorchScript module " + path + ": " + e.what_without_backtrace());
+  } catch (const std::bad_alloc&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw CodedError("ERR_MODEL", "Cannot load TorchScript module " + path + ": " + e.what());
+  }
+}
+
+}  // namespace fc

@@ -1,0 +1,29 @@
+// Reads a TorchScript file as torch::jit::load does, minus what would run code before
+// module_audit.h has looked: while unpickling, torch::jit::load calls the __setstate__ method of
+// any object whose class defines one, and C++ classes (TorchBind) run native code to rebuild
+// their state. Both are refused here, and the module is audited before it is returned, so that
+// nothing of a file runs before it has passed.
+#pragma once
+
+#include <torch/script.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace fc {
+
+enum class Weights {
+  Read,  // the module's tensors are read (and moved to the device)
+  Skip,  // only code and structure: each tensor is backed by zero pages of its size, nothing read
+};
+
+struct AuditedModule {
+  torch::jit::Module module;
+  std::vector<std::string> operators;  // what its code uses, sorted (module_audit.h)
+};
+
+// Throws CodedError("ERR_MODEL") naming `path`, for a refused or unreadable file.
+AuditedModule loadAuditedModule(const std::string& path, std::optional<at::Device> device, Weights weights);
+
+}  // namespace fc
