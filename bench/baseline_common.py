@@ -3,9 +3,11 @@ the job's inputs, the common command-line options, the `--serve` protocol, the l
 and the one-shot summary. Bench-only: it imports torch and nothing of the project, so the
 diffusers baseline stays independent of the exporter.
 
-The `--serve` protocol: load once, print {"type": "ready", "loadSeconds", "config"}, then one timed
-generation per "run" line on stdin (one JSON line back each, {"type": "run", ...}) until "quit" or
-EOF; an unknown command gets {"type": "error", "message"}. bench/served-baseline.mjs is the other end.
+The `--serve` protocol: load once, print {"type": "ready", "loadSeconds", "config", "maxRssBytes"},
+then one timed generation per "run" line on stdin (one JSON line back each, {"type": "run", ...})
+until "quit" or EOF; "run {JSON}" overrides steps, width, height or seed for that run (so one loaded
+process serves several sizes); an unknown command gets {"type": "error", "message"}.
+bench/served-baseline.mjs is the other end.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import resource
 import sys
 import time
 from pathlib import Path
@@ -127,16 +130,29 @@ def timed_run(generate: Callable[[], Dict[str, Any]], save_latents: Optional[Pat
             "latents": checksum(out["latents"]), **out.get("extra", {})}
 
 
-def serve(load_seconds: float, config: Dict[str, Any], one_run: Callable[[], Dict[str, Any]]) -> int:
-    emit({"type": "ready", "loadSeconds": load_seconds, "config": config})
+RUN_OVERRIDES = ("steps", "width", "height", "seed")
+
+
+def max_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def serve(load_seconds: float, config: Dict[str, Any], one_run: Callable[[Dict[str, int]], Dict[str, Any]]) -> int:
+    """`one_run(overrides)` runs one timed generation with some of RUN_OVERRIDES changed."""
+    emit({"type": "ready", "loadSeconds": load_seconds, "config": config, "maxRssBytes": max_rss_bytes()})
     for line in sys.stdin:
-        cmd = line.strip()
+        cmd, _, rest = line.strip().partition(" ")
         if cmd in ("quit", "exit"):
             break
-        if cmd != "run":
-            emit({"type": "error", "message": f"unknown command {cmd!r}"})
+        try:
+            overrides = json.loads(rest) if rest else {}
+            if cmd != "run" or not isinstance(overrides, dict) or not set(overrides) <= set(RUN_OVERRIDES):
+                raise ValueError
+            overrides = {k: int(v) for k, v in overrides.items()}
+        except ValueError:
+            emit({"type": "error", "message": f"unknown command {line.strip()!r} (run [{{{', '.join(RUN_OVERRIDES)}}}] | quit)"})
             continue
-        emit({"type": "run", **one_run()})
+        emit({"type": "run", **one_run(overrides), "maxRssBytes": max_rss_bytes()})
     return 0
 
 

@@ -7,6 +7,7 @@
 // Runs alternate (Node, Python, Node, ...) so machine noise hits both; Python is one long-lived
 // process (--serve) so its start-up and model load are not timed.
 //
+//   node bench/cpu.mjs --full [...]   the full-size benchmark: bench/full.mjs (its --help)
 //   node bench/cpu.mjs [--model DIR] [--steps 10] [--width 256] [--height 256] [--runs 3]
 //                      [--warmup 2] [--seed 0] [--subjects 2] [--threads 1] [--python PATH] [--json FILE]
 //                      [--omp-wait-policy passive|active|unset]   (both sides; default: the environment's)
@@ -24,6 +25,7 @@ import os, { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { float32View, fmtMs, fmtS, mean, median, promptFor, relativeError, subjectImage, writeJob } from './bench-common.mjs';
 import { ServedBaseline } from './served-baseline.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -82,34 +84,6 @@ function parseArgs(argv) {
   return o;
 }
 
-const PROMPTS = ['a photo of a man <|image|>', 'a man <|image|> and a woman <|image|> at the beach',
-  'a man <|image|>, a woman <|image|> and a child <|image|> in a park'];
-
-/** A deterministic, non-square RGB test picture (gradients and a disc), so preprocessing pads and resizes. */
-function subjectImage(k) {
-  const width = 320 + 40 * k, height = 256;
-  const data = Buffer.alloc(width * height * 3);
-  for (let y = 0; y < height; y++) {
-    for (let x = 0; x < width; x++) {
-      const i = (y * width + x) * 3;
-      const inside = (x - width / 2) ** 2 + (y - height / 2) ** 2 < (height / 3) ** 2;
-      data[i] = (x * 255) / width;
-      data[i + 1] = inside ? 200 - 50 * k : (y * 255) / height;
-      data[i + 2] = (37 * k + x + y) & 255;
-    }
-  }
-  return { data, width, height, channels: 3 };
-}
-
-const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
-const fmtS = (s) => (s === undefined || Number.isNaN(s) ? 'n/a' : `${s.toFixed(3)} s`);
-const fmtMs = (s) => (s === undefined || Number.isNaN(s) ? 'n/a' : `${(s * 1e3).toFixed(1)} ms`);
-
-/** The long-lived Python side (python_eager.py or diffusers_reference.py): one JSON line per command. */
 /** The Python side (eager or diffusers), one served process. */
 function startBaseline(opts, jobFile, latentsFile) {
   const diffusers = opts.baseline === 'diffusers';
@@ -176,15 +150,6 @@ function exportRelease(opts) {
   return out;
 }
 
-function relativeError(a, b) {
-  let diff = 0, scale = 0;
-  for (let i = 0; i < b.length; i++) {
-    diff = Math.max(diff, Math.abs(a[i] - b[i]));
-    scale = Math.max(scale, Math.abs(b[i]));
-  }
-  return scale > 0 ? diff / scale : diff;
-}
-
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
   const diffusers = opts.baseline === 'diffusers';
@@ -204,8 +169,6 @@ async function main() {
   // Node and Python must not run torch at the same time (they alternate), but the idle side's
   // pool must not spin either: Python sleeps on a pipe read, Node on its event loop.
   const { FastComposer, runtimeInfo } = await import(distEntry);
-  const { decodeSubjects, rgbTensor } = await import(join(root, 'dist', 'esm', 'subjects.js'));
-  const { loadNative } = await import(join(root, 'dist', 'esm', 'native.js'));
 
   const loadStart = performance.now();
   const fc = await FastComposer.load(opts.model, { device: 'cpu', dtype: 'float32', ...(opts.threads > 0 ? { threads: opts.threads } : {}) });
@@ -216,24 +179,10 @@ async function main() {
 
   // The same inputs for both: Node tokenizes and preprocesses, Python reads the result.
   const subjects = Array.from({ length: opts.subjects }, (_, k) => subjectImage(k));
-  const prompt = opts.subjects === 0 ? 'a photo of a man at the beach' : PROMPTS[Math.min(opts.subjects, 3) - 1] + ' <|image|>'.repeat(Math.max(0, opts.subjects - 3));
-  const tokens = fc.tokenizer.tokenize(prompt);
-  const negativeIds = fc.tokenizer.encodePlain('').ids;
+  const prompt = promptFor(opts.subjects);
   const work = mkdtempSync(join(tmpdir(), 'fastcomposer-bench-'));
-  const pixelsFile = join(work, 'pixels.u8');
-  const jobFile = join(work, 'job.json');
+  const jobFile = await writeJob(root, fc, prompt, subjects, work);
   const latentsFile = join(work, 'latents.f32');
-  if (opts.subjects > 0) {
-    // generate() pads and resizes natively; the same function gives Python its 224x224 input.
-    const decoded = (await decodeSubjects(subjects)).map(rgbTensor);
-    writeFileSync(pixelsFile, loadNative().binding.testing.prepareSubjectPixels(decoded, fc.model.manifest.imageSize).data);
-  }
-  // prompt / negativePrompt: the diffusers baseline tokenizes them in its timed run, as the release
-  // does, and checks its ids against these (it computes on these either way).
-  writeFileSync(jobFile, JSON.stringify({
-    inputIds: tokens.inputIds, textOnlyIds: tokens.textOnlyIds, negativeIds,
-    subjectPositions: tokens.subjectPositions, pixels: pixelsFile, prompt, negativePrompt: '',
-  }));
 
   const genOpts = {
     prompt, subjects, negativePrompt: '', steps: opts.steps, guidanceScale: opts.guidance, alpha: opts.alpha,
@@ -302,9 +251,8 @@ async function main() {
   const spread = (xs) => Math.max(...xs) / Math.min(...xs);
   const noisy = spread(nodeSeries.total) > 1.5 || spread(pySeries.total) > 1.5;
 
-  const nodeLatents = new Float32Array(lastNode.latents.data.buffer, lastNode.latents.data.byteOffset, lastNode.latents.data.byteLength / 4);
-  const pyBuf = readFileSync(latentsFile);
-  const pyLatents = new Float32Array(pyBuf.buffer, pyBuf.byteOffset, pyBuf.byteLength / 4);
+  const nodeLatents = float32View(lastNode.latents.data);
+  const pyLatents = float32View(readFileSync(latentsFile));
   const latentsErr = pyLatents.length === nodeLatents.length ? relativeError(nodeLatents, pyLatents) : Infinity;
   const latentsTol = diffusers ? 1e-4 : 1e-3;
   const tokenMismatch = Object.entries(python.at(-1).tokenizerMatches ?? {}).filter(([, ok]) => !ok).map(([k]) => k);
@@ -347,7 +295,11 @@ async function main() {
   await fc.dispose();
 }
 
-main().catch((error) => {
+// `--full`: the full-size benchmark (bench/full.mjs) instead, with the other arguments.
+const run = process.argv.includes('--full')
+  ? import('./full.mjs').then(({ runFull }) => runFull(process.argv.slice(2).filter((a) => a !== '--full')))
+  : main();
+run.catch((error) => {
   console.error(`bench failed: ${error?.stack ?? error}`);
   process.exit(1);
 });

@@ -15,6 +15,12 @@ handled on load: VAE attention weights under the pre-0.17 diffusers names (query
 proj_attn), text encoder keys without the `text_model.` level, and position_ids buffers that
 current transformers no longer stores.
 
+--model DIR instead builds the same modules from an exported model directory: the configs model.json
+records and the weights of its TorchScript files (their state dicts keep the release's module
+names; read with torch.jit.load, no project code). That is how the full-size bench compares the
+released pipeline with Node on one random SD1.5 export. The VAE encoder is not in a model directory
+and is never run: it stays unloaded.
+
 What one generation runs, in the released pipeline's order and granularity (StableDiffusionPipeline
 encode_prompt plus FastComposer's augmented prompt and delayed subject conditioning):
   encoders  text encoder on the text-only prompt, then on the negative prompt (two batch-1 calls);
@@ -41,6 +47,7 @@ JSON line each) until "quit" or EOF (bench/baseline_common.py).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -113,14 +120,17 @@ def _split(state: Dict[str, torch.Tensor], prefix: str) -> Dict[str, torch.Tenso
     return {k[n:]: v for k, v in state.items() if k.startswith(prefix)}
 
 
-def _load(module: nn.Module, state: Dict[str, torch.Tensor], what: str) -> None:
-    """Strict load, except for stored buffers the current module keeps non-persistent (position_ids)."""
+def _load(module: nn.Module, state: Dict[str, torch.Tensor], what: str, unused: tuple = ()) -> None:
+    """Strict load, except for stored buffers the current module keeps non-persistent (position_ids)
+    and parameters under the `unused` prefixes (never run: left as built). The tensors are assigned,
+    not copied, so a module built on the meta device costs no memory until then."""
     own = module.state_dict().keys()
     buffers = {name for name, _ in module.named_buffers()}
     stale = [k for k in state if k not in own and (k in buffers or k.endswith("position_ids"))]
     for k in stale:
         del state[k]
-    missing, unexpected = module.load_state_dict(state, strict=False)
+    missing, unexpected = module.load_state_dict(state, strict=False, assign=True)
+    missing = [k for k in missing if not k.startswith(unused)]
     if missing or unexpected:
         raise BenchError(f"{what}: checkpoint does not fit (missing {missing[:5]}, unexpected {unexpected[:5]})")
 
@@ -139,26 +149,28 @@ def _vae_keys(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     return out
 
 
+def _read_json(path: Path) -> Dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
 class Release:
-    """The released pipeline's modules and scheduler, float32 on the CPU."""
+    """The released pipeline's modules and scheduler, float32 on the CPU, from four configs (keyed
+    unet, vae, textEncoder, imageEncoder), a state dict in the release checkpoint's key layout and a
+    scheduler config. Built by `from_release_folder` or `from_model_dir`."""
 
-    def __init__(self, release: Path, sd: Optional[Path], clip: Optional[Path], checkpoint: Optional[Path]) -> None:
-        sd = sd or release / "sd"
-        clip = clip or release / "clip"
-        checkpoint = checkpoint or release / "fastcomposer" / "pytorch_model.bin"
-        for p in (sd / "unet" / "config.json", sd / "vae" / "config.json", sd / "text_encoder" / "config.json",
-                  sd / "scheduler" / "scheduler_config.json", clip / "config.json", checkpoint):
-            if not p.is_file():
-                raise BenchError(f"not a FastComposer release folder: {p} is missing")
-        self.sd, self.clip, self.checkpoint = sd, clip, checkpoint
-        state = torch.load(str(checkpoint), map_location="cpu", weights_only=True)
-
-        self.unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(str(sd / "unet")))
+    def __init__(self, configs: Dict[str, Dict[str, Any]], state: Dict[str, torch.Tensor],
+                 scheduler_config: Dict[str, Any], tokenizer_dir: Optional[Path] = None,
+                 vae_decoder_only: bool = False) -> None:
+        # UNet and VAE built on the meta device: their tensors come from `state` (no random init).
+        with torch.device("meta"):
+            self.unet = UNet2DConditionModel.from_config(configs["unet"])
+            self.vae = AutoencoderKL.from_config(configs["vae"])
         _load(self.unet, _split(state, "unet."), "unet")
-        self.vae = AutoencoderKL.from_config(AutoencoderKL.load_config(str(sd / "vae")))
-        _load(self.vae, _vae_keys(_split(state, "vae.")), "vae")
+        # A model directory holds the VAE decoder only; the encoder is never run here.
+        _load(self.vae, _vae_keys(_split(state, "vae.")), "vae",
+              ("encoder.", "quant_conv.") if vae_decoder_only else ())
 
-        self.text_encoder = CLIPTextModel(CLIPTextConfig.from_pretrained(str(sd / "text_encoder")))
+        self.text_encoder = CLIPTextModel(CLIPTextConfig.from_dict(configs["textEncoder"]))
         # The checkpoint has no `text_model.` level; transformers 4.x's CLIPTextModel has one, 5.x not.
         nested = any(k.startswith("text_model.") for k in self.text_encoder.state_dict())
         text_state = {}
@@ -167,7 +179,7 @@ class Release:
             text_state[("text_model." + k) if nested else k] = v
         _load(self.text_encoder, text_state, "text_encoder")
 
-        clip_cfg = CLIPConfig.from_pretrained(str(clip))
+        clip_cfg = CLIPConfig.from_dict(configs["imageEncoder"])
         vision_cfg = clip_cfg.vision_config
         vision_cfg.projection_dim = clip_cfg.projection_dim
         self.image_encoder = CLIPVisionModelWithProjection(vision_cfg)
@@ -179,23 +191,63 @@ class Release:
 
         for m in (self.unet, self.vae, self.text_encoder, self.image_encoder, self.postfuse):
             m.eval().requires_grad_(False)
-        self.scheduler = PNDMScheduler.from_config(PNDMScheduler.load_config(str(sd / "scheduler")))
+        self.scheduler = PNDMScheduler.from_config(scheduler_config)
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
         self.mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
         self.std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
 
         self.tokenizer = self.special_tokenizer = None
-        if (sd / "tokenizer" / "vocab.json").is_file():
+        if tokenizer_dir is not None and (tokenizer_dir / "vocab.json").is_file():
             try:
                 from transformers import CLIPTokenizer
 
-                self.tokenizer = CLIPTokenizer.from_pretrained(str(sd / "tokenizer"))
-                self.special_tokenizer = CLIPTokenizer.from_pretrained(str(sd / "tokenizer"))
+                self.tokenizer = CLIPTokenizer.from_pretrained(str(tokenizer_dir))
+                self.special_tokenizer = CLIPTokenizer.from_pretrained(str(tokenizer_dir))
                 self.special_tokenizer.add_tokens([IMAGE_TOKEN], special_tokens=True)
                 self.image_token_id = self.special_tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
             except Exception as e:  # tokenizing is a cross-check, not needed for the timing
                 sys.stderr.write(f"diffusers_reference: no tokenizer ({e}); using the job's ids\n")
                 self.tokenizer = self.special_tokenizer = None
+
+    @classmethod
+    def from_release_folder(cls, release: Path, sd: Optional[Path], clip: Optional[Path],
+                            checkpoint: Optional[Path]) -> "Release":
+        sd = sd or release / "sd"
+        clip = clip or release / "clip"
+        checkpoint = checkpoint or release / "fastcomposer" / "pytorch_model.bin"
+        for p in (sd / "unet" / "config.json", sd / "vae" / "config.json", sd / "text_encoder" / "config.json",
+                  sd / "scheduler" / "scheduler_config.json", clip / "config.json", checkpoint):
+            if not p.is_file():
+                raise BenchError(f"not a FastComposer release folder: {p} is missing")
+        configs = {"unet": _read_json(sd / "unet" / "config.json"), "vae": _read_json(sd / "vae" / "config.json"),
+                   "textEncoder": _read_json(sd / "text_encoder" / "config.json"),
+                   "imageEncoder": _read_json(clip / "config.json")}
+        state = torch.load(str(checkpoint), map_location="cpu", weights_only=True)
+        return cls(configs, state, _read_json(sd / "scheduler" / "scheduler_config.json"), sd / "tokenizer")
+
+    @classmethod
+    def from_model_dir(cls, model_dir: Path) -> "Release":
+        """The same weights as an exported model directory: its TorchScript files' state dicts (the
+        module names are the release's) and the configs model.json records. Read with torch only."""
+        manifest_path = model_dir / "model.json"
+        if not manifest_path.is_file():
+            raise BenchError(f"not a model directory (no model.json): {model_dir}")
+        manifest = _read_json(manifest_path)
+        configs = manifest.get("configs")
+        if not isinstance(configs, dict) or not all(k in configs for k in ("unet", "vae", "textEncoder", "imageEncoder")):
+            raise BenchError(f"{manifest_path} records no module configs (re-export it)")
+        prefixes = {"unet": "unet.", "vae_decoder": "vae.", "text_encoder": "text_encoder.",
+                    "image_encoder": "image_encoder.", "postfuse": "postfuse_module."}
+        state: Dict[str, torch.Tensor] = {}
+        for name, prefix in prefixes.items():
+            file = (manifest.get("modules", {}).get(name) or {}).get("file") or f"{name}.pt"
+            module = torch.jit.load(str(model_dir / file), map_location="cpu")
+            params = {k for k, _ in module.named_parameters()}
+            # Buffers the traced module computed at export (not weights) are rebuilt by the modules here.
+            state.update({prefix + k: v for k, v in module.state_dict().items() if k in params})
+            del module
+        scheduler = _read_json(model_dir / manifest.get("scheduler", "scheduler_config.json"))
+        return cls(configs, state, scheduler, None, vae_decoder_only=True)
 
 
 # ------------------------------------------------------------------------------- inputs
@@ -304,7 +356,9 @@ def generate(r: Release, inp: Inputs, *, steps: int, width: int, height: int, se
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--release", type=Path, required=True, help="release folder (sd/, clip/, fastcomposer/)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--release", type=Path, help="release folder (sd/, clip/, fastcomposer/)")
+    source.add_argument("--model", type=Path, help="an exported model directory: its weights and configs")
     p.add_argument("--sd", type=Path, help="SD 1.5 folder (default RELEASE/sd)")
     p.add_argument("--clip", type=Path, help="CLIP config folder (default RELEASE/clip)")
     p.add_argument("--checkpoint", type=Path, help="default RELEASE/fastcomposer/pytorch_model.bin")
@@ -320,7 +374,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         raise BenchError("this baseline runs float32 on the CPU only")
     check_run_arguments(args)
     t0 = time.perf_counter()
-    release = Release(args.release, args.sd, args.clip, args.checkpoint)
+    if args.model:
+        release = Release.from_model_dir(args.model)
+    else:
+        release = Release.from_release_folder(args.release, args.sd, args.clip, args.checkpoint)
     load_s = time.perf_counter() - t0
     inp = load_job(args.job, release.image_size) if args.job else \
         synthetic_inputs(args.subjects, release.image_size, args.seed)
@@ -329,14 +386,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     import diffusers
     import transformers
 
-    config = {"release": str(args.release.resolve()), "device": "cpu", "dtype": "float32",
+    config = {"release": str((args.model or args.release).resolve()), "device": "cpu", "dtype": "float32",
               "threads": torch.get_num_threads(), "torch": torch.__version__, "diffusers": diffusers.__version__,
               "transformers": transformers.__version__, "subjects": len(inp.positions), "steps": args.steps,
               "width": args.width, "height": args.height, "seed": args.seed, "guidance": args.guidance,
               "alpha": args.alpha}
 
-    def one_run() -> Dict[str, Any]:
-        return timed_run(lambda: generate(release, inp, **settings), args.save_latents)
+    def one_run(overrides: Optional[Dict[str, int]] = None) -> Dict[str, Any]:
+        return timed_run(lambda: generate(release, inp, **{**settings, **(overrides or {})}), args.save_latents)
 
     if args.serve:
         return serve(load_s, config, one_run)

@@ -236,10 +236,12 @@ def main(argv: Optional[List[str]] = None) -> int:
               "steps": args.steps, "width": args.width, "height": args.height, "seed": args.seed,
               "guidance": args.guidance, "alpha": args.alpha}
 
-    def one_run() -> Dict[str, Any]:
+    def one_run(overrides: Optional[Dict[str, int]] = None) -> Dict[str, Any]:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        rec = timed_run(lambda: generate(model, inp, **settings), args.save_latents)
+        run = {**settings, **(overrides or {})}
+        run["text_only_until"] = (1 - args.alpha) * run["steps"]
+        rec = timed_run(lambda: generate(model, inp, **run), args.save_latents)
         if device.type == "cuda":
             rec["peakCudaMemoryBytes"] = torch.cuda.max_memory_allocated(device)
         return rec

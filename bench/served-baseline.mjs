@@ -33,8 +33,9 @@ export class ServedBaseline {
     return msg;
   }
 
-  async run() {
-    this.child.stdin.write('run\n');
+  /** One timed generation; `overrides` ({ steps, width, height, seed }) change that run only. */
+  async run(overrides) {
+    this.child.stdin.write(overrides ? `run ${JSON.stringify(overrides)}\n` : 'run\n');
     return this.next();
   }
 
