@@ -8,7 +8,7 @@ import { AbortError, DisposedError, FastComposerError, asFastComposerError, desc
 import { encodeImage, type ImageFormat, type PixelImage, renderHeatmap, saveImage } from './images.js';
 import { readModelDir, type ModelDir } from './model-dir.js';
 import { loadNative } from './native.js';
-import type { NativeAbortFlag, NativeDenoiseJob, NativeModel, NativePromptEmbeds, NativeTimings } from './native-contract.js';
+import type { NativeAbortFlag, NativeDenoiseJob, NativeLoadTimings, NativeModel, NativePromptEmbeds, NativeTimings } from './native-contract.js';
 import { isInteger, isRecord } from './is.js';
 import { verifyModelDir, type ModelVerification } from './verify.js';
 import { emitLibtorchWarnings, emitWarning } from './warnings.js';
@@ -74,6 +74,16 @@ export interface GenerateResult {
   timings: NativeTimings & { generateMs: number };
 }
 
+/** Where FastComposer.load()'s time went, in milliseconds. */
+export interface LoadTimings extends NativeLoadTimings {
+  /** model.json and scheduler_config.json read and checked. */
+  manifestMs: number;
+  /** tokenizer.json parsed. */
+  tokenizerMs: number;
+  /** The whole load() call, as the caller waited for it. */
+  loadMs: number;
+}
+
 export interface PromptEmbeddings {
   /** float32 [1, L, D] (L: the model's maxLength, 77): the prompt with the subject embeddings fused in. */
   fused: Tensor;
@@ -112,6 +122,8 @@ export class FastComposer {
     readonly tokenizer: PromptTokenizer,
     readonly device: string,
     readonly dtype: string,
+    /** Where load()'s time went (native phases, manifest and tokenizer), in milliseconds. */
+    readonly loadTimings: LoadTimings,
   ) {
     this.native = native;
     this.queue = queueFor(device);
@@ -123,11 +135,14 @@ export class FastComposer {
    * before libtorch reads it, and each module's code is audited before any of it runs (README "Security").
    */
   static async load(modelDir: string = defaultModelDir, options: LoadOptions = {}): Promise<FastComposer> {
+    const started = performance.now();
     const opts = validateLoadOptions(options);
     const { binding } = loadNative();
     const model = await readModelDir(modelDir, { verifyHashes: opts.verifyHashes });
     for (const warning of model.warnings) emitWarning(warning, 'FASTCOMPOSER_MODEL');
+    const manifestMs = performance.now() - started;
     const tokenizer = await PromptTokenizer.load(model.tokenizerPath, model.manifest.maxLength);
+    const tokenizerMs = performance.now() - started - manifestMs;
     let device: string = opts.device;
     if (device === 'auto') device = binding.cudaDeviceCount() > 0 ? 'cuda:0' : 'cpu';
     if (device === 'cuda') device = 'cuda:0';
@@ -153,7 +168,8 @@ export class FastComposer {
     } finally {
       emitLibtorchWarnings(binding);
     }
-    return new FastComposer(native, model, tokenizer, device, opts.dtype);
+    const loadTimings = { ...native.info().load, manifestMs, tokenizerMs, loadMs: performance.now() - started };
+    return new FastComposer(native, model, tokenizer, device, opts.dtype, loadTimings);
   }
 
   /**

@@ -1,6 +1,6 @@
 /** fastcomposer: FastComposer (multi-subject personalized text-to-image) for Node.js. */
 export { FastComposer, GeneratedImage } from './fastcomposer.js';
-export type { DenoiseOptions, GenerateResult, PromptEmbeddings, TokenizeResult } from './fastcomposer.js';
+export type { DenoiseOptions, GenerateResult, LoadTimings, PromptEmbeddings, TokenizeResult } from './fastcomposer.js';
 export { AbortError, DisposedError, FastComposerError } from './errors.js';
 export type { FastComposerErrorCode } from './errors.js';
 export type {

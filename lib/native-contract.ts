@@ -86,6 +86,18 @@ export interface NativeTimings {
   totalMs: number;
 }
 
+/** Where the native part of a load went, in milliseconds (native/model.h LoadTimings). */
+export interface NativeLoadTimings {
+  readMs: number; // the module files mapped with their pages in memory (0 when not mapped: CUDA)
+  deserializeMs: number; // the archives read: code, structure, tensors
+  auditMs: number; // the modules' code inspected before any of it runs
+  convertMs: number; // dtype and memory-format conversions of the weights
+  passesMs: number; // graph passes
+  prepackMs: number; // weights reordered for the CPU kernels
+  warmupMs: number; // first calls made at load
+  totalMs: number;
+}
+
 export interface NativeGenerateResult extends NativeDenoiseResult {
   images: Tensor; // uint8 [N,H,W,3]
   timings: NativeTimings;
@@ -124,6 +136,9 @@ export interface NativeModel {
     dtype: string;
     cudaGraph: boolean;
     graphPasses: { groupNorms: number; fusedSilus: number; droppedContiguous: number; nhwcGroupNormKernel: boolean };
+    /** What was reordered at load for oneDNN's CPU kernels (native/prepack.h); zeros elsewhere. */
+    prepacked: { convolutions: number; linears: number; bytes: number };
+    load: NativeLoadTimings;
   };
   /** Settles once the model's memory is freed (or later, when in-flight calls end). */
   dispose(): Promise<void>;

@@ -4,11 +4,17 @@
 #include <c10/core/InferenceMode.h>
 #include <torch/cuda.h>
 
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
+
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 
 #include "errors.h"
+#include "mapped_load.h"
 #include "module_loader.h"
 
 namespace fc {
@@ -42,19 +48,23 @@ at::Device parseDevice(const std::string& name) {
   return device;
 }
 
-// Read and audited before anything of it runs (module_loader.h), then put in eval mode and cast.
-torch::jit::Module loadModule(const std::string& path, const at::Device& device, at::ScalarType dtype) {
-  torch::jit::Module module = loadAuditedModule(path, device, Weights::Read).module;
-  module.eval();
-  // Only floating parameters change dtype; int buffers (position ids, frequency indices) stay.
-  if (dtype != at::kFloat) module.to(dtype);
-  return module;
-}
-
 bool envFlag(const char* name, bool fallback) {
   const char* v = std::getenv(name);
   if (!v || !*v) return fallback;
   return std::strcmp(v, "0") != 0;
+}
+
+// Read and audited before anything of it runs (module_loader.h), then put in eval mode. On the
+// CPU its tensors point into a mapping of the file until the load ends (mapped_load.h).
+torch::jit::Module loadModule(const std::string& path, const at::Device& device, LoadTimings& timings) {
+  const bool mapped = device.is_cpu() && envFlag("FASTCOMPOSER_MAP_WEIGHTS", true);
+  AuditedModule loaded = loadAuditedModule(path, device, mapped ? Weights::Mapped : Weights::Read);
+  timings.readMs += loaded.readMs;
+  timings.deserializeMs += loaded.deserializeMs;
+  timings.auditMs += loaded.auditMs;
+  torch::jit::Module module = loaded.module;
+  module.eval();
+  return module;
 }
 
 // Convolution weights in NHWC: cuDNN's fastest fp16/bf16 kernels on recent GPUs read that layout.
@@ -62,6 +72,38 @@ void toChannelsLast(torch::jit::Module& module) {
   for (at::Tensor p : module.parameters()) {
     if (p.dim() == 4) p.set_data(p.contiguous(at::MemoryFormat::ChannelsLast));
   }
+}
+
+// Adds the wall time of `body` to `ms`.
+template <typename F>
+void timed(double& ms, F&& body) {
+  const auto start = std::chrono::steady_clock::now();
+  body();
+  ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+}
+
+// bfloat16 on the CPU is only worth it where the CPU multiplies bfloat16 natively (AVX512-BF16 or
+// AMX-BF16): elsewhere oneDNN emulates it, slower than float32. FASTCOMPOSER_CPU_BF16=1 allows it
+// anyway, =0 refuses it as on a CPU without.
+bool cpuHasFastBfloat16() {
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  const bool amx = __get_cpuid_count(7, 0, &a, &b, &c, &d) && ((d >> 22) & 1);
+  return __builtin_cpu_supports("avx512bf16") || amx;
+#else
+  return false;
+#endif
+}
+
+void checkCpuBfloat16() {
+  const char* force = std::getenv("FASTCOMPOSER_CPU_BF16");
+  const bool allowed = force && *force ? std::strcmp(force, "0") != 0 : cpuHasFastBfloat16();
+  if (!allowed)
+    throw CodedError("ERR_DEVICE",
+                     "dtype bfloat16 on cpu needs a CPU with native bfloat16 arithmetic (AVX512-BF16 or AMX), which this "
+                     "one lacks (or FASTCOMPOSER_CPU_BF16=0 is set): it would be emulated, slower than float32. Use float32, or "
+                     "set FASTCOMPOSER_CPU_BF16=1 to run it emulated anyway");
 }
 
 // Written by each environment's Init, read on job threads.
@@ -78,11 +120,13 @@ void Model::useThreads() const {
 Model::Model(const ModelSpec& spec) : spec_(spec), device_(parseDevice(spec.device)), dtype_(parseDtype(spec.dtype)) {
   if (device_.is_cpu() && dtype_ == at::kHalf)
     throw CodedError("ERR_INVALID_ARGUMENT", "dtype float16 is not supported on cpu; use float32 or bfloat16");
-  textEncoder = loadModule(spec.textEncoderPath, device_, dtype_);
-  imageEncoder = loadModule(spec.imageEncoderPath, device_, dtype_);
-  postfuse = loadModule(spec.postfusePath, device_, dtype_);
-  unet = loadModule(spec.unetPath, device_, dtype_);
-  vaeDecoder = loadModule(spec.vaeDecoderPath, device_, dtype_);
+  if (device_.is_cpu() && dtype_ == at::kBFloat16) checkCpuBfloat16();
+  const auto loadStart = std::chrono::steady_clock::now();
+  textEncoder = loadModule(spec.textEncoderPath, device_, loadTimings_);
+  imageEncoder = loadModule(spec.imageEncoderPath, device_, loadTimings_);
+  postfuse = loadModule(spec.postfusePath, device_, loadTimings_);
+  unet = loadModule(spec.unetPath, device_, loadTimings_);
+  vaeDecoder = loadModule(spec.vaeDecoderPath, device_, loadTimings_);
   threads_ = spec.threads > 0 ? static_cast<int>(spec.threads) : defaultThreads.load();
   if (!unet.find_method("forward_localized"))
     throw CodedError("ERR_MODEL", "Module " + spec.unetPath + " lacks the forward_localized method; re-export the model");
@@ -99,15 +143,30 @@ Model::Model(const ModelSpec& spec) : spec_(spec), device_(parseDevice(spec.devi
     // oneDNN's NHWC convolutions: the VAE decode at 256x256 took 40 ms instead of 66-74 ms
     // (docs/PERFORMANCE.md); same numbers to ~1e-6.
     channelsLast_ = envFlag("FASTCOMPOSER_CHANNELS_LAST", true);
+    prepack_ = envFlag("FASTCOMPOSER_PREPACK", true);
   }
-  if (channelsLast_) {
-    toChannelsLast(unet);
-    toChannelsLast(vaeDecoder);
-  }
-  optimizeGraphs();
+  timed(loadTimings_.convertMs, [&] {
+    // Only floating parameters change dtype; int buffers (position ids, frequency indices) stay.
+    if (dtype_ != at::kFloat)
+      for (torch::jit::Module* module : {&textEncoder, &imageEncoder, &postfuse, &unet, &vaeDecoder}) module->to(dtype_);
+    // Prepacking reorders the convolution weights from any layout: no NHWC copy first.
+    if (channelsLast_ && !prepack_) {
+      toChannelsLast(unet);
+      toChannelsLast(vaeDecoder);
+    }
+  });
+  timed(loadTimings_.passesMs, [&] { optimizeGraphs(); });
+  timed(loadTimings_.prepackMs, [&] { prepackWeights(); });
+  // What is still read from the files' mappings gets memory of its own (mapped_load.h).
+  timed(loadTimings_.convertMs, [&] {
+    for (torch::jit::Module* module : {&textEncoder, &imageEncoder, &postfuse, &unet, &vaeDecoder}) ownMappedTensors(*module);
+  });
   // The constructor runs on the device's job thread (addon.cc), where later calls run too:
   // cuDNN and cuBLAS handles are per thread.
-  if (device_.is_cuda() && envFlag("FASTCOMPOSER_WARMUP", true)) warmup();
+  timed(loadTimings_.warmupMs, [&] {
+    if (device_.is_cuda() && envFlag("FASTCOMPOSER_WARMUP", true)) warmup();
+  });
+  loadTimings_.totalMs = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - loadStart).count();
 }
 
 // Before the first run, so that the executors see the rewritten graphs (graph_passes.h).
@@ -118,6 +177,22 @@ void Model::optimizeGraphs() {
     graphPasses_.groupNorms += c.groupNorms;
     graphPasses_.fusedSilus += c.fusedSilus;
     graphPasses_.droppedContiguous += c.droppedContiguous;
+  }
+}
+
+// After the graph passes (they match aten::group_norm and the NHWC copies, not the prepacked ops).
+// FASTCOMPOSER_PREPACK_LINEAR=0 keeps linear layers on ATen (MKL): bit-identical to the unpacked
+// model, slower where MKL takes its generic path.
+void Model::prepackWeights() {
+  if (!prepack_) return;
+  PrepackOptions options;
+  options.channelsLast = channelsLast_;
+  options.linears = envFlag("FASTCOMPOSER_PREPACK_LINEAR", true);
+  for (torch::jit::Module* module : {&textEncoder, &imageEncoder, &postfuse, &unet, &vaeDecoder}) {
+    PrepackCounts c = prepackForCpu(*module, options);
+    prepacked_.convolutions += c.convolutions;
+    prepacked_.linears += c.linears;
+    prepacked_.bytes += c.bytes;
   }
 }
 

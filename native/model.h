@@ -7,6 +7,7 @@
 #include "cuda_graph.h"
 #include "graph_passes.h"
 #include "job_thread.h"
+#include "prepack.h"
 
 #include <atomic>
 #include <memory>
@@ -29,6 +30,18 @@ struct ModelSpec {
   int64_t vaeScaleFactor = 8;
   int64_t latentChannels = 4;
   int64_t maxLength = 77;  // the text encoder's context length (model.json maxLength)
+};
+
+// Where a load's time went, in milliseconds (wall clock on the job thread).
+struct LoadTimings {
+  double readMs = 0;         // the module files mapped with their pages in memory (mapped_load.h; 0 when not mapped)
+  double deserializeMs = 0;  // the archives read: code, structure, tensors (module_loader.h)
+  double auditMs = 0;        // the modules' code inspected (module_audit.h)
+  double convertMs = 0;      // dtype and memory-format conversions of the weights
+  double passesMs = 0;       // graph passes (graph_passes.h)
+  double prepackMs = 0;      // weights reordered for the CPU kernels
+  double warmupMs = 0;       // first calls made at load
+  double totalMs = 0;
 };
 
 // libtorch's default intra-op thread count, read on the main thread at addon start.
@@ -62,6 +75,9 @@ class Model {
   // What graph_passes.h changed in the UNet and the VAE decoder at load.
   const GraphPassCounts& graphPasses() const { return graphPasses_; }
   at::ScalarType dtype() const { return dtype_; }
+  const LoadTimings& loadTimings() const { return loadTimings_; }
+  // What prepack.h reordered at load (CPU only).
+  const PrepackCounts& prepacked() const { return prepacked_; }
 
   torch::jit::Module textEncoder, imageEncoder, postfuse, unet, vaeDecoder;
 
@@ -72,6 +88,7 @@ class Model {
  private:
   void warmup();
   void optimizeGraphs();
+  void prepackWeights();
 
   ModelSpec spec_;
   at::Device device_;
@@ -79,6 +96,9 @@ class Model {
   bool channelsLast_ = false;
   int threads_ = 0;
   GraphPassCounts graphPasses_;
+  LoadTimings loadTimings_;
+  PrepackCounts prepacked_;
+  bool prepack_ = false;  // CPU: weights reordered for oneDNN (prepack.h)
   std::unique_ptr<GraphCache> graphs_;  // null: no CUDA graphs (CPU, disabled, or not built in)
   std::atomic<bool> graphReplayed_{false};
 };

@@ -288,6 +288,22 @@ Napi::Value ModelWrap::Info(const Napi::CallbackInfo& info) {
   graph.Set("droppedContiguous", Napi::Number::New(env, passes.droppedContiguous));
   graph.Set("nhwcGroupNormKernel", Napi::Boolean::New(env, hasNhwcGroupNormKernel()));
   out.Set("graphPasses", graph);
+  Napi::Object prepacked = Napi::Object::New(env);
+  prepacked.Set("convolutions", model->prepacked().convolutions);
+  prepacked.Set("linears", model->prepacked().linears);
+  prepacked.Set("bytes", static_cast<double>(model->prepacked().bytes));
+  out.Set("prepacked", prepacked);
+  const LoadTimings& t = model->loadTimings();
+  Napi::Object load = Napi::Object::New(env);
+  load.Set("readMs", t.readMs);
+  load.Set("deserializeMs", t.deserializeMs);
+  load.Set("auditMs", t.auditMs);
+  load.Set("convertMs", t.convertMs);
+  load.Set("passesMs", t.passesMs);
+  load.Set("prepackMs", t.prepackMs);
+  load.Set("warmupMs", t.warmupMs);
+  load.Set("totalMs", t.totalMs);
+  out.Set("load", load);
   return out;
 }
 

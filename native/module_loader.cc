@@ -7,10 +7,12 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <new>
 
 #include "errors.h"
+#include "mapped_load.h"
 #include "module_audit.h"
 
 namespace fc {
@@ -51,10 +53,12 @@ at::DataPtr zeroPages(size_t bytes) {
 
 class Reader {
  public:
-  Reader(const std::string& path, std::optional<at::Device> device)
+  // `file`: the file mapped (Weights::Mapped), or null to read it with plain reads.
+  Reader(const std::string& path, std::optional<at::Device> device, std::shared_ptr<MappedFile> file)
       : path_(path),
         device_(device),
-        reader_(std::make_shared<PyTorchStreamReader>(path)),
+        file_(std::move(file)),
+        reader_(file_ ? std::make_shared<PyTorchStreamReader>(mappedReadAdapter(file_)) : std::make_shared<PyTorchStreamReader>(path)),
         cu_(std::make_shared<torch::jit::CompilationUnit>()),
         importer_(cu_, &constants_, [this](const std::string& q) { return sourceOf(*reader_, q); }, reader_->version()) {}
 
@@ -85,6 +89,11 @@ class Reader {
     auto record = [this, name, weights](const std::string& key) -> at::DataPtr {
       const std::string path = name + "/" + key;
       if (weights == Weights::Skip) return zeroPages(reader_->getRecordSize(path));
+      if (weights == Weights::Mapped && file_) {
+        at::DataPtr mapped = mappedRecord(file_, reader_->getRecordHeaderOffset(path), reader_->getRecordOffset(path),
+                                          reader_->getRecordSize(path));
+        if (mapped) return mapped;
+      }
       return std::get<0>(reader_->getRecord(path));
     };
     auto resolveClass = [this](const c10::QualifiedName& name) {
@@ -116,6 +125,7 @@ class Reader {
 
   std::string path_;
   std::optional<at::Device> device_;
+  std::shared_ptr<MappedFile> file_;
   std::shared_ptr<PyTorchStreamReader> reader_;
   std::shared_ptr<torch::jit::CompilationUnit> cu_;
   std::vector<c10::IValue> constants_;
@@ -125,12 +135,26 @@ class Reader {
 }  // namespace
 
 AuditedModule loadAuditedModule(const std::string& path, std::optional<at::Device> device, Weights weights) {
+  using Clock = std::chrono::steady_clock;
+  const auto ms = [](Clock::time_point from) { return std::chrono::duration<double, std::milli>(Clock::now() - from).count(); };
   try {
+    if (weights == Weights::Mapped && device && !device->is_cpu()) weights = Weights::Read;
+    AuditedModule out;
+    auto start = Clock::now();
+    std::shared_ptr<MappedFile> file;
+    if (weights == Weights::Mapped) {
+      file = mapFile(path);
+      out.readMs = ms(start);
+      start = Clock::now();
+    }
     // Without the weights there is nothing to put on a device.
-    Reader reader(path, weights == Weights::Read ? device : std::nullopt);
-    torch::jit::Module module = reader.read(weights);
-    std::vector<std::string> operators = auditModule(module, path);
-    return {std::move(module), std::move(operators)};
+    Reader reader(path, weights == Weights::Skip ? std::nullopt : device, std::move(file));
+    out.module = reader.read(weights);
+    out.deserializeMs = ms(start);
+    start = Clock::now();
+    out.operators = auditModule(out.module, path);
+    out.auditMs = ms(start);
+    return out;
   } catch (const CodedError&) {
     throw;
   } catch (const c10::Error& e) {

@@ -16,11 +16,18 @@ namespace fc {
 enum class Weights {
   Read,  // the module's tensors are read (and moved to the device)
   Skip,  // only code and structure: each tensor is backed by zero pages of its size, nothing read
+  // CPU only (elsewhere as Read): the tensors point into a read-only mapping of the file, no copy
+  // (mapped_load.h). The caller gives them memory of their own (ownMappedTensors) before the load
+  // ends, and writes none of them in place before that.
+  Mapped,
 };
 
 struct AuditedModule {
   torch::jit::Module module;
   std::vector<std::string> operators;  // what its code uses, sorted (module_audit.h)
+  double readMs = 0;         // Mapped: the file mapped, its pages in memory
+  double deserializeMs = 0;  // the archives read and the module built
+  double auditMs = 0;        // its code inspected
 };
 
 // Throws CodedError("ERR_MODEL") naming `path`, for a refused or unreadable file.

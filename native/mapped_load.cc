@@ -1,0 +1,134 @@
+#include "mapped_load.h"
+
+#include <c10/core/CPUAllocator.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <functional>
+#include <unordered_set>
+
+namespace fc {
+
+class MappedFile {
+ public:
+  explicit MappedFile(const std::string& path) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    TORCH_CHECK(fd >= 0, "cannot open ", path, ": ", std::strerror(errno));
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) {
+      const int err = errno;
+      ::close(fd);
+      TORCH_CHECK(false, "cannot stat ", path, ": ", std::strerror(err));
+    }
+    size_ = static_cast<size_t>(st.st_size);
+    if (size_ > 0) {
+      // Read-only: MAP_POPULATE on a writable private mapping would copy every page.
+      void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+      const int err = errno;
+      ::close(fd);
+      TORCH_CHECK(p != MAP_FAILED, "cannot map ", path, ": ", std::strerror(err));
+      data_ = static_cast<char*>(p);
+    } else {
+      ::close(fd);
+    }
+  }
+  ~MappedFile() {
+    if (data_) ::munmap(data_, size_);
+  }
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+
+  const char* data() const { return data_; }
+  size_t size() const { return size_; }
+
+ private:
+  char* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+namespace {
+
+class MappedReadAdapter : public caffe2::serialize::ReadAdapterInterface {
+ public:
+  explicit MappedReadAdapter(std::shared_ptr<MappedFile> file) : file_(std::move(file)) {}
+  size_t size() const override { return file_->size(); }
+  size_t read(uint64_t pos, void* buf, size_t n, const char* /*what*/) const override {
+    if (pos >= file_->size()) return 0;
+    n = std::min<size_t>(n, file_->size() - pos);
+    std::memcpy(buf, file_->data() + pos, n);
+    return n;
+  }
+
+ private:
+  std::shared_ptr<MappedFile> file_;
+};
+
+// The deleter context of a storage that points into a mapping: keeps the mapping alive.
+struct MappingRef {
+  std::shared_ptr<MappedFile> file;
+};
+void releaseMappingRef(void* ctx) { delete static_cast<MappingRef*>(ctx); }
+
+// Every dense tensor reachable from `value` (objects' attributes, containers), once per storage.
+void forEachTensor(const c10::IValue& value, std::unordered_set<const void*>& seen,
+                   const std::function<void(const at::Tensor&)>& visit) {
+  if (value.isTensor()) {
+    const at::Tensor& t = value.toTensor();
+    if (t.defined() && t.layout() == at::kStrided && t.has_storage() && seen.insert(t.storage().unsafeGetStorageImpl()).second)
+      visit(t);
+  } else if (value.isObject()) {
+    c10::intrusive_ptr<c10::ivalue::Object> object = value.toObject();
+    if (!seen.insert(object.get()).second) return;
+    for (const c10::IValue& slot : object->slots()) forEachTensor(slot, seen, visit);
+  } else if (value.isTuple()) {
+    for (const c10::IValue& e : value.toTupleRef().elements()) forEachTensor(e, seen, visit);
+  } else if (value.isList()) {
+    for (const c10::IValue& e : value.toListRef()) forEachTensor(e, seen, visit);
+  } else if (value.isGenericDict()) {
+    for (const auto& entry : value.toGenericDict()) forEachTensor(entry.value(), seen, visit);
+  }
+}
+
+}  // namespace
+
+std::shared_ptr<MappedFile> mapFile(const std::string& path) { return std::make_shared<MappedFile>(path); }
+
+std::shared_ptr<caffe2::serialize::ReadAdapterInterface> mappedReadAdapter(std::shared_ptr<MappedFile> file) {
+  return std::make_shared<MappedReadAdapter>(std::move(file));
+}
+
+at::DataPtr mappedRecord(const std::shared_ptr<MappedFile>& file, uint64_t headerOffset, uint64_t offset, size_t size) {
+  // torch's archive writer stores tensor records uncompressed and 64-byte aligned; anything else
+  // (a compressed entry's bytes are not the tensor's) is read the plain way.
+  const size_t n = file->size();
+  if (size == 0 || offset % 64 != 0 || offset > n || size > n - offset) return {};
+  if (headerOffset > n || n - headerOffset < 30) return {};
+  const auto* header = reinterpret_cast<const unsigned char*>(file->data() + headerOffset);
+  const uint32_t signature = header[0] | header[1] << 8 | header[2] << 16 | static_cast<uint32_t>(header[3]) << 24;
+  const uint16_t method = header[8] | header[9] << 8;
+  if (signature != 0x04034b50 || method != 0) return {};
+  void* p = const_cast<char*>(file->data()) + offset;
+  return at::DataPtr(p, new MappingRef{file}, &releaseMappingRef, at::Device(at::kCPU));
+}
+
+int64_t ownMappedTensors(torch::jit::Module& module) {
+  int64_t bytes = 0;
+  std::unordered_set<const void*> seen;
+  forEachTensor(c10::IValue(module._ivalue()), seen, [&](const at::Tensor& t) {
+    c10::Storage storage = t.storage();
+    if (storage.data_ptr().get_deleter() != &releaseMappingRef) return;
+    const size_t n = storage.nbytes();
+    at::DataPtr owned = c10::GetCPUAllocator()->allocate(n);
+    if (n > 0) std::memcpy(owned.get(), storage.data(), n);
+    storage.set_data_ptr_noswap(std::move(owned));
+    bytes += static_cast<int64_t>(n);
+  });
+  return bytes;
+}
+
+}  // namespace fc

@@ -1,0 +1,41 @@
+// Module files read on the CPU without copying their tensors out first (module_loader.h's
+// Weights::Mapped).
+//
+// torch::jit::load, and a plain Weights::Read, copy every tensor record into memory of its own:
+// for a full-size SD1.5 model that is 5 GB copied out of the page cache and as many fresh pages
+// faulted in, before the load's own work on the weights (prepacking for oneDNN, dtype conversion)
+// copies them once more. Here the file is mapped read-only and each tensor's storage points into
+// the mapping, so that work reads the page cache directly; ownMappedTensors() then gives what is
+// left memory of its own, so that no mapping outlives the load (a model file replaced or cut
+// later must not fault a running model).
+#pragma once
+
+#include <caffe2/serialize/read_adapter_interface.h>
+#include <torch/script.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace fc {
+
+class MappedFile;
+
+// The whole file mapped read-only with its pages populated (read from disk if not cached).
+// Throws c10::Error when it cannot be opened or mapped.
+std::shared_ptr<MappedFile> mapFile(const std::string& path);
+
+// The archive reader's view of the mapping (copies what it is asked for: the small records).
+std::shared_ptr<caffe2::serialize::ReadAdapterInterface> mappedReadAdapter(std::shared_ptr<MappedFile> file);
+
+// Storage for a tensor record of `size` bytes whose data starts at `offset` (its zip entry's local
+// header at `headerOffset`), pointing into the mapping, which it keeps alive. An empty DataPtr
+// when the record is not stored uncompressed, not inside the file or not 64-byte aligned: the
+// caller then reads it the plain way.
+at::DataPtr mappedRecord(const std::shared_ptr<MappedFile>& file, uint64_t headerOffset, uint64_t offset, size_t size);
+
+// Gives every dense tensor of `module` that still points into a file mapping memory of its own.
+// Returns the bytes copied.
+int64_t ownMappedTensors(torch::jit::Module& module);
+
+}  // namespace fc

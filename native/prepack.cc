@@ -1,0 +1,229 @@
+#include "prepack.h"
+
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/csrc/jit/ir/constants.h>
+#include <torch/csrc/jit/ir/ir.h>
+#include <torch/csrc/jit/passes/dead_code_elimination.h>
+#include <torch/csrc/jit/passes/inliner.h>
+
+#include <algorithm>
+#include <functional>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace fc {
+namespace {
+
+using torch::jit::Graph;
+using torch::jit::Module;
+using torch::jit::NamedValue;
+using torch::jit::Node;
+using torch::jit::Value;
+
+const c10::Symbol kGetAttr = c10::Symbol::fromQualString("prim::GetAttr");
+const c10::Symbol kListConstruct = c10::Symbol::fromQualString("prim::ListConstruct");
+const c10::Symbol kConvolution = c10::Symbol::fromQualString("aten::_convolution");
+const c10::Symbol kConv2d = c10::Symbol::fromQualString("aten::conv2d");
+const c10::Symbol kLinear = c10::Symbol::fromQualString("aten::linear");
+const c10::Symbol kContiguous = c10::Symbol::fromQualString("aten::contiguous");
+const c10::Symbol kConvPointwise = c10::Symbol::fromQualString("mkldnn::_convolution_pointwise");
+const c10::Symbol kLinearPointwise = c10::Symbol::fromQualString("mkldnn::_linear_pointwise");
+
+// A module attribute read by a chain of prim::GetAttr from the method's `self`.
+struct AttrPath {
+  std::vector<std::string> modules;  // submodule names from the top
+  std::string name;                  // the attribute on the last one
+  std::string key() const {
+    std::string k;
+    for (const std::string& m : modules) k += m + ".";
+    return k + name;
+  }
+};
+
+std::optional<AttrPath> attrPath(const Value* v, const Value* self) {
+  if (v->node()->kind() != kGetAttr) return std::nullopt;
+  AttrPath path;
+  path.name = v->node()->s(c10::attr::name);
+  for (v = v->node()->input(0); v != self; v = v->node()->input(0)) {
+    if (v->node()->kind() != kGetAttr) return std::nullopt;
+    path.modules.push_back(v->node()->s(c10::attr::name));
+  }
+  std::reverse(path.modules.begin(), path.modules.end());
+  return path;
+}
+
+Module ownerOf(Module module, const AttrPath& path) {
+  for (const std::string& m : path.modules) module = module.attr(m).toModule();
+  return module;
+}
+
+// An int[] that is a constant, or (as traced graphs build them) a list of int constants.
+std::optional<std::vector<int64_t>> constantInts(const Value* v) {
+  if (std::optional<c10::IValue> iv = torch::jit::toIValue(v); iv && iv->isIntList()) return iv->toIntVector();
+  if (v->node()->kind() != kListConstruct) return std::nullopt;
+  std::vector<int64_t> out;
+  for (const Value* e : v->node()->inputs()) {
+    std::optional<c10::IValue> iv = torch::jit::toIValue(e);
+    if (!iv || !iv->isInt()) return std::nullopt;
+    out.push_back(iv->toInt());
+  }
+  return out;
+}
+
+std::optional<int64_t> constantInt(const Value* v) {
+  std::optional<c10::IValue> iv = torch::jit::toIValue(v);
+  if (!iv || !iv->isInt()) return std::nullopt;
+  return iv->toInt();
+}
+
+at::Tensor reorderConvolutionWeight(const at::Tensor& weight, const std::vector<int64_t>& padding,
+                                    const std::vector<int64_t>& stride, const std::vector<int64_t>& dilation,
+                                    int64_t groups) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("mkldnn::_reorder_convolution_weight", "")
+                       .typed<at::Tensor(const at::Tensor&, at::IntArrayRef, at::IntArrayRef, at::IntArrayRef, int64_t,
+                                         at::OptionalIntArrayRef)>();
+  // The layout oneDNN picks for a mid-sized input; other sizes read it without a reorder (the
+  // blocked format depends on the channels and the CPU, not on the picture size).
+  const std::vector<int64_t> hint = {2, weight.size(1) * groups, 32, 32};
+  return op.call(weight.contiguous(), padding, stride, dilation, groups, hint);
+}
+
+at::Tensor reorderLinearWeight(const at::Tensor& weight) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("mkldnn::_reorder_linear_weight", "")
+                       .typed<at::Tensor(const at::Tensor&, std::optional<int64_t>)>();
+  return op.call(weight.contiguous(), std::nullopt);
+}
+
+class Prepacker {
+ public:
+  Prepacker(Module& module, const PrepackOptions& options) : module_(module), options_(options) {}
+
+  void run() {
+    for (const torch::jit::Method& method : module_.get_methods()) {
+      std::shared_ptr<Graph> graph = method.graph();
+      torch::jit::Inline(*graph);
+      rewriteBlock(*graph, graph->block());
+      torch::jit::EliminateDeadCode(graph);
+    }
+    releaseUnread();
+  }
+
+  const PrepackCounts& counts() const { return counts_; }
+
+ private:
+  void rewriteBlock(Graph& graph, torch::jit::Block* block) {
+    std::vector<Node*> nodes(block->nodes().begin(), block->nodes().end());
+    for (Node* node : nodes) {
+      for (torch::jit::Block* inner : node->blocks()) rewriteBlock(graph, inner);
+      if (options_.convolutions && (node->kind() == kConvolution || node->kind() == kConv2d)) rewriteConvolution(graph, node);
+      if (options_.linears && node->kind() == kLinear) rewriteLinear(graph, node);
+    }
+  }
+
+  // The prepacked copy of the weight at `path` (made once, shared by every method), read from self.
+  Value* packedWeight(Graph& graph, const AttrPath& path, const std::function<at::Tensor(const at::Tensor&)>& reorder) {
+    auto found = packedNames_.find(path.key());
+    if (found == packedNames_.end()) {
+      at::Tensor dense = ownerOf(module_, path).attr(path.name).toTensor();
+      at::Tensor packed = reorder(dense);
+      const std::string name = "fc_prepacked_" + std::to_string(packedNames_.size());
+      module_.register_attribute(name, c10::TensorType::get(), packed, false, false);
+      counts_.bytes += static_cast<int64_t>(dense.numel()) * static_cast<int64_t>(dense.element_size());
+      found = packedNames_.emplace(path.key(), name).first;
+      packedPaths_.push_back(path);
+    }
+    return graph.insertGetAttr(graph.inputs()[0], found->second);
+  }
+
+  void rewriteConvolution(Graph& graph, Node* node) {
+    const bool full = node->kind() == kConvolution;  // aten::_convolution has transposed, output_padding, ...
+    std::optional<AttrPath> path = attrPath(node->input(1), graph.inputs()[0]);
+    auto stride = constantInts(node->input(3));
+    auto padding = constantInts(node->input(4));
+    auto dilation = constantInts(node->input(5));
+    auto groups = constantInt(node->input(full ? 8 : 6));
+    if (!path || !stride || !padding || !dilation || !groups || stride->size() != 2) return;
+    if (full) {
+      std::optional<c10::IValue> transposed = torch::jit::toIValue(node->input(6));
+      if (!transposed || !transposed->isBool() || transposed->toBool()) return;
+    }
+    if (ownerOf(module_, *path).attr(path->name).toTensor().dim() != 4) return;
+    torch::jit::WithInsertPoint guard(node);
+    Value* weight = packedWeight(graph, *path, [&](const at::Tensor& w) {
+      return reorderConvolutionWeight(w, *padding, *stride, *dilation, *groups);
+    });
+    Value* x = node->input(0);
+    if (options_.channelsLast)
+      x = graph.insert(kContiguous, {x},
+                       {NamedValue("memory_format", c10::IValue(static_cast<int64_t>(at::MemoryFormat::ChannelsLast)))});
+    Value* y = graph.insert(kConvPointwise, {x, weight, node->input(2), c10::IValue(*padding), c10::IValue(*stride),
+                                             c10::IValue(*dilation), c10::IValue(*groups), c10::IValue(std::string("none")),
+                                             emptyScalars(graph), c10::IValue()});
+    node->output()->replaceAllUsesWith(y);
+    node->destroy();
+    ++counts_.convolutions;
+  }
+
+  void rewriteLinear(Graph& graph, Node* node) {
+    std::optional<AttrPath> path = attrPath(node->input(1), graph.inputs()[0]);
+    if (!path || ownerOf(module_, *path).attr(path->name).toTensor().dim() != 2) return;
+    torch::jit::WithInsertPoint guard(node);
+    Value* weight = packedWeight(graph, *path, reorderLinearWeight);
+    Value* y = graph.insert(kLinearPointwise, {node->input(0), weight, node->input(2), c10::IValue(std::string("none")),
+                                               emptyScalars(graph), c10::IValue()});
+    node->output()->replaceAllUsesWith(y);
+    node->destroy();
+    ++counts_.linears;
+  }
+
+  // The ops' `Scalar?[] scalars`: no post-op, so none.
+  static Value* emptyScalars(Graph& graph) {
+    return graph.insertNode(graph.createList(c10::OptionalType::create(c10::NumberType::get()), {}))->output();
+  }
+
+  // Dense weights that no method reads any more (all their uses were prepacked) are replaced by
+  // empty tensors: the packed copies would otherwise double the model's memory.
+  void releaseUnread() {
+    std::set<std::string> read;
+    for (const torch::jit::Method& method : module_.get_methods()) {
+      const Value* self = method.graph()->inputs()[0];
+      std::vector<const torch::jit::Block*> blocks = {method.graph()->block()};
+      while (!blocks.empty()) {
+        const torch::jit::Block* block = blocks.back();
+        blocks.pop_back();
+        for (const Node* node : block->nodes()) {
+          for (const torch::jit::Block* inner : node->blocks()) blocks.push_back(inner);
+          if (node->kind() != kGetAttr) continue;
+          if (std::optional<AttrPath> path = attrPath(node->output(), self)) read.insert(path->key());
+        }
+      }
+    }
+    for (const AttrPath& path : packedPaths_) {
+      if (read.count(path.key())) continue;
+      Module owner = ownerOf(module_, path);
+      at::Tensor dense = owner.attr(path.name).toTensor();
+      owner.setattr(path.name, at::empty({0}, dense.options()));
+    }
+  }
+
+  Module& module_;
+  PrepackOptions options_;
+  PrepackCounts counts_;
+  std::map<std::string, std::string> packedNames_;  // weight path -> packed attribute on the top module
+  std::vector<AttrPath> packedPaths_;
+};
+
+}  // namespace
+
+PrepackCounts prepackForCpu(torch::jit::Module& module, const PrepackOptions& options) {
+  Prepacker prepacker(module, options);
+  prepacker.run();
+  return prepacker.counts();
+}
+
+}  // namespace fc

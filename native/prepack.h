@@ -1,0 +1,32 @@
+// Weights reordered once at load into the blocked layouts of oneDNN's CPU kernels, and the graphs
+// rewritten to call oneDNN's prepacked-weight ops. Without it, every convolution reorders its
+// weight on every call (ATen's oneDNN path: ~1 GB written per SD1.5 UNet call, and 4x4 or 8x8
+// convolutions ran at a tenth of the kernel's speed), and linear layers run on the BLAS torch was
+// built with (MKL takes a generic code path on some CPUs, at half oneDNN's rate or less).
+#pragma once
+
+#include <torch/script.h>
+
+namespace fc {
+
+struct PrepackCounts {
+  int convolutions = 0;  // aten::_convolution / conv2d -> mkldnn::_convolution_pointwise
+  int linears = 0;       // aten::linear -> mkldnn::_linear_pointwise
+  int64_t bytes = 0;     // of prepacked weights
+};
+
+struct PrepackOptions {
+  bool convolutions = true;
+  bool linears = true;
+  // Convolution inputs made channels_last first, as ATen does when the weight is channels_last,
+  // so that outputs keep the layout (and the numbers) of the unpacked model.
+  bool channelsLast = true;
+};
+
+// For every method of `module` (a CPU module, after graph_passes.h): convolutions and linear
+// layers whose weight is a module attribute get a prepacked copy (a top-level attribute of the
+// module) and the oneDNN op; the dense weights no graph reads any more are released. Convolutions
+// give the same numbers bit for bit; linear layers differ from MKL's in the last bits.
+PrepackCounts prepackForCpu(torch::jit::Module& module, const PrepackOptions& options);
+
+}  // namespace fc
