@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -33,11 +32,11 @@ from typing import Any, Callable, Dict, List, Optional
 
 import torch
 import torch.nn.functional as F  # noqa: F401  (the eager modules use F.scaled_dot_product_attention)
+from reference_scheduler import PNDM  # bench/reference_scheduler.py, beside this script
 from torch import nn
 
 from fastcomposer_export import cli as cli_mod
 from fastcomposer_export import manifest as mf
-from reference_scheduler import PNDM  # bench/reference_scheduler.py, beside this script
 
 DTYPES = cli_mod.DTYPES
 MODULE_FILES = mf.FILES  # module name -> default file name (model.json 'modules' wins)
