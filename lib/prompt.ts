@@ -15,7 +15,7 @@
  * literal `<|image|>` is plain text.
  */
 import { readFile } from 'node:fs/promises';
-import { Tokenizer } from '@huggingface/tokenizers';
+import { Tokenizer as UntypedTokenizer } from '@huggingface/tokenizers';
 import { FastComposerError } from './errors.js';
 
 export const IMAGE_TOKEN = '<|image|>';
@@ -93,6 +93,14 @@ const ASTRAL_CJK = /[\u{20000}-\u{2A6DF}\u{2A700}-\u{2CEAF}\u{2F800}-\u{2FA1F}]/
 // Unassigned code points: the slow tokenizer drops every category C* character; the JS
 // BertNormalizer drops Cc, Cf, Co and Cs but keeps Cn.
 const UNASSIGNED = /\p{Cn}/gu;
+
+// The package's type declarations import their own files without file extensions, which NodeNext
+// resolution cannot follow, so its Tokenizer reaches TypeScript as `any`: the part used here, typed.
+interface Tokenizer {
+  encode(text: string): { ids: number[] };
+  token_to_id(token: string): number | undefined;
+}
+const Tokenizer = UntypedTokenizer as new (json: object, config: object) => Tokenizer;
 
 /** The two steps of the slow tokenizer's text cleaning that tokenizer.json cannot express in JS. */
 function slowTokenizerPrepass(text: string): string {

@@ -113,7 +113,7 @@ function toOptions(form: RawForm): GenerateOptions {
     );
   }
   const subjects: SubjectInput[] = form.subjects.map((image, i) => {
-    const region = form.regions[i] === undefined ? undefined : parseRegion(form.regions[i]!, i);
+    const region = form.regions[i] === undefined ? undefined : parseRegion(form.regions[i], i);
     return region ? { image, region } : image;
   });
   if (subjects.length > 0) options.subjects = subjects;

@@ -82,7 +82,7 @@ function errorAnswer(error: unknown, onInternalError?: (error: unknown) => void)
   if (error instanceof ApiError) return { status: error.status, body: error.body() };
   const e = error as Partial<FastComposerError & FastifyError> | null;
   if (e && typeof e.code === 'string' && isCallerCode(e.code) && typeof e.message === 'string') {
-    return { status: 400, body: { error: { code: e.code as FastComposerError['code'], message: e.message } } };
+    return { status: 400, body: { error: { code: e.code, message: e.message } } };
   }
   // Fastify's own refusals (an unsupported content type, a body over its limit, ...) keep their status;
   // the static files' 403 (a path out of the folder) is a plain 404.

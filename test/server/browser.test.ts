@@ -1,3 +1,4 @@
+/// <reference lib="dom" />
 // The demo page in headless Chromium (Debian's chromium driven by playwright-core) against a real
 // server on the embedded tiny model: two subjects uploaded, a box drawn, Run, the progress bar
 // advancing, two images with their heat maps; Cancel; a mismatched prompt's error in the status
@@ -83,7 +84,7 @@ describe('demo page in headless Chromium', () => {
       const w = window as unknown as { progressValues: number[]; regionFields: unknown[] };
       w.progressValues = [];
       new MutationObserver(() => w.progressValues.push(bar.value)).observe(bar, { attributes: true, attributeFilter: ['value'] });
-      const fetch = window.fetch;
+      const fetch = window.fetch.bind(window);
       window.fetch = (input, init) => {
         if (init?.body instanceof FormData) w.regionFields = init.body.getAll('region');
         return fetch(input, init);
