@@ -153,7 +153,9 @@ export const openapiDocument = {
         type: 'object',
         properties: {
           status: { type: 'string', enum: ['ok', 'closing'] },
-          model: { type: 'string' },
+          backend: { type: 'string', enum: ['model', 'queue'], description: "a model in the server's process, or workers behind a job queue" },
+          queueName: { type: 'string', description: 'the job queue (queue backend only)' },
+          model: { type: 'string', description: "'queue' when workers behind a queue hold the model" },
           device: { type: 'string' },
           dtype: { type: 'string' },
           queue: { type: 'object' },

@@ -305,7 +305,9 @@
         $(name).value = String(value);
         $(name).dispatchEvent(new Event('input'));
       }
-      $('model-line').textContent = `model ${health.model} on ${health.device} (${health.dtype})`;
+      $('model-line').textContent = health.backend === 'queue'
+        ? `jobs go to the queue ${health.queueName}, run by its workers`
+        : `model ${health.model} on ${health.device} (${health.dtype})`;
       renumber();
     })
     .catch(() => ($('model-line').textContent = 'the server did not answer'));
