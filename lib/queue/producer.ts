@@ -229,7 +229,10 @@ export class FastComposerQueue {
   private async cancel(jobId: string): Promise<void> {
     await requestCancel(this.redis, this.opts.location, jobId, CANCEL_TTL_MS);
     // A job still waiting (or delayed for a retry) is removed; a running one stops on its worker.
-    await this.queue.remove(jobId);
+    // A finished one is left alone: removing it would drop the record of how it ended (its
+    // failure, kept for removeOnFail), which the queue's own tools and events still refer to.
+    const state = await this.queue.getJobState(jobId);
+    if (state === 'waiting' || state === 'delayed' || state === 'prioritized') await this.queue.remove(jobId);
   }
 
   private async completed(jobId: string, returnvalue: unknown): Promise<void> {
