@@ -24,14 +24,6 @@ export const MMAGIC_IMAGE_TOKEN = 'img';
 export type SubjectMarker = typeof IMAGE_TOKEN | typeof MMAGIC_IMAGE_TOKEN;
 export const BOS_TOKEN = '<|startoftext|>';
 export const EOS_TOKEN = '<|endoftext|>';
-/**
- * How many subjects a prompt names: its `<|image|>` markers. The tokenizer matches that added
- * token in the raw string, so on every prompt tokenize() accepts this equals its subjectCount;
- * it needs no tokenizer (the queue's producer checks options without a model).
- */
-export function countImageTokens(prompt: string): number {
-  return prompt.split(IMAGE_TOKEN).length - 1;
-}
 /** CLIP's text context length (the tokenizer's model_max_length). */
 export const MAX_LENGTH = 77;
 

@@ -319,7 +319,7 @@ describe('region masks', () => {
 describe('generate() keeps the event loop free while it prepares a large subject', () => {
   // The pad + resize runs on the native worker; sharp decodes on libuv's pool. Left on the main
   // thread: copying the raw pixels (twice, ~36 MB each here) and the tiny model's own JS work.
-  // Measured on the 2-core dev machine: 4000x3000 raw took 380-600 ms of blocked loop with the old
+  // Measured on a 2-core x86-64 machine: 4000x3000 raw took 380-600 ms of blocked loop with the old
   // TypeScript resize; now 35-40 ms (the copy of the raw input, lib/subjects.ts rawToRgb).
   it('4000x3000 raw: a 10 ms interval keeps ticking', async () => {
     const fc = await FastComposer.load(inject('goldenModelDir'), { device: 'cpu' });

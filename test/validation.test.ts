@@ -74,7 +74,9 @@ describe('argument checks', () => {
 
 describe('stage API inputs', () => {
   it('encodePrompt() arguments', () => {
-    expect(promptArgs({ prompt: 'a dog' })).toEqual({ prompt: 'a dog', negativePrompt: '', subjectEmbeds: undefined, signal: undefined });
+    expect(promptArgs({ prompt: 'a dog' })).toEqual({ prompt: 'a dog', negativePrompt: '', subjectEmbeds: undefined, signal: undefined, imageToken: '<|image|>' });
+    expect(promptArgs({ prompt: 'a dog img', imageToken: 'img' }).imageToken).toBe('img');
+    expectError(() => promptArgs({ prompt: 'a', imageToken: '[img]' }), 'ERR_INVALID_ARGUMENT', 'imageToken');
     expectError(() => promptArgs(null), 'ERR_INVALID_ARGUMENT', 'for arguments', 'null');
     expectError(() => promptArgs({ prompt: 5 }), 'ERR_INVALID_ARGUMENT', 'string for prompt', '5 of type number');
     expectError(() => promptArgs({ prompt: 'a', negativePrompt: [] }), 'ERR_INVALID_ARGUMENT', 'negativePrompt');

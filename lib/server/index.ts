@@ -72,6 +72,9 @@ function checkOptions(options: ServerOptions): { concurrency: number; limits: Se
   for (const key of ['model', 'device', 'dtype'] as const) {
     if (typeof options.info?.[key] !== 'string') throw invalidArgument('string', `info.${key}`, options.info?.[key]);
   }
+  const { backend, queueName } = options.info;
+  if (backend !== undefined && backend !== 'model' && backend !== 'queue') throw invalidArgument("'model' or 'queue'", 'info.backend', backend);
+  if (queueName !== undefined && typeof queueName !== 'string') throw invalidArgument('string', 'info.queueName', queueName);
   const concurrency = options.concurrency ?? 1;
   if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1024) throw invalidArgument('integer between 1 and 1024', 'concurrency', concurrency);
   return { concurrency, limits: resolveLimits(options.limits), pageDefaults: checkPageDefaults(options.pageDefaults) };

@@ -35,6 +35,7 @@ export interface ApiSettings {
 export function apiRoutes(app: FastifyInstance, store: JobStore, { info, limits, pageDefaults }: ApiSettings): void {
   app.get('/api/health', () => ({
     status: store.isClosing ? 'closing' : 'ok',
+    backend: 'model',
     ...info,
     queue: store.stats(),
     limits,

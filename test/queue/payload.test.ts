@@ -76,6 +76,18 @@ describe('job data', () => {
     expect(e.message).toMatch(/^Unknown option "bogus"/);
   });
 
+  it("carries MMagic's img marker: the subject count follows the chosen marker; the default adds no key", async () => {
+    const { data } = await encodeJob({ prompt: 'a man img and a dog img', imageToken: 'img', subjects: [subjectA, subjectA], seed: 1 }, 1000);
+    const back = decodeJob(JSON.parse(JSON.stringify(data)));
+    expect(back.options).toMatchObject({ prompt: 'a man img and a dog img', imageToken: 'img' });
+    expect((back.options.subjects as unknown[]).length).toBe(2);
+    // Jobs in the default dialect stay what workers from before the img dialect accept.
+    expect('imageToken' in (await encodeJob({ prompt: 'a man <|image|>', subjects: [subjectA] }, 1000)).data.options).toBe(false);
+    const e = await rejection(encodeJob({ prompt: 'a man <|image|>', imageToken: 'img', subjects: [subjectA] }, 1000));
+    expect([e.code, e.message]).toEqual(['ERR_SUBJECT_COUNT', 'Expected 0 subjects (one per img in the prompt) for subjects but received array of length 1']);
+    expect((await rejection(encodeJob({ prompt: 'a man img', imageToken: 'IMG' as never, subjects: [subjectA] }, 1000))).message).toMatch(/for imageToken/);
+  });
+
   it('the worker refuses malformed data, naming the field', async () => {
     const { data } = await encodeJob({ prompt: 'a man <|image|>', subjects: [subjectA], seed: 1 }, 1000);
     const json = JSON.parse(JSON.stringify(data));
