@@ -19,7 +19,7 @@ export function serveProcess(args: string[]): ServeProcess {
   let stdout = '';
   let stderr = '';
   const url = new Promise<string>((resolve, reject) => {
-    child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
       stdout += d;
       const m = /at (http:\/\/127\.0\.0\.1:\d+\/)/.exec(stdout);
       if (m) resolve(m[1]!);
@@ -27,7 +27,7 @@ export function serveProcess(args: string[]): ServeProcess {
     child.on('exit', () => reject(new Error(`serve exited before listening:\n${stdout}\n${stderr}`)));
   });
   url.catch(() => undefined); // a test that expects the exit reads it there
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
   const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>((resolve) =>
     child.on('exit', (code, signal) => resolve({ code, signal, stderr })),
   );

@@ -69,7 +69,7 @@ describe('fastcomposer serve --redis', () => {
     const maps = readFileSync(`/proc/${serve.child.pid}/maps`, 'utf8');
     expect(maps).not.toMatch(/libtorch|fastcomposer\.node/);
 
-    const fields = { prompt: 'a man <|image|> in a park', steps: 4, width: 64, height: 64, scheduler: 'ddim', numImages: 2, attentionMaps: true };
+    const fields = { prompt: 'a man <|image|> in a park', steps: 4, width: 64, height: 64, scheduler: 'ddim' as const, numImages: 2, attentionMaps: true };
     const queued = await post(base, fields, [subjectA]);
     expect(queued.status).toBe(202);
     const events = await readEvents(base, queued.body.id);
