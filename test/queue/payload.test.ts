@@ -11,17 +11,9 @@ import { FastComposerError } from '../../lib/errors.js';
 import { validateGenerateOptions } from '../../lib/options.js';
 import { failureError, jobFailure } from '../../lib/queue/failures.js';
 import { decodeJob, encodeJob } from '../../lib/queue/payload.js';
+import { rejection } from '../helpers/errors.js';
 
 const subjectA = join(import.meta.dirname, '..', '..', 'examples', 'subject-a.png');
-
-async function rejection(p: Promise<unknown>): Promise<FastComposerError> {
-  const e = await p.then(
-    () => undefined,
-    (error: unknown) => error,
-  );
-  expect(e).toBeInstanceOf(FastComposerError);
-  return e as FastComposerError;
-}
 
 describe('job data', () => {
   it('round-trips every kind of picture, region, mask and latents as bytes', async () => {

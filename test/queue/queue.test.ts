@@ -7,23 +7,14 @@ import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { FastComposerError } from '../../lib/errors.js';
 import { FastComposer } from '../../lib/fastcomposer.js';
 import { FastComposerQueue, FastComposerWorker, type WorkerEvent } from '../../lib/queue/index.js';
 import { encodeJob } from '../../lib/queue/payload.js';
 import { startRedis } from '../helpers/redis-server.mjs';
 import { EventLog, subjectA, waitFor } from './helpers.js';
+import { rejection } from '../helpers/errors.js';
 
 const base = { prompt: 'a man <|image|> in a park', subjects: [subjectA], width: 64, height: 64, steps: 4 };
-
-async function rejection(p: Promise<unknown>): Promise<FastComposerError> {
-  const e = await p.then(
-    () => undefined,
-    (error: unknown) => error,
-  );
-  expect(e).toBeInstanceOf(FastComposerError);
-  return e as FastComposerError;
-}
 
 describe('FastComposerQueue with an in-process worker', () => {
   let redis: Awaited<ReturnType<typeof startRedis>>;
