@@ -57,7 +57,7 @@ const median = (xs) => {
 
 /** Share of a subject's map mass whose latent cell centre lies in the box. */
 function massInside(maps, subject, box) {
-  const [, s, h, w] = maps.shape;
+  const [, , h, w] = maps.shape;
   const d = new Float32Array(maps.data.buffer, maps.data.byteOffset, maps.data.byteLength / 4);
   let inside = 0, total = 0;
   for (let y = 0; y < h; y++)

@@ -95,7 +95,7 @@ async function measure(url, count) {
   } finally {
     await queue.close();
     for (const w of workers) w.kill('SIGTERM');
-    await Promise.all(workers.map((w) => (w.exitCode === null ? new Promise((r) => w.once('exit', r)) : undefined)));
+    await Promise.all(workers.map((w) => (w.exitCode === null ? new Promise((r) => w.once('exit', r)) : Promise.resolve())));
   }
 }
 
@@ -106,6 +106,7 @@ try {
     `queue bench: ${args.jobs} jobs of ${size}x${size}, ${args.steps} steps, PNG out, ${args.model ?? 'the embedded tiny model'}; ` +
       `workers on the CPU with ${args.threads} thread(s) each`,
   );
+  /** @type {[number, Awaited<ReturnType<typeof measure>>][]} */
   const rows = [];
   for (const count of counts) rows.push([count, await measure(redis.url, count)]);
   const col = (s) => String(s).padStart(14);

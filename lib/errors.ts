@@ -63,7 +63,9 @@ export function describe(value: unknown): string {
     return `${JSON.stringify(s)} of type string`;
   }
   if (typeof value === 'object') return `object ${Object.prototype.toString.call(value)}`;
-  return `${String(value)} of type ${typeof value}`;
+  // What is left: a number, bigint, boolean, symbol or function.
+  const rest = value as number | bigint | boolean | symbol | (() => unknown);
+  return `${String(rest)} of type ${typeof value}`;
 }
 
 /** `Expected positive integer for width but received -1 of type number`. */

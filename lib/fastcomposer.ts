@@ -4,11 +4,11 @@
  * per model (per device on CUDA).
  */
 import { abortSignal, string } from './checks.js';
-import { AbortError, DisposedError, FastComposerError, asFastComposerError, describe, invalidArgument } from './errors.js';
-import { encodeImage, type ImageFormat, type PixelImage, renderHeatmap, saveImage } from './images.js';
+import { AbortError, DisposedError, FastComposerError, asFastComposerError, invalidArgument } from './errors.js';
+import { encodeImage, type PixelImage, renderHeatmap, saveImage } from './images.js';
 import { readModelDir, type ModelDir } from './model-dir.js';
 import { loadNative } from './native.js';
-import type { NativeAbortFlag, NativeDenoiseJob, NativeLoadTimings, NativeModel, NativePromptEmbeds, NativeTimings } from './native-contract.js';
+import type { NativeAbortFlag, NativeDenoiseJob, NativeLoadTimings, NativeModel, NativeTimings } from './native-contract.js';
 import { isInteger, isRecord } from './is.js';
 import { verifyModelDir, type ModelVerification } from './verify.js';
 import { emitLibtorchWarnings, emitWarning } from './warnings.js';
@@ -203,7 +203,7 @@ export class FastComposer {
     const out = await callbackChecked(failure, this.run(opts.signal, (flag) => native.generate(job, this.stepCallback(opts, flag, failure), flag)));
     const images = splitImages(out.images);
     if (opts.output !== 'raw') {
-      const format = opts.output as ImageFormat;
+      const format = opts.output;
       await Promise.all(images.map(async (img) => (img.encoded = await encodeImage(img, format))));
     }
     return {

@@ -89,7 +89,12 @@ export async function renderHeatmap(
 
   let lo = Infinity;
   let hi = -Infinity;
-  for (const v of map) if (Number.isFinite(v)) (lo = Math.min(lo, v)), (hi = Math.max(hi, v));
+  for (const v of map) {
+    if (Number.isFinite(v)) {
+      lo = Math.min(lo, v);
+      hi = Math.max(hi, v);
+    }
+  }
   const norm = new Float32Array(map.length);
   if (hi > lo) for (let i = 0; i < map.length; i++) norm[i] = Number.isFinite(map[i]) ? (map[i]! - lo) / (hi - lo) : 0;
 

@@ -199,8 +199,8 @@ function size(v: unknown, name: string): number {
 
 /** A uniform integer in [0, 2^53 - 1]. */
 export function randomSeed(): number {
-  const [hi, lo] = getRandomValues(new Uint32Array(2));
-  return (hi & 0x1fffff) * 2 ** 32 + lo;
+  const words = getRandomValues(new Uint32Array(2));
+  return (words[0]! & 0x1fffff) * 2 ** 32 + words[1]!;
 }
 
 const IMAGE_EXPECTED = 'file path, encoded image Buffer or raw image {data, width, height, channels}';

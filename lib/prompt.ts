@@ -15,7 +15,7 @@
  * literal `<|image|>` is plain text.
  */
 import { readFile } from 'node:fs/promises';
-import { Tokenizer } from '@huggingface/tokenizers';
+import { Tokenizer as UntypedTokenizer } from '@huggingface/tokenizers';
 import { FastComposerError } from './errors.js';
 
 export const IMAGE_TOKEN = '<|image|>';
@@ -24,14 +24,6 @@ export const MMAGIC_IMAGE_TOKEN = 'img';
 export type SubjectMarker = typeof IMAGE_TOKEN | typeof MMAGIC_IMAGE_TOKEN;
 export const BOS_TOKEN = '<|startoftext|>';
 export const EOS_TOKEN = '<|endoftext|>';
-/**
- * How many subjects a prompt names: its `<|image|>` markers. The tokenizer matches that added
- * token in the raw string, so on every prompt tokenize() accepts this equals its subjectCount;
- * it needs no tokenizer (the queue's producer checks options without a model).
- */
-export function countImageTokens(prompt: string): number {
-  return prompt.split(IMAGE_TOKEN).length - 1;
-}
 /** CLIP's text context length (the tokenizer's model_max_length): the default when a model's
  * manifest gives none; a model directory's `maxLength` wins. */
 export const MAX_LENGTH = 77;
@@ -94,6 +86,14 @@ const ASTRAL_CJK = /[\u{20000}-\u{2A6DF}\u{2A700}-\u{2CEAF}\u{2F800}-\u{2FA1F}]/
 // Unassigned code points: the slow tokenizer drops every category C* character; the JS
 // BertNormalizer drops Cc, Cf, Co and Cs but keeps Cn.
 const UNASSIGNED = /\p{Cn}/gu;
+
+// The package's type declarations import their own files without file extensions, which NodeNext
+// resolution cannot follow, so its Tokenizer reaches TypeScript as `any`: the part used here, typed.
+interface Tokenizer {
+  encode(text: string): { ids: number[] };
+  token_to_id(token: string): number | undefined;
+}
+const Tokenizer = UntypedTokenizer as new (json: object, config: object) => Tokenizer;
 
 /** The two steps of the slow tokenizer's text cleaning that tokenizer.json cannot express in JS. */
 function slowTokenizerPrepass(text: string): string {

@@ -16,11 +16,19 @@ export function exporterEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.Proces
   return exporterEnvIn(packageRoot, env);
 }
 
+/** One JSON progress line of the exporter (cli.py's Progress): a plan, then each stage's start and done. */
+export interface ExporterEvent {
+  status?: string;
+  stage?: string;
+  stages?: string[];
+  [key: string]: unknown;
+}
+
 /**
  * Runs `python -m fastcomposer_export ARGS`; `onEvent` gets each JSON progress line (cli.py's
  * Progress). Rejects with ERR_EXPORT and the exporter's one-line message.
  */
-export function runExporter(args: string[], onEvent: (event: Record<string, unknown>) => void, signal?: AbortSignal): Promise<void> {
+export function runExporter(args: string[], onEvent: (event: ExporterEvent) => void, signal?: AbortSignal): Promise<void> {
   const python = findPython();
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(new AbortError(signal.reason));
@@ -34,7 +42,7 @@ export function runExporter(args: string[], onEvent: (event: Record<string, unkn
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     createInterface({ input: child.stdout }).on('line', (line) => {
       try {
-        onEvent(JSON.parse(line) as Record<string, unknown>);
+        onEvent(JSON.parse(line) as ExporterEvent);
       } catch {
         process.stderr.write(`${line}\n`);
       }

@@ -37,7 +37,9 @@ export interface Rgb {
 /** All subjects, in order, decoded (and masked), at their own sizes: the native side pads and
  * resizes them (`subjectImages` of the native job). */
 export async function decodeSubjects(subjects: readonly SubjectPicture[], options: DecodeOptions = {}): Promise<Rgb[]> {
-  if (!Array.isArray(subjects)) throw invalidArgument('an array of subject pictures', 'subjects', subjects);
+  // Checked as a plain value: Array.isArray on a readonly array type would narrow it to any[].
+  const given: unknown = subjects;
+  if (!Array.isArray(given)) throw invalidArgument('an array of subject pictures', 'subjects', subjects);
   return Promise.all(subjects.map((s, i) => decodeSubject(s, `subjects[${i}]`, options)));
 }
 

@@ -22,7 +22,7 @@ export function buildNative(torch, { out = join(pkgRoot, 'build') } = {}) {
     if (!cuda) throw error;
     // The fused CUDA kernels need an nvcc that suits this torch; without them the addon still
     // runs on CUDA (ATen's group norm), so try once more before giving up.
-    log(`the build with CUDA kernels failed (${error.message}); building again without them`);
+    log(`the build with CUDA kernels failed (${error instanceof Error ? error.message : String(error)}); building again without them`);
     run(process.execPath, [...args, '--CDFASTCOMPOSER_CUDA_KERNELS=OFF'], { cwd: pkgRoot });
   }
   const release = join(out, 'Release');

@@ -65,6 +65,6 @@ function main() {
 try {
   main();
 } catch (error) {
-  log(`install failed: ${error.message}`);
+  log(`install failed: ${error instanceof Error ? error.message : String(error)}`);
   process.exit(1);
 }

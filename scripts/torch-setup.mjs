@@ -6,6 +6,9 @@ import { existsSync } from 'node:fs';
 
 import { TORCH_PIN, VENV_DIR, venvDir, venvPython, venvTorch } from './torch-discovery.mjs';
 
+/** The Python linter and formatter of a development checkout (`npm run lint`): one version, so formatting stays put. */
+export const RUFF_PIN = 'ruff==0.16.9';
+
 export function log(message) {
   process.stderr.write(`fastcomposer: ${message}\n`);
 }
@@ -17,7 +20,7 @@ export function run(cmd, args, opts = {}) {
 }
 
 // Creates <pkg>/.venv (seeing python3's own packages, so a torch already there is reused) and
-// pip-installs what is missing: torch, plus the test tools in a development checkout.
+// pip-installs what is missing: torch, plus the test and lint tools in a development checkout.
 export function installTorch(pkgRoot, { dev }) {
   const python = venvPython(pkgRoot);
   if (!existsSync(python)) {
@@ -25,7 +28,7 @@ export function installTorch(pkgRoot, { dev }) {
     run('python3', ['-m', 'venv', '--system-site-packages', venvDir(pkgRoot)]);
   }
   const packages = [`torch==${TORCH_PIN}`];
-  if (dev) packages.push('numpy', 'safetensors', 'pytest', 'pillow');
+  if (dev) packages.push('numpy', 'safetensors', 'pytest', 'pillow', RUFF_PIN);
   log(`installing ${packages.join(' ')} into ${VENV_DIR}`);
   run(python, ['-m', 'pip', 'install', '--disable-pip-version-check', '--quiet', ...packages]);
   return venvTorch(pkgRoot);

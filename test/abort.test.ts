@@ -4,20 +4,12 @@ import { join } from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
-import { FastComposer, FastComposerError } from '../lib/index.js';
+import { FastComposer } from '../lib/index.js';
+import { rejection } from './helpers/errors.js';
 
 const s0 = join(import.meta.dirname, 'fixtures', 'tiny-a', 'release', 'subjects', 's0_224x224.png');
 // 128x128 keeps a step at tens of milliseconds, far longer than delivering a progress event.
 const base = { prompt: 'a man <|image|> in a park', subjects: [s0], width: 128, height: 128, seed: 3, scheduler: 'ddim' as const };
-
-async function rejection(p: Promise<unknown>): Promise<FastComposerError> {
-  const e = await p.then(
-    () => undefined,
-    (error: unknown) => error,
-  );
-  expect(e).toBeInstanceOf(FastComposerError);
-  return e as FastComposerError;
-}
 
 describe('abort', () => {
   let fc: FastComposer;

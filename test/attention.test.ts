@@ -141,7 +141,7 @@ describe('localized cross-attention', () => {
     const inside = [massInside(maps, 0, 0, LEFT), massInside(maps, 0, 1, RIGHT)];
     // Without regions each subject spreads over the picture: about the half's area (0.5).
     const free = [massInside(withMaps.attentionMaps!, 0, 0, LEFT), massInside(withMaps.attentionMaps!, 0, 1, RIGHT)];
-    console.info(`attention mass inside the boxes: with regions ${inside.map((v) => v.toFixed(3))}, without ${free.map((v) => v.toFixed(3))}`);
+    console.info(`attention mass inside the boxes: with regions ${inside.map((v) => v.toFixed(3)).join(',')}, without ${free.map((v) => v.toFixed(3)).join(',')}`);
     for (const v of inside) expect(v).toBeGreaterThanOrEqual(0.9);
     for (const v of free) {
       expect(v).toBeGreaterThan(0.25);
@@ -213,7 +213,7 @@ describe('localized cross-attention', () => {
     expect(Buffer.compare(await FastComposer.attentionHeatmap(boxes, 1), png)).not.toBe(0);
   });
 
-  it('attentionHeatmap checks its arguments', async () => {
+  it('attentionHeatmap checks its arguments', () => {
     expect(() => FastComposer.attentionHeatmap(plain, 0)).toThrow(FastComposerError);
     expect(() => FastComposer.attentionHeatmap(boxes, 2)).toThrow(/subject/);
     expect(() => FastComposer.attentionHeatmap(boxes, 0, 1)).toThrow(/image/);

@@ -12,7 +12,7 @@ const s0 = join(subjects, 's0_224x224.png');
 const s1 = join(subjects, 's1_224x224.png');
 
 /** Eight different small calls: prompts, subjects, seeds, schedulers and batch sizes vary. */
-const calls: GenerateOptions[] = [
+const calls: GenerateOptions[] = ([
   { prompt: 'a man <|image|> in a park', subjects: [s0], seed: 1 },
   { prompt: 'a woman <|image|> on a beach', subjects: [s1], seed: 2, scheduler: 'ddim' },
   { prompt: 'a man <|image|> and a woman <|image|>', subjects: [s0, s1], seed: 3 },
@@ -21,7 +21,7 @@ const calls: GenerateOptions[] = [
   { prompt: 'a dog <|image|> running', subjects: [s1], seed: 6, scheduler: 'dpmpp-2m', guidanceScale: 7.5 },
   { prompt: 'a man <|image|> in a park', subjects: [s0], seed: 1, width: 96, height: 64 },
   { prompt: 'a cat <|image|>', subjects: [s0], seed: 8, scheduler: 'euler-ancestral', alpha: 0.5 },
-].map((c) => ({ steps: 4, width: 64, height: 64, ...c }));
+] satisfies GenerateOptions[]).map((c) => ({ steps: 4, width: 64, height: 64, ...c }));
 
 function fingerprint(r: GenerateResult): { latents: string; images: string[]; shape: number[] } {
   return {

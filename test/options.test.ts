@@ -1,5 +1,4 @@
 import { describe, expect, it } from 'vitest';
-import { FastComposerError, type FastComposerErrorCode } from '../lib/errors.js';
 import {
   DEFAULTS,
   randomSeed,
@@ -7,27 +6,11 @@ import {
   validateLoadOptions,
   type GenerateContext,
 } from '../lib/options.js';
+import { expectError } from './helpers/errors.js';
 
 const png = Buffer.from([0x89, 0x50, 0x4e, 0x47]); // contents are not decoded here
 const one: GenerateContext = { subjectCount: 1 };
 const base = { prompt: 'a man <|image|> in a park', subjects: [png] };
-
-function errorOf(fn: () => unknown): FastComposerError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(FastComposerError);
-    return e as FastComposerError;
-  }
-  throw new Error('expected a FastComposerError, nothing was thrown');
-}
-
-/** The call fails with `code` and a message containing every fragment (the argument and the bad value). */
-function expectError(fn: () => unknown, code: FastComposerErrorCode, ...fragments: string[]): void {
-  const e = errorOf(fn);
-  expect(e.code).toBe(code);
-  for (const f of fragments) expect(e.message).toContain(f);
-}
 
 const gen = (extra: Record<string, unknown>, ctx: GenerateContext = one) => validateGenerateOptions({ ...base, ...extra }, ctx);
 const invalid = (extra: Record<string, unknown>, ...fragments: string[]) =>

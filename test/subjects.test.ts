@@ -95,18 +95,18 @@ describe('the native subject pad + resize matches the reference preprocessing (t
   // own float32 kernel (native/subject_pixels.cc); measured: max 0, mean 0 on every case
   // (bit-exact). PIL's BILINEAR and torch's uint8 kernel are each max 1 away from the reference
   // (fixtures/subjects/reference_neighbours.json); sharp's best kernel is max 5-16.
-  const cases: [string, () => Promise<RawImage | string>][] = [
-    ['s2_300x200', async () => join(SUBJECTS, 's2_300x200.png')],
-    ['s3_180x260', async () => join(SUBJECTS, 's3_180x260.png')],
-    ['syn_300x300', async () => synthetic(300, 300)],
-    ['syn_1024x1024', async () => synthetic(1024, 1024)],
-    ['syn_180x180', async () => synthetic(180, 180)],
-    ['syn_301x200', async () => synthetic(301, 200)],
-    ['syn_640x960', async () => synthetic(640, 960)],
+  const cases: [string, () => RawImage | string][] = [
+    ['s2_300x200', () => join(SUBJECTS, 's2_300x200.png')],
+    ['s3_180x260', () => join(SUBJECTS, 's3_180x260.png')],
+    ['syn_300x300', () => synthetic(300, 300)],
+    ['syn_1024x1024', () => synthetic(1024, 1024)],
+    ['syn_180x180', () => synthetic(180, 180)],
+    ['syn_301x200', () => synthetic(301, 200)],
+    ['syn_640x960', () => synthetic(640, 960)],
   ];
   for (const [name, input] of cases) {
     it(`${name}: bit-exact`, async () => {
-      const out = await prepareSubject(await input(), name);
+      const out = await prepareSubject(input(), name);
       const ref = await raw(join(REFS, `${name}.ref.png`));
       expect(diff(out, ref.data)).toEqual({ max: 0, mean: 0 });
     });

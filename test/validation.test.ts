@@ -4,23 +4,12 @@
 import { describe, expect, it } from 'vitest';
 
 import { float32Tensor, integer, knownKeys } from '../lib/checks.js';
-import { AbortError, FastComposerError, asFastComposerError, type FastComposerErrorCode } from '../lib/errors.js';
+import { AbortError, FastComposerError, asFastComposerError } from '../lib/errors.js';
 import { isAbortSignal, isBytes, isFiniteNumber, isInteger, isOneOf, isPositive, isRawImageLike, isRecord } from '../lib/is.js';
 import type { ModelManifest } from '../lib/model-dir.js';
 import { validateDenoiseOptions, validateSubjectList } from '../lib/options.js';
 import { latentsToDecode, promptArgs, promptEmbeddings, subjectEmbeds } from '../lib/stage-inputs.js';
-
-function expectError(fn: () => unknown, code: FastComposerErrorCode, ...fragments: string[]): void {
-  let error: unknown;
-  try {
-    fn();
-  } catch (e) {
-    error = e;
-  }
-  expect(error).toBeInstanceOf(FastComposerError);
-  expect((error as FastComposerError).code).toBe(code);
-  for (const f of fragments) expect((error as Error).message).toContain(f);
-}
+import { expectError } from './helpers/errors.js';
 
 const tensor = (shape: number[], bytes = shape.reduce((a, b) => a * b, 4)) => ({ data: Buffer.alloc(bytes), shape, dtype: 'float32' as const });
 const manifest = { maxLength: 77, textHiddenSize: 32, objectEmbedSize: 32, latentChannels: 4 } as ModelManifest;

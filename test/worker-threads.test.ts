@@ -54,4 +54,4 @@ it('never reads a terminated worker\'s subject pictures: its queued job is skipp
   expect(r.signal, r.stderr).toBeNull();
   expect(r.code, r.stderr).toBe(0);
   expect(r.result).toBe('ok');
-});
+}, 200_000); // the child's own limit (180 s) is the one that counts, not vitest's default

@@ -39,7 +39,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .unet_blocks import Downsample, DownBlock, Localize, MidBlock, ResnetBlock, UpBlock, Upsample  # noqa: F401
+from .unet_blocks import DownBlock, Downsample, Localize, MidBlock, ResnetBlock, UpBlock, Upsample  # noqa: F401
 from .unet_config import LOCALIZED_BLOCKS, UNET_DEFAULTS, normalize_unet_config  # noqa: F401
 
 __all__ = [

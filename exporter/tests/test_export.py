@@ -110,10 +110,10 @@ def test_progress_lines_and_files(export):
     out, proc = export
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
     assert lines[0]["status"] == "plan"
-    started = [l["stage"] for l in lines if l.get("status") == "start"]
-    done = [l["stage"] for l in lines if l.get("status") == "done" and "stage" in l]
+    started = [e["stage"] for e in lines if e.get("status") == "start"]
+    done = [e["stage"] for e in lines if e.get("status") == "done" and "stage" in e]
     assert started == lines[0]["stages"] == done
-    assert all(isinstance(l["seconds"], float) for l in lines if l.get("status") == "done")
+    assert all(isinstance(e["seconds"], float) for e in lines if e.get("status") == "done")
     assert lines[-1]["status"] == "done" and Path(lines[-1]["out"]) == out.resolve()
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted(["model.json", "tokenizer.json", "scheduler_config.json"] + [f"{m}.pt" for m in MODULES])
@@ -449,7 +449,9 @@ def test_tiny_release_is_deterministic_and_keyed_like_a_release(tiny_a):
                       weights_only=True, mmap=True)
     # same keys as the tiny-a release (old VAE names, position_ids), apart from the VAE encoder
     # side, of which the preset carries only a sample
-    dec = lambda keys: {k for k in keys if not k.startswith(("vae.encoder.", "vae.quant_conv."))}
+    def dec(keys):
+        return {k for k in keys if not k.startswith(("vae.encoder.", "vae.quant_conv."))}
+
     assert dec(a) == dec(real)
     assert all(a[k].shape == real[k].shape for k in dec(a))
     assert "vae.decoder.mid_block.attentions.0.query.weight" in a

@@ -1,7 +1,10 @@
 /**
  * `fastcomposer serve`: the HTTP API and the demo page on one model (default: the embedded tiny
- * one). SIGINT or SIGTERM stops it cleanly: no new jobs, queued ones cancelled, the running one
- * aborted within a step, the server closed, the model disposed, exit code 0.
+ * one), or with --redis in front of a BullMQ queue whose workers (`fastcomposer worker`) hold the
+ * models: then this process loads none and hands `--concurrency` jobs to the queue at once.
+ * SIGINT or SIGTERM stops it cleanly: no new jobs, queued ones cancelled, the running ones aborted
+ * (within a step, on whichever worker), the server closed, the model disposed or the queue's
+ * connections closed, exit code 0.
  */
 import { basename, resolve } from 'node:path';
 
@@ -11,7 +14,9 @@ import { FastComposerError, invalidArgument } from '../errors.js';
 import { FastComposer } from '../fastcomposer.js';
 import type { DeviceSpec, ModelDType } from '../options.js';
 import { defaultModelDir } from '../paths.js';
-import { type PageDefaults, type ServerLimits, startServer } from '../server/index.js';
+import { DEFAULT_QUEUE_NAME } from '../queue/connection.js';
+import { FastComposerQueue } from '../queue/producer.js';
+import { type BackendInfo, type GenerateBackend, type PageDefaults, type ServerLimits, startServer } from '../server/index.js';
 
 // The embedded model's pictures are noise, and at the seed demo's 512 x 512, 4 images, 50 steps a
 // CPU takes minutes for them: the page starts small on it.
@@ -25,6 +30,25 @@ interface ServeFlags {
   dtype: string;
   maxQueue?: string;
   jobTtl?: string;
+  redis?: string;
+  queue?: string;
+  concurrency?: string;
+}
+
+/** Jobs a queue-backed server hands to the queue at once unless told: enough for a few workers;
+ * more wait in the server's own queue (positions, 429 when full). */
+const QUEUE_CONCURRENCY = 8;
+
+/** What the server runs on, and how to let go of it. */
+interface Backend {
+  backend: GenerateBackend;
+  info: BackendInfo;
+  concurrency: number;
+  pageDefaults?: PageDefaults;
+  /** The "serving ..." line's middle. */
+  what: string;
+  notice?: string;
+  close(): Promise<void>;
 }
 
 function integerFlag(flag: string, value: string, min: number, max: number): number {
@@ -52,10 +76,57 @@ function stopSignal(): Promise<NodeJS.Signals> {
   });
 }
 
+async function modelBackend(flags: ServeFlags): Promise<Backend> {
+  const fc = await FastComposer.load(flags.model, { device: flags.device as DeviceSpec, dtype: flags.dtype as ModelDType });
+  const model = fc.model.manifest.name ?? basename(fc.model.dir);
+  const embedded = resolve(flags.model) === resolve(defaultModelDir);
+  return {
+    backend: fc,
+    info: { model, device: fc.device, dtype: fc.dtype },
+    concurrency: 1,
+    ...(embedded ? { pageDefaults: TINY_PAGE } : {}),
+    what: `${model} on ${fc.device} (${fc.dtype})`,
+    ...(embedded
+      ? { notice: 'the embedded tiny model makes noise, quickly: the page starts at 128x128, 20 steps, 2 images (real pictures: --model <dir>)' }
+      : {}),
+    close: () => fc.dispose(),
+  };
+}
+
+/** Redis's address without its credentials, for the log. */
+function redisAddress(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.protocol}//${u.host}`;
+  } catch {
+    return 'Redis';
+  }
+}
+
+async function queueBackend(url: string, flags: ServeFlags): Promise<Backend> {
+  const name = flags.queue ?? DEFAULT_QUEUE_NAME;
+  const concurrency = flags.concurrency === undefined ? QUEUE_CONCURRENCY : integerFlag('--concurrency', flags.concurrency, 1, 1024);
+  const queue = new FastComposerQueue({ connection: url, name });
+  try {
+    await queue.waitUntilReady(); // a Redis out of reach fails here with ERR_QUEUE, not at the first job
+  } catch (error) {
+    await queue.close();
+    if (!(error instanceof FastComposerError)) throw error;
+    throw new FastComposerError(error.code, `Cannot use the queue ${name} on ${redisAddress(url)}: ${error.message}`, { cause: error });
+  }
+  return {
+    backend: queue,
+    info: { model: 'queue', device: 'queue', dtype: 'queue', backend: 'queue', queueName: name },
+    concurrency,
+    what: `through queue ${name} on ${redisAddress(url)} (${concurrency} jobs at once)`,
+    close: () => queue.close(),
+  };
+}
+
 export function serveCommand(program: Command): void {
   program
     .command('serve')
-    .description('serve the HTTP API and the web demo page on one model')
+    .description('serve the HTTP API and the web demo page on one model, or in front of a queue of workers (--redis)')
     .option('-m, --model <dir>', 'model directory (from `fastcomposer export`)', defaultModelDir)
     .option('--host <address>', 'address to listen on (0.0.0.0: every interface)', '127.0.0.1')
     .option('--port <n>', 'port (0: any free one)', '7860')
@@ -63,50 +134,65 @@ export function serveCommand(program: Command): void {
     .option('--dtype <t>', 'float32 | float16 | bfloat16', 'float32')
     .option('--max-queue <n>', 'jobs that may wait; one more is refused with 429 (default 32)')
     .option('--job-ttl <minutes>', 'how long finished jobs and their images are kept (default 15)')
-    .action(async (flags: ServeFlags) => {
+    .option('-r, --redis <url>', 'load no model: send the jobs to a BullMQ queue in Redis, run by `fastcomposer worker`s')
+    .option('-q, --queue <name>', `with --redis: the queue's name (default ${DEFAULT_QUEUE_NAME})`)
+    .option('--concurrency <n>', `with --redis: jobs handed to the queue at once (default ${QUEUE_CONCURRENCY}; about the number of workers)`)
+    .action(async (flags: ServeFlags, command: Command) => {
       const port = integerFlag('--port', flags.port, 0, 65535);
       const limits: Partial<ServerLimits> = {};
       if (flags.maxQueue !== undefined) limits.maxQueued = integerFlag('--max-queue', flags.maxQueue, 1, 1_000_000);
       if (flags.jobTtl !== undefined) limits.jobTtlMs = integerFlag('--job-ttl', flags.jobTtl, 1, 7 * 24 * 60) * 60_000;
-      // Listen for the signals before the (slow) load, so that Ctrl-C during it also ends cleanly.
+      checkFlagPairs(flags, command);
+      // Listen for the signals before the (slow) load or connect, so that Ctrl-C during it also ends cleanly.
       let early: NodeJS.Signals | undefined;
       const stopping = stopSignal().then((signal) => (early = signal));
-      const fc = await FastComposer.load(flags.model, { device: flags.device as DeviceSpec, dtype: flags.dtype as ModelDType });
+      const b = flags.redis !== undefined ? await queueBackend(flags.redis, flags) : await modelBackend(flags);
       if (early) {
-        await fc.dispose();
+        await b.close();
         process.stderr.write(`fastcomposer: ${early}: stopped before serving\n`);
         return;
       }
-      const model = fc.model.manifest.name ?? basename(fc.model.dir);
-      const embedded = resolve(flags.model) === resolve(defaultModelDir);
       let server;
       try {
         server = await startServer({
-          backend: fc,
-          info: { model, device: fc.device, dtype: fc.dtype },
-          concurrency: 1,
+          backend: b.backend,
+          info: b.info,
+          concurrency: b.concurrency,
           limits,
-          ...(embedded ? { pageDefaults: TINY_PAGE } : {}),
+          ...(b.pageDefaults ? { pageDefaults: b.pageDefaults } : {}),
           host: flags.host,
           port,
           onInternalError: (error) => process.stderr.write(`fastcomposer: internal error: ${(error as Error)?.stack ?? String(error)}\n`),
         });
       } catch (error) {
-        await fc.dispose();
+        await b.close();
         const code = (error as NodeJS.ErrnoException)?.code;
         if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
           throw new FastComposerError('ERR_INVALID_ARGUMENT', `Cannot listen on ${flags.host}:${port} (${code}); pick another --host or --port`, { cause: error });
         }
         throw error;
       }
-      process.stdout.write(`fastcomposer: serving ${model} on ${fc.device} (${fc.dtype}) at ${server.url}\n`);
-      if (embedded) {
-        process.stderr.write('fastcomposer: the embedded tiny model makes noise, quickly: the page starts at 128x128, 20 steps, 2 images (real pictures: --model <dir>)\n');
-      }
+      process.stdout.write(`fastcomposer: serving ${b.what} at ${server.url}\n`);
+      if (b.notice) process.stderr.write(`fastcomposer: ${b.notice}\n`);
       const signal = await stopping;
-      process.stderr.write(`fastcomposer: ${signal}: stopping (queued jobs cancelled, the running one aborted)\n`);
+      process.stderr.write(`fastcomposer: ${signal}: stopping (queued jobs cancelled, the running ones aborted)\n`);
       await server.close();
-      await fc.dispose();
+      await b.close();
       process.stderr.write('fastcomposer: stopped\n');
     });
+}
+
+/** The queue's flags need --redis; the model's flags make no sense with it (the workers load the model). */
+function checkFlagPairs(flags: ServeFlags, command: Command): void {
+  if (flags.redis === undefined) {
+    for (const [flag, value] of [['--queue', flags.queue], ['--concurrency', flags.concurrency]] as const) {
+      if (value !== undefined) throw new FastComposerError('ERR_INVALID_ARGUMENT', `${flag} needs --redis (without it, one model in this process runs one job at a time)`);
+    }
+    return;
+  }
+  for (const option of ['model', 'device', 'dtype']) {
+    if (command.getOptionValueSource(option) === 'cli') {
+      throw new FastComposerError('ERR_INVALID_ARGUMENT', `--${option} does not go with --redis: the workers load the model (fastcomposer worker --${option} ...)`);
+    }
+  }
 }

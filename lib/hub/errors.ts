@@ -57,7 +57,7 @@ export function isNetworkFailure(error: unknown): boolean {
 /** The innermost message of an error chain (fetch's own is only "fetch failed"). */
 function rootMessage(error: unknown): string {
   let e = error as { message?: unknown; cause?: unknown } | undefined;
-  for (let depth = 0; e?.cause && typeof e.cause === 'object' && depth < 5; depth++) e = e.cause as typeof e;
+  for (let depth = 0; e?.cause && typeof e.cause === 'object' && depth < 5; depth++) e = e.cause;
   return typeof e?.message === 'string' && e.message ? e.message : String(error);
 }
 

@@ -41,7 +41,7 @@ export function queueLocation(options: { connection?: unknown; name?: unknown; p
   if (typeof prefix !== 'string' || prefix.length === 0 || prefix.length > 100) {
     throw invalidArgument('non-empty string of at most 100 characters', 'prefix', prefix);
   }
-  return { connection: connection as RedisConnection, name, prefix };
+  return { connection, name, prefix };
 }
 
 /** The connection as BullMQ takes it (it builds its own ioredis clients from these). */

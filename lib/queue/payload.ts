@@ -8,13 +8,14 @@
 import { FastComposerError, describe, invalidArgument } from '../errors.js';
 import {
   type GenerateOptions,
+  IMAGE_TOKENS,
   type ImageInput,
+  type ImageToken,
   type NormalizedGenerateOptions,
   type Region,
   type SubjectSpec,
   validateGenerateOptions,
 } from '../options.js';
-import { countImageTokens } from '../prompt.js';
 import { readImageFile } from '../subjects.js';
 
 export const JOB_FORMAT = 'fastcomposer-job';
@@ -33,7 +34,7 @@ export interface WireSubject {
 /** The scalar options, as the producer completed them. */
 const WIRE_OPTION_KEYS = [
   'prompt', 'negativePrompt', 'steps', 'guidanceScale', 'alpha', 'startMergeStep', 'seed', 'width', 'height', 'scheduler',
-  'numImages', 'attentionMaps', 'regionStrength', 'regionExclusive', 'allowManySubjects', 'output',
+  'numImages', 'attentionMaps', 'regionStrength', 'regionExclusive', 'allowManySubjects', 'output', 'imageToken',
 ] as const;
 export type WireOptions = Pick<GenerateOptions, (typeof WIRE_OPTION_KEYS)[number]>;
 
@@ -53,10 +54,8 @@ export interface JobData {
 
 /** Producer side: checks the options (ERR_* before anything is queued) and builds the job data. */
 export async function encodeJob(options: GenerateOptions, resultTtl: number): Promise<{ data: JobData; opts: NormalizedGenerateOptions }> {
-  // The producer has no tokenizer: the subject count is the markers' count, which is what the
-  // tokenizer finds on every prompt the worker accepts (the worker still checks the prompt).
-  const prompt = (options as { prompt?: unknown } | null | undefined)?.prompt;
-  const opts = validateGenerateOptions(options, { subjectCount: typeof prompt === 'string' ? countImageTokens(prompt) : 0 });
+  // The producer has no tokenizer: the subject count is the markers' count (the worker still checks the prompt).
+  const opts = validateGenerateOptions(options, markerContext(options));
   const wire: WireOptions = {
     prompt: opts.prompt,
     negativePrompt: opts.negativePrompt,
@@ -73,11 +72,25 @@ export async function encodeJob(options: GenerateOptions, resultTtl: number): Pr
     regionExclusive: opts.regionExclusive,
     allowManySubjects: opts.allowManySubjects,
     output: opts.output,
+    // Only when not the default, so that workers from before the img dialect still take the other jobs.
+    ...(opts.imageToken !== IMAGE_TOKENS[0] ? { imageToken: opts.imageToken } : {}),
   };
   const subjects = await Promise.all(opts.subjects.map((s, i) => wireSubject(s, `subjects[${i}]`)));
   const data: JobData = { format: JOB_FORMAT, version: JOB_VERSION, options: wire, subjects, resultTtl, progress: opts.onStep !== undefined };
   if (opts.latents) data.latents = { data: opts.latents.data.toString('base64'), shape: opts.latents.shape };
   return { data, opts };
+}
+
+/**
+ * The subject count of generate() options without a tokenizer: the occurrences of the prompt's
+ * marker (`imageToken`, default `<|image|>`), which the tokenizer matches in the raw text, so this
+ * is its count on every prompt it accepts; and the marker, which the count's errors name. An
+ * imageToken that is not a marker counts the default's; validateGenerateOptions() refuses it by name.
+ */
+export function markerContext(options: unknown): { subjectCount: number; imageToken: ImageToken } {
+  const o = options as { prompt?: unknown; imageToken?: unknown } | null | undefined;
+  const imageToken = (IMAGE_TOKENS as readonly unknown[]).includes(o?.imageToken) ? (o!.imageToken as ImageToken) : IMAGE_TOKENS[0];
+  return { subjectCount: typeof o?.prompt === 'string' ? o.prompt.split(imageToken).length - 1 : 0, imageToken };
 }
 
 async function wireSubject(s: SubjectSpec, label: string): Promise<WireSubject> {

@@ -51,6 +51,8 @@ export class FastComposerQueue {
   private readonly redis: Redis;
   private events: QueueEvents | undefined;
   private readonly pending = new Map<string, Pending>();
+  /** Cancels under way for calls that gave up; close() lets them reach Redis. */
+  private readonly cancelling = new Set<Promise<void>>();
   private ready: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
   private checker: NodeJS.Timeout | undefined;
@@ -97,6 +99,15 @@ export class FastComposerQueue {
     return this.wait(jobId, opts, started);
   }
 
+  /**
+   * Connects now instead of at the first generate(), e.g. to fail at start-up: rejects with
+   * ERR_QUEUE when Redis cannot be reached within `connectionTimeout` (at once when it refuses).
+   */
+  async waitUntilReady(): Promise<void> {
+    if (this.closing) throw new DisposedError('This FastComposerQueue has been closed');
+    await this.connect();
+  }
+
   /** Jobs in each state (waiting, active, delayed, completed, failed), e.g. for a health check. */
   async jobCounts(): Promise<Record<string, number>> {
     try {
@@ -116,7 +127,8 @@ export class FastComposerQueue {
       const jobs = [...this.pending.values()];
       for (const p of jobs) this.settle(p, () => p.reject(new DisposedError('The FastComposerQueue was closed during the call')));
       const cleanup = (async () => {
-        await Promise.allSettled(jobs.map((p) => this.cancel(p.jobId)));
+        // Cancels sent by calls that gave up just before (an abort, a timeout) go out too.
+        await Promise.allSettled([...this.cancelling, ...jobs.map((p) => this.cancel(p.jobId))]);
         await Promise.allSettled([this.events?.close(), this.queue.close()]);
       })();
       if (!(await settlesWithin(cleanup, CLOSE_BOUND_MS))) {
@@ -163,7 +175,8 @@ export class FastComposerQueue {
       timer = setTimeout(() => reject(this.redisError(`Cannot reach Redis within ${this.opts.connectionTimeout} ms`)), this.opts.connectionTimeout);
     });
     const ready = this.ready.catch((error: unknown) => {
-      throw this.redisError('Cannot connect to Redis', error);
+      // The connection's own error (ECONNREFUSED, ...) says more than ioredis's "max retries" that follows it.
+      throw this.redisError('Cannot connect to Redis', this.lastError ?? error);
     });
     return Promise.race([ready, timeout]).finally(() => clearTimeout(timer));
   }
@@ -208,13 +221,18 @@ export class FastComposerQueue {
     const p = this.pending.get(jobId);
     if (!p) return;
     this.settle(p, () => p.reject(error));
-    void this.cancel(jobId).catch(() => undefined);
+    const cancelling = this.cancel(jobId).catch(() => undefined);
+    this.cancelling.add(cancelling);
+    void cancelling.finally(() => this.cancelling.delete(cancelling));
   }
 
   private async cancel(jobId: string): Promise<void> {
     await requestCancel(this.redis, this.opts.location, jobId, CANCEL_TTL_MS);
     // A job still waiting (or delayed for a retry) is removed; a running one stops on its worker.
-    await this.queue.remove(jobId);
+    // A finished one is left alone: removing it would drop the record of how it ended (its
+    // failure, kept for removeOnFail), which the queue's own tools and events still refer to.
+    const state = await this.queue.getJobState(jobId);
+    if (state === 'waiting' || state === 'delayed' || state === 'prioritized') await this.queue.remove(jobId);
   }
 
   private async completed(jobId: string, returnvalue: unknown): Promise<void> {

@@ -5,12 +5,12 @@
  * dies loses its job to another after the lock expires (BullMQ's stalled-job check); close()
  * stops taking jobs and lets the running one finish, or hands it back to the queue after `grace`.
  */
-import { type Job, UnrecoverableError, WaitingError, Worker } from 'bullmq';
+import { type Job, WaitingError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 
 import { AbortError } from '../errors.js';
 import { FastComposer } from '../fastcomposer.js';
-import type { OutputFormat, StepProgress } from '../options.js';
+import type { StepProgress } from '../options.js';
 import { CancelListener, isCancelled } from './cancel.js';
 import { bullConnection, CLOSE_BOUND_MS, redisClient, resultKey, settlesWithin } from './connection.js';
 import { jobFailure } from './failures.js';
@@ -125,7 +125,7 @@ export class FastComposerWorker {
         },
       });
       const key = resultKey(this.opts.location, jobId);
-      const meta = await storeResult(this.redis, key, result, resultTtl, this.name, (options.output ?? 'raw') as OutputFormat);
+      const meta = await storeResult(this.redis, key, result, resultTtl, this.name, options.output ?? 'raw');
       this.onEvent({ type: 'completed', jobId, ms: performance.now() - started, seed: result.seed });
       return meta;
     } catch (error) {

@@ -34,4 +34,8 @@ export interface BackendInfo {
   model: string;
   device: string;
   dtype: string;
+  /** What runs the jobs: 'model' (a model in this process; the default) or 'queue' (workers behind a job queue). */
+  backend?: 'model' | 'queue';
+  /** With a queue backend: the queue's name. */
+  queueName?: string;
 }

@@ -7,8 +7,8 @@
 import type { FastifyRequest } from 'fastify';
 
 import { FastComposerError, invalidArgument } from '../errors.js';
-import { IMAGE_TOKEN } from '../prompt.js';
 import { type GenerateOptions, type Region, type SubjectInput, validateGenerateOptions } from '../options.js';
+import { markerContext } from '../queue/payload.js';
 import { decodeSubjects } from '../subjects.js';
 import { ApiError } from './errors.js';
 import type { NewJob } from './job-store.js';
@@ -16,7 +16,7 @@ import type { ServerLimits } from './limits.js';
 
 const NUMBER_FIELDS = ['steps', 'guidanceScale', 'alpha', 'seed', 'width', 'height', 'numImages', 'regionStrength'] as const;
 const BOOLEAN_FIELDS = ['attentionMaps', 'regionExclusive'] as const;
-const TEXT_FIELDS = ['prompt', 'negativePrompt', 'scheduler'] as const;
+const TEXT_FIELDS = ['prompt', 'negativePrompt', 'scheduler', 'imageToken'] as const;
 export const FORM_FIELDS = [...TEXT_FIELDS, ...NUMBER_FIELDS, ...BOOLEAN_FIELDS, 'region', 'subject'] as const;
 
 interface RawForm {
@@ -29,11 +29,10 @@ interface RawForm {
 export async function readGenerateForm(request: FastifyRequest, limits: ServerLimits): Promise<NewJob> {
   const form = await readParts(request, limits);
   const options = toOptions(form);
-  // The subject count is the number of markers in the prompt: the tokenizer's count whenever the
-  // prompt is usable (a marker it cannot use fails the job with ERR_PROMPT).
-  const prompt = options.prompt as unknown;
-  const subjectCount = typeof prompt === 'string' ? prompt.split(IMAGE_TOKEN).length - 1 : 0;
-  const checked = validateGenerateOptions(options, { subjectCount });
+  // The subject count is the number of the chosen marker (imageToken: <|image|> or img) in the
+  // prompt: the tokenizer's count whenever the prompt is usable (a marker it cannot use fails the
+  // job with ERR_PROMPT). The queue's producer counts the same way.
+  const checked = validateGenerateOptions(options, markerContext(options));
   await decodeSubjects(form.subjects, { limitInputPixels: limits.maxSubjectPixels });
   return {
     options: { ...options, seed: checked.seed },
@@ -113,7 +112,7 @@ function toOptions(form: RawForm): GenerateOptions {
     );
   }
   const subjects: SubjectInput[] = form.subjects.map((image, i) => {
-    const region = form.regions[i] === undefined ? undefined : parseRegion(form.regions[i]!, i);
+    const region = form.regions[i] === undefined ? undefined : parseRegion(form.regions[i], i);
     return region ? { image, region } : image;
   });
   if (subjects.length > 0) options.subjects = subjects;

@@ -72,6 +72,9 @@ function checkOptions(options: ServerOptions): { concurrency: number; limits: Se
   for (const key of ['model', 'device', 'dtype'] as const) {
     if (typeof options.info?.[key] !== 'string') throw invalidArgument('string', `info.${key}`, options.info?.[key]);
   }
+  const { backend, queueName } = options.info;
+  if (backend !== undefined && backend !== 'model' && backend !== 'queue') throw invalidArgument("'model' or 'queue'", 'info.backend', backend);
+  if (queueName !== undefined && typeof queueName !== 'string') throw invalidArgument('string', 'info.queueName', queueName);
   const concurrency = options.concurrency ?? 1;
   if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1024) throw invalidArgument('integer between 1 and 1024', 'concurrency', concurrency);
   return { concurrency, limits: resolveLimits(options.limits), pageDefaults: checkPageDefaults(options.pageDefaults) };
@@ -82,7 +85,7 @@ function errorAnswer(error: unknown, onInternalError?: (error: unknown) => void)
   if (error instanceof ApiError) return { status: error.status, body: error.body() };
   const e = error as Partial<FastComposerError & FastifyError> | null;
   if (e && typeof e.code === 'string' && isCallerCode(e.code) && typeof e.message === 'string') {
-    return { status: 400, body: { error: { code: e.code as FastComposerError['code'], message: e.message } } };
+    return { status: 400, body: { error: { code: e.code, message: e.message } } };
   }
   // Fastify's own refusals (an unsupported content type, a body over its limit, ...) keep their status;
   // the static files' 403 (a path out of the folder) is a plain 404.

@@ -1,5 +1,5 @@
 /** GET /api/openapi.json: the API as an OpenAPI 3.1 document (a test checks it names every route). */
-import { SCHEDULERS } from '../options.js';
+import { IMAGE_TOKENS, SCHEDULERS } from '../options.js';
 
 const errorResponse = (description: string) => ({
   description,
@@ -22,7 +22,8 @@ export const openapiDocument = {
     version: '1',
     description:
       'FastComposer (multi-subject personalized text-to-image) as a job queue. Mark each subject in the prompt with <|image|> ' +
-      'after its noun and send one `subject` file per marker, in order. Errors are {"error": {"code", "message"}}.',
+      "(or MMagic's img, with imageToken=img) after its noun and send one `subject` file per marker, in order. " +
+      'Errors are {"error": {"code", "message"}}.',
   },
   paths: {
     '/api/generate': {
@@ -38,6 +39,12 @@ export const openapiDocument = {
                 properties: {
                   prompt: { type: 'string', example: 'a man <|image|> and a woman <|image|> in a park' },
                   negativePrompt: { type: 'string' },
+                  imageToken: {
+                    type: 'string',
+                    enum: [...IMAGE_TOKENS],
+                    default: IMAGE_TOKENS[0],
+                    description: "the prompt's subject marker: <|image|>, or img as in MMagic's prompts (a man img in a park)",
+                  },
                   steps: { type: 'integer', minimum: 1, maximum: 1000, default: 50 },
                   guidanceScale: { type: 'number', minimum: 0, maximum: 100, default: 5 },
                   alpha: { type: 'number', minimum: 0, maximum: 1, default: 0.7 },
@@ -49,7 +56,7 @@ export const openapiDocument = {
                   regionStrength: { type: 'number', minimum: 0, maximum: 1, default: 1 },
                   regionExclusive: { type: 'boolean', default: false },
                   attentionMaps: { type: 'boolean', default: false, description: 'also make a heat map per image and subject' },
-                  subject: { type: 'array', items: { type: 'string', format: 'binary' }, description: 'one picture per <|image|>, in order' },
+                  subject: { type: 'array', items: { type: 'string', format: 'binary' }, description: 'one picture per marker (<|image|> or img), in order' },
                   region: {
                     type: 'array',
                     items: { type: 'string' },
@@ -146,7 +153,9 @@ export const openapiDocument = {
         type: 'object',
         properties: {
           status: { type: 'string', enum: ['ok', 'closing'] },
-          model: { type: 'string' },
+          backend: { type: 'string', enum: ['model', 'queue'], description: "a model in the server's process, or workers behind a job queue" },
+          queueName: { type: 'string', description: 'the job queue (queue backend only)' },
+          model: { type: 'string', description: "'queue' when workers behind a queue hold the model" },
           device: { type: 'string' },
           dtype: { type: 'string' },
           queue: { type: 'object' },

@@ -33,15 +33,16 @@ export interface ApiSettings {
 }
 
 export function apiRoutes(app: FastifyInstance, store: JobStore, { info, limits, pageDefaults }: ApiSettings): void {
-  app.get('/api/health', async () => ({
+  app.get('/api/health', () => ({
     status: store.isClosing ? 'closing' : 'ok',
+    backend: 'model',
     ...info,
     queue: store.stats(),
     limits,
     pageDefaults,
   }));
 
-  app.get('/api/openapi.json', async () => openapiDocument);
+  app.get('/api/openapi.json', () => openapiDocument);
 
   app.post('/api/generate', async (request, reply) => {
     // Refuse before the upload when nothing could be queued anyway; add() checks again after it.
@@ -51,7 +52,7 @@ export function apiRoutes(app: FastifyInstance, store: JobStore, { info, limits,
     return reply.code(202).header('location', `/api/jobs/${job.id}`).send(store.json(job));
   });
 
-  app.get<JobParams>('/api/jobs/:id', async (request) => store.json(store.require(request.params.id)));
+  app.get<JobParams>('/api/jobs/:id', (request) => store.json(store.require(request.params.id)));
 
   app.delete<JobParams>('/api/jobs/:id', async (request, reply) => {
     const job = store.cancel(request.params.id);

@@ -38,10 +38,8 @@ import json
 import os
 import sys
 
-import torch
-from safetensors.torch import save_file
-
 import diffusers
+import torch
 from diffusers import (
     DDIMScheduler,
     DPMSolverMultistepScheduler,
@@ -49,6 +47,7 @@ from diffusers import (
     EulerDiscreteScheduler,
     PNDMScheduler,
 )
+from safetensors.torch import save_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG = os.path.join(ROOT, "test/fixtures/tiny-a/release/sd/scheduler/scheduler_config.json")

@@ -18,7 +18,7 @@ function freePort() {
     server.unref();
     server.on('error', reject);
     server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
+      const { port } = /** @type {import('node:net').AddressInfo} */ (server.address());
       server.close(() => resolve(port));
     });
   });
@@ -55,7 +55,7 @@ function launch(port, dir) {
 
 function exited(child) {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => child.once('exit', () => resolve()));
+  return new Promise((resolve) => child.once('exit', () => resolve(undefined)));
 }
 
 /** @returns {Promise<{ url: string, port: number, restart(o?: { keepData?: boolean, downMs?: number }): Promise<void>, stop(): Promise<void> }>} */

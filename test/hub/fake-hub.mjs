@@ -141,7 +141,7 @@ export async function startFakeHub(options) {
   }
 
   let cdnOrigin = '';
-  const hub = http.createServer(async (req, res) => {
+  const answer = async (req, res) => {
     const url = new URL(req.url, 'http://x');
     const path = decodeURIComponent(url.pathname);
     requests.push({ server: 'hub', method: req.method, path, range: req.headers.range, authorization: req.headers.authorization });
@@ -196,11 +196,12 @@ export async function startFakeHub(options) {
       return sendContent(req, res, `${repo.name}/${file.path}`, readFileSync(file.abs), { ETag: `"${file.gitOid}"`, 'X-Repo-Commit': commit });
     }
     refuse(res, 404, undefined, 'Not found');
-  });
+  };
+  const hub = http.createServer((req, res) => void answer(req, res));
 
   const mirrorStamp = new Date('2023-09-01T00:00:00Z').toUTCString();
   const cdn = http.createServer((req, res) => {
-    const path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
+    const path = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
     requests.push({ server: 'cdn', method: req.method, path, range: req.headers.range, authorization: req.headers.authorization });
     let m;
     if ((m = /^\/lfs\/([^/]+\/[^/]+)\/([0-9a-f]{64})$/.exec(path))) {
@@ -231,12 +232,14 @@ export async function startFakeHub(options) {
     /** Commit sha of a repo's main. */
     commit: (name) => repos.get(name).commit,
     file: (name, path) => repos.get(name).files.get(path),
-    close: () => Promise.all([hub, cdn].map((s) => new Promise((r) => { s.closeAllConnections(); s.close(() => r()); }))),
+    close: () => Promise.all([hub, cdn].map((s) => new Promise((r) => { s.closeAllConnections(); s.close(() => r(undefined)); }))),
   };
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
+  /** @type {Record<string, { dir: string, gated?: boolean }>} */
   const repos = {};
+  /** @type {Record<string, string>} */
   const mirror = {};
   let token;
   const gated = [];

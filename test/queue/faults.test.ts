@@ -4,25 +4,16 @@
 import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { FastComposerError } from '../../lib/errors.js';
 import { FastComposerQueue, type QueueGenerateResult } from '../../lib/queue/index.js';
 import { bundleCli } from '../helpers/child-lib.js';
 import { startRedis } from '../helpers/redis-server.mjs';
 import { EventLog, startWorker, subjectA, waitFor, type WorkerProcess } from './helpers.js';
+import { rejection } from '../helpers/errors.js';
 
 const name = 'faults';
 // A dead worker's job is taken over after about lockDuration + stalledInterval.
 const TUNING = ['--lock-duration', '3000', '--stalled-interval', '1000'];
 const job = { prompt: 'a man <|image|> in a park', subjects: [subjectA], width: 64, height: 64, seed: 1234 };
-
-async function rejection(p: Promise<unknown>): Promise<FastComposerError> {
-  const e = await p.then(
-    () => undefined,
-    (error: unknown) => error,
-  );
-  expect(e).toBeInstanceOf(FastComposerError);
-  return e as FastComposerError;
-}
 
 describe('faults, with worker processes', () => {
   let redis: Awaited<ReturnType<typeof startRedis>>;

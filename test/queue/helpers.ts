@@ -81,8 +81,8 @@ export function startWorker(cli: string, url: string, queue: string, name: strin
         resolve({ name, child, output: () => out, exit });
       }
     };
-    child.stdout!.setEncoding('utf8').on('data', onData);
-    child.stderr!.setEncoding('utf8').on('data', onData);
+    child.stdout.setEncoding('utf8').on('data', onData);
+    child.stderr.setEncoding('utf8').on('data', onData);
     void exit.then(({ code }) => {
       clearTimeout(timer);
       reject(new Error(`worker ${name} exited with ${code} before it was ready:\n${out}`));

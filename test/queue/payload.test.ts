@@ -11,17 +11,9 @@ import { FastComposerError } from '../../lib/errors.js';
 import { validateGenerateOptions } from '../../lib/options.js';
 import { failureError, jobFailure } from '../../lib/queue/failures.js';
 import { decodeJob, encodeJob } from '../../lib/queue/payload.js';
+import { rejection } from '../helpers/errors.js';
 
 const subjectA = join(import.meta.dirname, '..', '..', 'examples', 'subject-a.png');
-
-async function rejection(p: Promise<unknown>): Promise<FastComposerError> {
-  const e = await p.then(
-    () => undefined,
-    (error: unknown) => error,
-  );
-  expect(e).toBeInstanceOf(FastComposerError);
-  return e as FastComposerError;
-}
 
 describe('job data', () => {
   it('round-trips every kind of picture, region, mask and latents as bytes', async () => {
@@ -74,6 +66,18 @@ describe('job data', () => {
     expect(e.message).toBe('subjects[0]: cannot read "/no/such/picture.png" (ENOENT)');
     e = await rejection(encodeJob({ ...base, bogus: 1 } as never, 1000));
     expect(e.message).toMatch(/^Unknown option "bogus"/);
+  });
+
+  it("carries MMagic's img marker: the subject count follows the chosen marker; the default adds no key", async () => {
+    const { data } = await encodeJob({ prompt: 'a man img and a dog img', imageToken: 'img', subjects: [subjectA, subjectA], seed: 1 }, 1000);
+    const back = decodeJob(JSON.parse(JSON.stringify(data)));
+    expect(back.options).toMatchObject({ prompt: 'a man img and a dog img', imageToken: 'img' });
+    expect((back.options.subjects as unknown[]).length).toBe(2);
+    // Jobs in the default dialect stay what workers from before the img dialect accept.
+    expect('imageToken' in (await encodeJob({ prompt: 'a man <|image|>', subjects: [subjectA] }, 1000)).data.options).toBe(false);
+    const e = await rejection(encodeJob({ prompt: 'a man <|image|>', imageToken: 'img', subjects: [subjectA] }, 1000));
+    expect([e.code, e.message]).toEqual(['ERR_SUBJECT_COUNT', 'Expected 0 subjects (one per img in the prompt) for subjects but received array of length 1']);
+    expect((await rejection(encodeJob({ prompt: 'a man img', imageToken: 'IMG' as never, subjects: [subjectA] }, 1000))).message).toMatch(/for imageToken/);
   });
 
   it('the worker refuses malformed data, naming the field', async () => {

@@ -7,23 +7,14 @@ import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { FastComposerError } from '../../lib/errors.js';
 import { FastComposer } from '../../lib/fastcomposer.js';
 import { FastComposerQueue, FastComposerWorker, type WorkerEvent } from '../../lib/queue/index.js';
 import { encodeJob } from '../../lib/queue/payload.js';
 import { startRedis } from '../helpers/redis-server.mjs';
 import { EventLog, subjectA, waitFor } from './helpers.js';
+import { rejection } from '../helpers/errors.js';
 
 const base = { prompt: 'a man <|image|> in a park', subjects: [subjectA], width: 64, height: 64, steps: 4 };
-
-async function rejection(p: Promise<unknown>): Promise<FastComposerError> {
-  const e = await p.then(
-    () => undefined,
-    (error: unknown) => error,
-  );
-  expect(e).toBeInstanceOf(FastComposerError);
-  return e as FastComposerError;
-}
 
 describe('FastComposerQueue with an in-process worker', () => {
   let redis: Awaited<ReturnType<typeof startRedis>>;
@@ -138,9 +129,9 @@ describe('FastComposerQueue with an in-process worker', () => {
   it('a retried job keeps the seed the producer drew; exhausted retries give the last coded error', async () => {
     await worker.close(); // a flaky worker takes the first attempt
     const seen: number[] = [];
-    const flaky = new Worker(name, async (job) => {
+    const flaky = new Worker(name, (job) => {
       seen.push(job.data.options.seed);
-      throw new Error('ERR_NATIVE: the device fell over');
+      return Promise.reject(new Error('ERR_NATIVE: the device fell over'));
     }, { connection: { url: redis.url } });
     const call = queue.generate({ ...base });
     await waitFor('the flaky attempt', () => (seen.length > 0 ? true : undefined));
@@ -151,9 +142,7 @@ describe('FastComposerQueue with an in-process worker', () => {
     expect((await bull.getJob(r.jobId))!.attemptsMade).toBe(2);
 
     const once = new FastComposerQueue({ connection: redis.url, name: 'flaky-only', attempts: 2 });
-    const failing = new Worker('flaky-only', async () => {
-      throw new Error('ERR_OUT_OF_MEMORY: CUDA out of memory');
-    }, { connection: { url: redis.url } });
+    const failing = new Worker('flaky-only', () => Promise.reject(new Error('ERR_OUT_OF_MEMORY: CUDA out of memory')), { connection: { url: redis.url } });
     const e = await rejection(once.generate({ ...base }));
     expect([e.code, e.message]).toEqual(['ERR_OUT_OF_MEMORY', 'CUDA out of memory']);
     await failing.close();

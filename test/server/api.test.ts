@@ -106,6 +106,30 @@ describe('HTTP API', () => {
     expectError(await getJson(base, `api/jobs/${body.id}/images/0/attention/0`), 404, 'ERR_NOT_FOUND');
   });
 
+  it("takes MMagic's img marker (imageToken=img): the subject count follows it, the pixels are its <|image|> twin's", async () => {
+    const fields = { prompt: 'a man img and a woman img in a park', imageToken: 'img', seed: 77, steps: 3, width: 64, height: 64, scheduler: 'ddim' };
+    const queued = await post(base, fields, [subjectA, subjectB]);
+    expect(queued.status).toBe(202);
+    expect(queued.body).toMatchObject({ subjects: 2, seed: 77 });
+    const last = (await readEvents(base, queued.body.id)).at(-1)!;
+    expect(last).toMatchObject({ event: 'done', data: { status: 'done', subjects: 2 } });
+    const twin = await fc.generate({ prompt: PROMPT, subjects: [subjectA, subjectB], seed: 77, steps: 3, width: 64, height: 64, scheduler: 'ddim' });
+    const png = await (await fetch(new URL(last.data.images[0]!, base))).arrayBuffer();
+    expect((await pixels(png)).equals(twin.images[0]!.data)).toBe(true);
+
+    // Each marker counts only in its own dialect; a marker that is neither is refused by name.
+    expect(expectError(await post(base, { ...fields, prompt: PROMPT }, [subjectA, subjectB]), 400, 'ERR_SUBJECT_COUNT')).toBe(
+      'Expected 0 subjects (one per img in the prompt) for subjects but received array of length 2',
+    );
+    expectError(await post(base, { ...fields, imageToken: '<|image|>' }, [subjectA, subjectB]), 400, 'ERR_SUBJECT_COUNT');
+    expect(expectError(await post(base, { ...fields, imageToken: 'IMG' }, [subjectA, subjectB]), 400, 'ERR_INVALID_ARGUMENT')).toMatch(
+      /^Expected .*for imageToken but received "IMG" of type string$/,
+    );
+    const doc = (await getJson(base, 'api/openapi.json')).body;
+    const schema = doc.paths['/api/generate'].post.requestBody.content['multipart/form-data'].schema.properties.imageToken;
+    expect(schema).toMatchObject({ enum: ['<|image|>', 'img'], default: '<|image|>' });
+  });
+
   describe('refuses bad requests at once with the library codes', () => {
     const one = { prompt: 'a man <|image|>', steps: 2, width: 64, height: 64 };
     it('no prompt', async () => {

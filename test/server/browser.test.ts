@@ -1,7 +1,9 @@
+/// <reference lib="dom" />
 // The demo page in headless Chromium (Debian's chromium driven by playwright-core) against a real
 // server on the embedded tiny model: two subjects uploaded, a box drawn, Run, the progress bar
 // advancing, two images with their heat maps; Cancel; a mismatched prompt's error in the status
-// line. It also takes the README's screenshot (written to docs/images/demo.png with UPDATE_SCREENSHOT=1).
+// line, in both subject-marker dialects. It also takes the README's screenshot (written to
+// docs/images/demo.png with UPDATE_SCREENSHOT=1).
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -83,7 +85,7 @@ describe('demo page in headless Chromium', () => {
       const w = window as unknown as { progressValues: number[]; regionFields: unknown[] };
       w.progressValues = [];
       new MutationObserver(() => w.progressValues.push(bar.value)).observe(bar, { attributes: true, attributeFilter: ['value'] });
-      const fetch = window.fetch;
+      const fetch = window.fetch.bind(window);
       window.fetch = (input, init) => {
         if (init?.body instanceof FormData) w.regionFields = init.body.getAll('region');
         return fetch(input, init);
@@ -138,5 +140,15 @@ describe('demo page in headless Chromium', () => {
     await expect.poll(() => status.getAttribute('class')).toBe('error');
     expect(await status.textContent()).toBe('Expected 1 subject (one per <|image|> in the prompt) for subjects but received array of length 2 [ERR_SUBJECT_COUNT]');
     expect(await page.locator('#run').isDisabled()).toBe(false);
+
+    // MMagic's marker: the prompt's markers, the hint and the insert button follow it, and the server counts it.
+    await page.locator('#imageToken').selectOption('img');
+    expect(await page.locator('#prompt').inputValue()).toBe('a man img in a park');
+    expect(await page.locator('.marker').allTextContents()).toEqual(['img', 'img']);
+    await page.locator('#status').evaluate((el) => (el.textContent = ''));
+    await page.locator('#run').click();
+    await expect.poll(() => status.textContent()).toBe('Expected 1 subject (one per img in the prompt) for subjects but received array of length 2 [ERR_SUBJECT_COUNT]');
+    await page.locator('#imageToken').selectOption('<|image|>');
+    expect(await page.locator('#prompt').inputValue()).toBe('a man <|image|> in a park');
   });
 });

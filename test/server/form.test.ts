@@ -43,7 +43,7 @@ describe('a refused upload leaves the connection usable', () => {
     const backend = { generate: () => new Promise<never>(() => undefined) }; // jobs stay queued or running: only the answers matter here
     const limits = { maxFileBytes: subject.length + 100, maxRequestBytes: 64 * 1024 * 1024, maxFieldBytes: 1024, maxSubjects: 2, maxQueued: 100 };
     server = await startServer({ backend, info: { model: 'm', device: 'cpu', dtype: 'float32' }, port: 0, limits });
-    url = new URL('api/generate', server.url!).href;
+    url = new URL('api/generate', server.url).href;
   });
   afterAll(() => server?.app.close()); // not server.close(): it would wait for the never-ending jobs
 

@@ -11,7 +11,7 @@ export function form(fields: Fields, subjects: Buffer[] = []): FormData {
   for (const [name, value] of Object.entries(fields)) {
     for (const v of Array.isArray(value) ? value : [value]) data.append(name, String(v));
   }
-  subjects.forEach((bytes, i) => data.append('subject', new Blob([bytes], { type: 'image/png' }), `subject-${i}.png`));
+  subjects.forEach((bytes, i) => data.append('subject', new Blob([new Uint8Array(bytes)], { type: 'image/png' }), `subject-${i}.png`));
   return data;
 }
 

@@ -1,32 +1,15 @@
 // `fastcomposer serve` in a child process, stopped by SIGINT or SIGTERM while a job runs and
 // another waits: both end cancelled, the server closes, the model is disposed, the exit code is 0.
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { type AddressInfo, createServer } from 'node:net';
-import { join } from 'node:path';
 
 import { describe, expect, it } from 'vitest';
 
 import { getJson, post, readEvents } from './helpers.js';
+import { cli, type ServeProcess, serveProcess } from './serve-process.js';
 
-const cli = join(import.meta.dirname, '..', '..', 'dist', 'esm', 'cli', 'main.js');
-
-function serve(): { child: ChildProcess; url: Promise<string>; exit: Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }> } {
-  const child = spawn(process.execPath, [cli, 'serve', '--port', '0', '--device', 'cpu'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  const url = new Promise<string>((resolve, reject) => {
-    child.stdout!.setEncoding('utf8').on('data', (d: string) => {
-      stdout += d;
-      const m = /at (http:\/\/127\.0\.0\.1:\d+\/)/.exec(stdout);
-      if (m) resolve(m[1]!);
-    });
-    child.on('exit', () => reject(new Error(`serve exited before listening:\n${stdout}\n${stderr}`)));
-  });
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>((resolve) =>
-    child.on('exit', (code, signal) => resolve({ code, signal, stderr })),
-  );
-  return { child, url, exit };
+function serve(): ServeProcess {
+  return serveProcess(['--device', 'cpu']);
 }
 
 describe('fastcomposer serve', () => {

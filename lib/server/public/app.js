@@ -156,7 +156,7 @@
   // ---- running a job ----
   function formData() {
     const data = new FormData();
-    for (const name of ['prompt', 'negativePrompt', 'alpha', 'numImages', 'guidanceScale', 'steps', 'width', 'height', 'scheduler', 'regionStrength']) {
+    for (const name of ['prompt', 'imageToken', 'negativePrompt', 'alpha', 'numImages', 'guidanceScale', 'steps', 'width', 'height', 'scheduler', 'regionStrength']) {
       data.append(name, $(name).value);
     }
     data.append('attentionMaps', $('attentionMaps').checked ? 'true' : 'false');
@@ -281,8 +281,18 @@
   $('insert-token').addEventListener('click', () => {
     const prompt = $('prompt');
     const at = prompt.selectionStart;
-    prompt.setRangeText(' <|image|>', at, prompt.selectionEnd, 'end');
+    prompt.setRangeText(` ${$('imageToken').value}`, at, prompt.selectionEnd, 'end');
     prompt.focus();
+  });
+  // The marker: the hint and the insert button follow it, and the prompt's markers are rewritten
+  // (an img marker only where it stands as a word, so that words holding "img" stay as written).
+  let marker = $('imageToken').value;
+  $('imageToken').addEventListener('change', () => {
+    const next = $('imageToken').value;
+    const prompt = $('prompt');
+    prompt.value = marker === 'img' ? prompt.value.replace(/(^|\s)img(?=\s|$|[,.;:!?])/g, `$1${next}`) : prompt.value.split(marker).join(next);
+    marker = next;
+    for (const el of document.querySelectorAll('.marker')) el.textContent = next;
   });
   addSubject();
   addSubject();
@@ -295,7 +305,9 @@
         $(name).value = String(value);
         $(name).dispatchEvent(new Event('input'));
       }
-      $('model-line').textContent = `model ${health.model} on ${health.device} (${health.dtype})`;
+      $('model-line').textContent = health.backend === 'queue'
+        ? `jobs go to the queue ${health.queueName}, run by its workers`
+        : `model ${health.model} on ${health.device} (${health.dtype})`;
       renumber();
     })
     .catch(() => ($('model-line').textContent = 'the server did not answer'));
