@@ -4,8 +4,11 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 
-export const PROMPTS = ['a photo of a man <|image|>', 'a man <|image|> and a woman <|image|> at the beach',
-  'a man <|image|>, a woman <|image|> and a child <|image|> in a park'];
+export const PROMPTS = [
+  'a photo of a man <|image|>',
+  'a man <|image|> and a woman <|image|> at the beach',
+  'a man <|image|>, a woman <|image|> and a child <|image|> in a park',
+];
 
 /** The prompt for `subjects` subjects (one `<|image|>` each). */
 export function promptFor(subjects) {
@@ -15,7 +18,8 @@ export function promptFor(subjects) {
 
 /** A deterministic, non-square RGB test picture (gradients and a disc), so preprocessing pads and resizes. */
 export function subjectImage(k) {
-  const width = 320 + 40 * k, height = 256;
+  const width = 320 + 40 * k,
+    height = 256;
   const data = Buffer.alloc(width * height * 3);
   for (let y = 0; y < height; y++) {
     for (let x = 0; x < width; x++) {
@@ -46,10 +50,18 @@ export async function writeJob(root, fc, prompt, subjects, dir) {
   }
   // prompt / negativePrompt: the diffusers baseline tokenizes them in its timed run, as the release
   // does, and checks its ids against these (it computes on these either way).
-  writeFileSync(jobFile, JSON.stringify({
-    inputIds: tokens.inputIds, textOnlyIds: tokens.textOnlyIds, negativeIds,
-    subjectPositions: tokens.subjectPositions, pixels: pixelsFile, prompt, negativePrompt: '',
-  }));
+  writeFileSync(
+    jobFile,
+    JSON.stringify({
+      inputIds: tokens.inputIds,
+      textOnlyIds: tokens.textOnlyIds,
+      negativeIds,
+      subjectPositions: tokens.subjectPositions,
+      pixels: pixelsFile,
+      prompt,
+      negativePrompt: '',
+    }),
+  );
   return jobFile;
 }
 
@@ -64,7 +76,8 @@ export const fmtGB = (bytes) => (bytes === undefined ? 'n/a' : `${(bytes / 1e9).
 
 /** max |a - b| / max |b|. */
 export function relativeError(a, b) {
-  let diff = 0, scale = 0;
+  let diff = 0,
+    scale = 0;
   for (let i = 0; i < b.length; i++) {
     diff = Math.max(diff, Math.abs(a[i] - b[i]));
     scale = Math.max(scale, Math.abs(b[i]));
@@ -84,7 +97,9 @@ export function printTable(rows) {
 export function machineInfo() {
   let flags = [];
   try {
-    const line = readFileSync('/proc/cpuinfo', 'utf8').split('\n').find((l) => l.startsWith('flags'));
+    const line = readFileSync('/proc/cpuinfo', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('flags'));
     flags = line ? line.split(':')[1].trim().split(/\s+/) : [];
   } catch {
     // not Linux: no flags to report

@@ -54,10 +54,21 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import torch
+from baseline_common import (
+    BenchError,
+    Inputs,
+    add_run_arguments,
+    check_run_arguments,
+    emit,
+    load_job,
+    print_summary,
+    run_main,
+    serve,
+    summarize,
+    synthetic_inputs,
+    timed_run,
+)
 from torch import nn
-
-from baseline_common import (BenchError, Inputs, add_run_arguments, check_run_arguments, emit, load_job, print_summary,
-                             run_main, serve, summarize, synthetic_inputs, timed_run)
 
 try:
     from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel

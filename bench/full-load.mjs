@@ -43,14 +43,16 @@ async function child(model, threads) {
   const fc = await FastComposer.load(model, { device: 'cpu', dtype: 'float32', ...(threads > 0 ? { threads } : {}) });
   const seconds = (performance.now() - t0) / 1e3;
   const usage = process.resourceUsage();
-  process.stdout.write(JSON.stringify({
-    seconds,
-    timings: fc.loadTimings,
-    userSeconds: (usage.userCPUTime - usage0.userCPUTime) / 1e6,
-    systemSeconds: (usage.systemCPUTime - usage0.systemCPUTime) / 1e6,
-    minorPageFaults: usage.minorPageFault - usage0.minorPageFault,
-    maxRssBytes: usage.maxRSS * 1024,
-  }) + '\n');
+  process.stdout.write(
+    JSON.stringify({
+      seconds,
+      timings: fc.loadTimings,
+      userSeconds: (usage.userCPUTime - usage0.userCPUTime) / 1e6,
+      systemSeconds: (usage.systemCPUTime - usage0.systemCPUTime) / 1e6,
+      minorPageFaults: usage.minorPageFault - usage0.minorPageFault,
+      maxRssBytes: usage.maxRSS * 1024,
+    }) + '\n',
+  );
   await fc.dispose();
 }
 

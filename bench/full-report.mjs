@@ -14,15 +14,23 @@ const gflops = (x) => `${(x / 1e9).toFixed(0)} GFLOP/s`;
 
 /** The float32 roofline: the faster of the measured matrix products (BLAS and oneDNN). */
 function fp32Peak(peak) {
-  return Math.max(...Object.entries(peak).filter(([k]) => k.startsWith('float32')).map(([, v]) => v.flopsPerSecond));
+  return Math.max(
+    ...Object.entries(peak)
+      .filter(([k]) => k.startsWith('float32'))
+      .map(([, v]) => v.flopsPerSecond),
+  );
 }
 
 function nodeStats(runs, unetCalls) {
   const t = (f) => median(runs.map((r) => f(r.timings) / 1e3));
   return {
-    median: median(runs.map((r) => r.wallS)), mean: mean(runs.map((r) => r.wallS)), runs: runs.map((r) => r.wallS),
+    median: median(runs.map((r) => r.wallS)),
+    mean: mean(runs.map((r) => r.wallS)),
+    runs: runs.map((r) => r.wallS),
     cpu: median(runs.map((r) => r.cpuS)),
-    encoders: t((x) => x.encodeSubjectsMs + x.encodePromptMs), step: t((x) => x.denoiseMs / unetCalls), decode: t((x) => x.decodeMs),
+    encoders: t((x) => x.encodeSubjectsMs + x.encodePromptMs),
+    step: t((x) => x.denoiseMs / unetCalls),
+    decode: t((x) => x.decodeMs),
   };
 }
 
@@ -30,8 +38,13 @@ function pythonStats(runs) {
   if (runs.length === 0) return undefined;
   const st = (f) => median(runs.map((r) => f(r.stages)));
   return {
-    median: median(runs.map((r) => r.seconds)), mean: mean(runs.map((r) => r.seconds)), runs: runs.map((r) => r.seconds),
-    cpu: median(runs.map((r) => r.cpuSeconds)), encoders: st((x) => x.encoders), step: st((x) => x.meanStep), unet: st((x) => x.meanUnet),
+    median: median(runs.map((r) => r.seconds)),
+    mean: mean(runs.map((r) => r.seconds)),
+    runs: runs.map((r) => r.seconds),
+    cpu: median(runs.map((r) => r.cpuSeconds)),
+    encoders: st((x) => x.encoders),
+    step: st((x) => x.meanStep),
+    unet: st((x) => x.meanUnet),
     decode: st((x) => x.decode),
   };
 }
@@ -53,7 +66,11 @@ function printLoad(report) {
     ['    weight prepacking', s(t.prepackMs / 1e3), ''],
     ['    warm-up', s(t.warmupMs / 1e3), ''],
     ['  addon start, queueing, other', s((t.loadMs - t.manifestMs - t.tokenizerMs - t.totalMs) / 1e3), ''],
-    ['CPU time (user + system)', s(c.userSeconds + c.systemSeconds), `user ${s(c.userSeconds)}, system ${s(c.systemSeconds)}, ${c.minorPageFaults} minor page faults`],
+    [
+      'CPU time (user + system)',
+      s(c.userSeconds + c.systemSeconds),
+      `user ${s(c.userSeconds)}, system ${s(c.systemSeconds)}, ${c.minorPageFaults} minor page faults`,
+    ],
     ['peak RSS of that process', fmtGB(c.maxRssBytes), `whole child process ${s(c.processSeconds)} (Node start-up included)`],
   ]);
   return { seconds: t.loadMs / 1e3, timings: t, cpuSeconds: c.userSeconds + c.systemSeconds, maxRssBytes: c.maxRssBytes };
@@ -70,14 +87,18 @@ function printFloat32(report, peak) {
     const p = pythonStats(part.python);
     const unetFlops = flops.unetCall;
     const share = (seconds, f) => f / seconds / peak;
-    const latentsErr = part.pyLatents && part.pyLatents.length === part.nodeLatents.length
-      ? relativeError(float32View(part.nodeLatents), float32View(part.pyLatents)) : undefined;
-    console.log(`\nfloat32, ${size.width}x${size.height}, ${size.steps} PNDM steps (${unetCalls} UNet calls, batch 2), ` +
-      `${part.node.length} runs: ${tflop(flops.total)} per image (UNet ${tflop(flops.unet)}, VAE ${tflop(flops.vaeDecoder)}, ` +
-      `encoders ${tflop(flops.textEncoder + flops.imageEncoder)})`);
+    const latentsErr =
+      part.pyLatents && part.pyLatents.length === part.nodeLatents.length
+        ? relativeError(float32View(part.nodeLatents), float32View(part.pyLatents))
+        : undefined;
+    console.log(
+      `\nfloat32, ${size.width}x${size.height}, ${size.steps} PNDM steps (${unetCalls} UNet calls, batch 2), ` +
+        `${part.node.length} runs: ${tflop(flops.total)} per image (UNet ${tflop(flops.unet)}, VAE ${tflop(flops.vaeDecoder)}, ` +
+        `encoders ${tflop(flops.textEncoder + flops.imageEncoder)})`,
+    );
     const row = (label, a, b) => [label, a, b ?? ''];
     printTable([
-      ['', 'node', p ? BASELINE_LABEL[name] ?? name : ''],
+      ['', 'node', p ? (BASELINE_LABEL[name] ?? name) : ''],
       row('s/image, median (mean)', `${s(n.median)} (${s(n.mean)})`, p && `${s(p.median)} (${s(p.mean)})`),
       row('  runs', n.runs.map((x) => x.toFixed(2)).join(' '), p?.runs.map((x) => x.toFixed(2)).join(' ')),
       row('CPU s/image (all threads)', s(n.cpu), p && s(p.cpu)),
@@ -85,17 +106,33 @@ function printFloat32(report, peak) {
       row('  UNet step (+ scheduler)', s(n.step), p && `${s(p.step)} (UNet ${s(p.unet)})`),
       row('  VAE decode', s(n.decode), p && s(p.decode)),
       row('share of the float32 peak: job', pct(share(n.median, flops.total)), p && pct(share(p.median, flops.total))),
-      row('  UNet', `${pct(share(n.step, unetFlops))} (target >= ${pct(TARGET_UNET_SHARE)}: ${verdict(share(n.step, unetFlops) >= TARGET_UNET_SHARE)})`,
-        p && pct(share(p.unet, unetFlops))),
+      row(
+        '  UNet',
+        `${pct(share(n.step, unetFlops))} (target >= ${pct(TARGET_UNET_SHARE)}: ${verdict(share(n.step, unetFlops) >= TARGET_UNET_SHARE)})`,
+        p && pct(share(p.unet, unetFlops)),
+      ),
     ]);
     const ratio = p ? p.median / n.median : undefined;
     if (p) {
-      console.log(`ratio ${name}/node: ${ratio.toFixed(2)}x (medians), ${(p.cpu / n.cpu).toFixed(2)}x (CPU time)  ` +
-        `(target >= ${TARGET_RATIO}: ${verdict(ratio >= TARGET_RATIO)})`);
+      console.log(
+        `ratio ${name}/node: ${ratio.toFixed(2)}x (medians), ${(p.cpu / n.cpu).toFixed(2)}x (CPU time)  ` +
+          `(target >= ${TARGET_RATIO}: ${verdict(ratio >= TARGET_RATIO)})`,
+      );
       console.log(`final latents, node vs ${name}: max relative error ${latentsErr?.toExponential(2) ?? 'n/a'}`);
     }
-    out.push({ size, unetCalls, flops, node: n, baseline: name, python: p, ratio, ratioCpu: p ? p.cpu / n.cpu : undefined, latentsErr,
-      unetShare: share(n.step, unetFlops), jobShare: share(n.median, flops.total) });
+    out.push({
+      size,
+      unetCalls,
+      flops,
+      node: n,
+      baseline: name,
+      python: p,
+      ratio,
+      ratioCpu: p ? p.cpu / n.cpu : undefined,
+      latentsErr,
+      unetShare: share(n.step, unetFlops),
+      jobShare: share(n.median, flops.total),
+    });
   }
   return out;
 }
@@ -109,24 +146,45 @@ function printBfloat16(report) {
   }
   const out = [];
   for (const part of b.sizes) {
-    const f = median(part.f32.map((r) => r.wallS)), h = median(part.b16.map((r) => r.wallS));
-    const fc = median(part.f32.map((r) => r.cpuS)), hc = median(part.b16.map((r) => r.cpuS));
+    const f = median(part.f32.map((r) => r.wallS)),
+      h = median(part.b16.map((r) => r.wallS));
+    const fc = median(part.f32.map((r) => r.cpuS)),
+      hc = median(part.b16.map((r) => r.cpuS));
     const err = relativeError(float32View(part.latents16), float32View(part.latents32));
-    let diff = 0, maxDiff = 0;
+    let diff = 0,
+      maxDiff = 0;
     for (let i = 0; i < part.image32.length; i++) {
       const d = Math.abs(part.image16[i] - part.image32[i]);
       diff += d;
       maxDiff = Math.max(maxDiff, d);
     }
-    console.log(`\nbfloat16 vs float32, ${part.size.width}x${part.size.height}, ${part.size.steps} steps, ${part.f32.length} runs, alternating`);
+    console.log(
+      `\nbfloat16 vs float32, ${part.size.width}x${part.size.height}, ${part.size.steps} steps, ${part.f32.length} runs, alternating`,
+    );
     printTable([
       ['s/image, median', `float32 ${s(f)}`, `bfloat16 ${s(h)}`],
       ['CPU s/image', `float32 ${s(fc)}`, `bfloat16 ${s(hc)}`],
-      ['gain', `${(f / h).toFixed(2)}x (CPU time ${(fc / hc).toFixed(2)}x)`, `target >= ${TARGET_BF16_GAIN}: ${verdict(f / h >= TARGET_BF16_GAIN)}`],
-      ['error against float32', `latents max relative ${err.toExponential(2)}`, `image mean |diff| ${(diff / part.image32.length).toFixed(2)} of 255, max ${maxDiff}`],
+      [
+        'gain',
+        `${(f / h).toFixed(2)}x (CPU time ${(fc / hc).toFixed(2)}x)`,
+        `target >= ${TARGET_BF16_GAIN}: ${verdict(f / h >= TARGET_BF16_GAIN)}`,
+      ],
+      [
+        'error against float32',
+        `latents max relative ${err.toExponential(2)}`,
+        `image mean |diff| ${(diff / part.image32.length).toFixed(2)} of 255, max ${maxDiff}`,
+      ],
     ]);
-    out.push({ size: part.size, float32: f, bfloat16: h, gain: f / h, gainCpu: fc / hc, latentsErr: err,
-      imageMeanAbsDiff: diff / part.image32.length, imageMaxDiff: maxDiff });
+    out.push({
+      size: part.size,
+      float32: f,
+      bfloat16: h,
+      gain: f / h,
+      gainCpu: fc / hc,
+      latentsErr: err,
+      imageMeanAbsDiff: diff / part.image32.length,
+      imageMaxDiff: maxDiff,
+    });
   }
   console.log(`bfloat16 load: ${s(b.loadTimings.loadMs / 1e3)} (in the same process as the float32 model)`);
   return { sizes: out, loadTimings: b.loadTimings };
@@ -136,19 +194,40 @@ function printBfloat16(report) {
 export function printReport(report) {
   const m = report.machine;
   const peak = fp32Peak(report.peak);
-  console.log(`\nFull-size CPU benchmark: ${m.cpu}, ${m.cores} CPUs, ${m.memoryGB.toFixed(0)} GB, flags ${m.flags.join(' ') || 'none of note'}; ` +
-    `libtorch ${report.runtime?.torchVersion ?? '?'}, ${report.runtime?.threads ?? '?'} threads`);
+  console.log(
+    `\nFull-size CPU benchmark: ${m.cpu}, ${m.cores} CPUs, ${m.memoryGB.toFixed(0)} GB, flags ${m.flags.join(' ') || 'none of note'}; ` +
+      `libtorch ${report.runtime?.torchVersion ?? '?'}, ${report.runtime?.threads ?? '?'} threads`,
+  );
   console.log(`load average ${loadAverageText(m.loadAverage)} at start, ${loadAverageText(report.loadAverageAfter)} at the end`);
   console.log(`model ${report.opts.model}${report.model.exported ? ` (exported now in ${s(report.model.exportSeconds, 0)})` : ''}`);
-  console.log('peak (best large matrix product): ' + Object.entries(report.peak).map(([k, v]) => `${k} ${gflops(v.flopsPerSecond)}`).join(', ') +
-    `; float32 roofline ${gflops(peak)}`);
+  console.log(
+    'peak (best large matrix product): ' +
+      Object.entries(report.peak)
+        .map(([k, v]) => `${k} ${gflops(v.flopsPerSecond)}`)
+        .join(', ') +
+      `; float32 roofline ${gflops(peak)}`,
+  );
   const load = printLoad(report);
   const float32 = printFloat32(report, peak);
-  if (report.baseline) console.log(`\n${report.baseline.name} baseline: load ${s(report.baseline.loadSeconds)}, ${JSON.stringify(report.baseline.config?.diffusers ?? report.baseline.config?.torch)}`);
+  if (report.baseline)
+    console.log(
+      `\n${report.baseline.name} baseline: load ${s(report.baseline.loadSeconds)}, ${JSON.stringify(report.baseline.config?.diffusers ?? report.baseline.config?.torch)}`,
+    );
   if (report.baselineError) console.log(`baseline failed: ${report.baselineError}`);
   const lastPy = report.float32?.at(-1)?.python.at(-1);
   console.log(`peak RSS: node ${fmtGB(report.nodeMaxRssBytes)} (float32 model, all sizes), baseline ${fmtGB(lastPy?.maxRssBytes)}`);
   const bfloat16 = printBfloat16(report);
-  return { machine: m, loadAverageAfter: report.loadAverageAfter, peak: report.peak, fp32Peak: peak, runtime: report.runtime,
-    load, loadInProcess: report.loadInProcess, float32, bfloat16, baseline: report.baseline, nodeMaxRssBytes: report.nodeMaxRssBytes };
+  return {
+    machine: m,
+    loadAverageAfter: report.loadAverageAfter,
+    peak: report.peak,
+    fp32Peak: peak,
+    runtime: report.runtime,
+    load,
+    loadInProcess: report.loadInProcess,
+    float32,
+    bfloat16,
+    baseline: report.baseline,
+    nodeMaxRssBytes: report.nodeMaxRssBytes,
+  };
 }

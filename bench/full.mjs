@@ -55,7 +55,15 @@ function parseArgs(argv) {
     const a = argv[i];
     if (a === '--help' || a === '-h') {
       const lines = readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n');
-      console.log(lines.slice(1, lines.findIndex((l) => l.startsWith('import '))).map((l) => l.replace(/^\/\/ ?/, '')).join('\n'));
+      console.log(
+        lines
+          .slice(
+            1,
+            lines.findIndex((l) => l.startsWith('import ')),
+          )
+          .map((l) => l.replace(/^\/\/ ?/, ''))
+          .join('\n'),
+      );
       process.exit(0);
     }
     const m = /^--([a-z0-9-]+)(?:=(.*))?$/.exec(a);
@@ -66,11 +74,15 @@ function parseArgs(argv) {
     o[key] = numeric.has(key) ? Number(v) : v;
     if (numeric.has(key) && !Number.isFinite(o[key])) throw new Error(`${a} needs a number`);
   }
-  const sizes = (text) => text.split(',').filter(Boolean).map((s) => {
-    const m = /^(\d+)x(\d+):(\d+)$/.exec(s.trim());
-    if (!m) throw new Error(`sizes are WIDTHxHEIGHT:STEPS, got ${s}`);
-    return { width: Number(m[1]), height: Number(m[2]), steps: Number(m[3]) };
-  });
+  const sizes = (text) =>
+    text
+      .split(',')
+      .filter(Boolean)
+      .map((s) => {
+        const m = /^(\d+)x(\d+):(\d+)$/.exec(s.trim());
+        if (!m) throw new Error(`sizes are WIDTHxHEIGHT:STEPS, got ${s}`);
+        return { width: Number(m[1]), height: Number(m[2]), steps: Number(m[3]) };
+      });
   o.sizes = sizes(o.sizes);
   o.bf16Sizes = sizes(o.bf16Sizes);
   o.parts = new Set(o.parts.split(','));
@@ -85,16 +97,21 @@ function ensureModel(opts) {
   console.error(`bench: exporting a full-size random SD1.5 FastComposer to ${opts.model} (once; about 5 GB) ...`);
   mkdirSync(dirname(opts.model), { recursive: true });
   const t0 = performance.now();
-  const r = spawnSync(opts.python, ['-m', 'fastcomposer_export', '--preset', 'sd15-random', '--out', opts.model],
-    { encoding: 'utf8', env: { ...process.env, PYTHONPATH: join(root, 'exporter') }, stdio: ['ignore', 'ignore', 'pipe'] });
+  const r = spawnSync(opts.python, ['-m', 'fastcomposer_export', '--preset', 'sd15-random', '--out', opts.model], {
+    encoding: 'utf8',
+    env: { ...process.env, PYTHONPATH: join(root, 'exporter') },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   if (r.status !== 0) throw new Error(`exporting the sd15-random preset failed (status ${r.status ?? r.error?.message}):\n${r.stderr}`);
   return { dir: opts.model, exported: true, exportSeconds: (performance.now() - t0) / 1e3 };
 }
 
 /** bench/roofline.py with the project's Python (the exporter's modules for the FLOP counts). */
 function roofline(opts, args) {
-  const r = spawnSync(opts.python, [join(root, 'bench', 'roofline.py'), ...args],
-    { encoding: 'utf8', env: { ...process.env, PYTHONPATH: [join(root, 'exporter'), join(root, 'bench')].join(':') } });
+  const r = spawnSync(opts.python, [join(root, 'bench', 'roofline.py'), ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, PYTHONPATH: [join(root, 'exporter'), join(root, 'bench')].join(':') },
+  });
   if (r.status !== 0) throw new Error(`bench/roofline.py ${args[0]} failed:\n${r.stderr}`);
   return JSON.parse(r.stdout.trim().split('\n').at(-1));
 }
@@ -115,14 +132,17 @@ async function float32Part(opts, fc, baseline, job, latentsFile) {
   for (const size of opts.sizes) {
     const genOpts = { ...job.genOpts, width: size.width, height: size.height, steps: size.steps };
     const overrides = { width: size.width, height: size.height, steps: size.steps };
-    const node = [], python = [];
+    const node = [],
+      python = [];
     let last;
     for (let r = 0; r < opts.warmup + opts.runs; r++) {
       const n = await timeGenerate(fc, genOpts);
       const p = baseline ? await baseline.run(overrides) : undefined;
       const tag = r < opts.warmup ? 'warm-up' : `run ${r - opts.warmup + 1}`;
-      console.error(`  ${size.width}x${size.height}, ${size.steps} steps, ${tag}: node ${n.wallS.toFixed(2)} s` +
-        (p ? `, baseline ${p.seconds.toFixed(2)} s` : ''));
+      console.error(
+        `  ${size.width}x${size.height}, ${size.steps} steps, ${tag}: node ${n.wallS.toFixed(2)} s` +
+          (p ? `, baseline ${p.seconds.toFixed(2)} s` : ''),
+      );
       if (r >= opts.warmup) {
         node.push(n);
         if (p) python.push(p);
@@ -131,9 +151,27 @@ async function float32Part(opts, fc, baseline, job, latentsFile) {
     }
     const pyLatents = baseline && existsSync(latentsFile) ? readFileSync(latentsFile) : undefined;
     const unetCalls = node[0].unetCalls;
-    out.push({ size, unetCalls, node, python, nodeLatents: last.latents.data, pyLatents,
-      flops: roofline(opts, ['flops', '--model', opts.model, '--width', String(size.width), '--height', String(size.height),
-        '--unet-calls', String(unetCalls), '--subjects', String(opts.subjects)]) });
+    out.push({
+      size,
+      unetCalls,
+      node,
+      python,
+      nodeLatents: last.latents.data,
+      pyLatents,
+      flops: roofline(opts, [
+        'flops',
+        '--model',
+        opts.model,
+        '--width',
+        String(size.width),
+        '--height',
+        String(size.height),
+        '--unet-calls',
+        String(unetCalls),
+        '--subjects',
+        String(opts.subjects),
+      ]),
+    });
   }
   return out;
 }
@@ -142,7 +180,11 @@ async function float32Part(opts, fc, baseline, job, latentsFile) {
 async function bfloat16Part(opts, FastComposer, fc32, job) {
   let fc16;
   try {
-    fc16 = await FastComposer.load(opts.model, { device: 'cpu', dtype: 'bfloat16', ...(opts.threads > 0 ? { threads: opts.threads } : {}) });
+    fc16 = await FastComposer.load(opts.model, {
+      device: 'cpu',
+      dtype: 'bfloat16',
+      ...(opts.threads > 0 ? { threads: opts.threads } : {}),
+    });
   } catch (error) {
     return { skipped: `${error.code ?? ''} ${error.message}`.trim() };
   }
@@ -150,13 +192,16 @@ async function bfloat16Part(opts, FastComposer, fc32, job) {
   try {
     for (const size of opts.bf16Sizes) {
       const genOpts = { ...job.genOpts, width: size.width, height: size.height, steps: size.steps };
-      const f32 = [], b16 = [];
+      const f32 = [],
+        b16 = [];
       let last32, last16;
       for (let r = 0; r < opts.warmup + opts.runs; r++) {
         const a = await timeGenerate(fc32, genOpts);
         const b = await timeGenerate(fc16, genOpts);
-        console.error(`  bfloat16 ${size.width}x${size.height}, ${size.steps} steps, ${r < opts.warmup ? 'warm-up' : `run ${r - opts.warmup + 1}`}: ` +
-          `float32 ${a.wallS.toFixed(2)} s, bfloat16 ${b.wallS.toFixed(2)} s`);
+        console.error(
+          `  bfloat16 ${size.width}x${size.height}, ${size.steps} steps, ${r < opts.warmup ? 'warm-up' : `run ${r - opts.warmup + 1}`}: ` +
+            `float32 ${a.wallS.toFixed(2)} s, bfloat16 ${b.wallS.toFixed(2)} s`,
+        );
         if (r >= opts.warmup) {
           f32.push(a);
           b16.push(b);
@@ -164,8 +209,15 @@ async function bfloat16Part(opts, FastComposer, fc32, job) {
         last32 = a.res;
         last16 = b.res;
       }
-      out.sizes.push({ size, f32, b16, latents32: last32.latents.data, latents16: last16.latents.data,
-        image32: last32.images[0].data, image16: last16.images[0].data });
+      out.sizes.push({
+        size,
+        f32,
+        b16,
+        latents32: last32.latents.data,
+        latents16: last16.latents.data,
+        image32: last32.images[0].data,
+        image16: last16.images[0].data,
+      });
     }
   } finally {
     await fc16.dispose();
@@ -235,18 +287,42 @@ export async function runFull(argv) {
  */
 function startBaseline(opts, jobFile, latentsFile) {
   const first = opts.sizes[0];
-  const common = ['--model', opts.model, '--steps', String(first.steps), '--width', String(first.width), '--height', String(first.height),
-    '--seed', String(opts.seed), '--job', jobFile, '--save-latents', latentsFile, ...(opts.threads > 0 ? ['--threads', String(opts.threads)] : [])];
+  const common = [
+    '--model',
+    opts.model,
+    '--steps',
+    String(first.steps),
+    '--width',
+    String(first.width),
+    '--height',
+    String(first.height),
+    '--seed',
+    String(opts.seed),
+    '--job',
+    jobFile,
+    '--save-latents',
+    latentsFile,
+    ...(opts.threads > 0 ? ['--threads', String(opts.threads)] : []),
+  ];
   const probe = spawnSync(opts.baselinePython, ['-c', 'import diffusers, transformers'], { encoding: 'utf8' });
   if (probe.status === 0) {
     return { name: 'diffusers', served: new ServedBaseline(opts.baselinePython, join(root, 'bench', 'diffusers_reference.py'), common) };
   }
-  console.error(`bench: ${opts.baselinePython} has no diffusers/transformers (--baseline-python, FASTCOMPOSER_DIFFUSERS_PYTHON): ` +
-    'the baseline is the Python eager pipeline of the same modules (bench/python_eager.py), not the released pipeline');
+  console.error(
+    `bench: ${opts.baselinePython} has no diffusers/transformers (--baseline-python, FASTCOMPOSER_DIFFUSERS_PYTHON): ` +
+      'the baseline is the Python eager pipeline of the same modules (bench/python_eager.py), not the released pipeline',
+  );
   if (!existsSync(opts.python)) return undefined;
   const env = { ...process.env, PYTHONPATH: [join(root, 'exporter'), process.env.PYTHONPATH].filter(Boolean).join(':') };
-  return { name: 'python-eager', served: new ServedBaseline(opts.python, join(root, 'bench', 'python_eager.py'),
-    [...common, '--device', 'cpu', '--dtype', 'float32'], env) };
+  return {
+    name: 'python-eager',
+    served: new ServedBaseline(
+      opts.python,
+      join(root, 'bench', 'python_eager.py'),
+      [...common, '--device', 'cpu', '--dtype', 'float32'],
+      env,
+    ),
+  };
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {

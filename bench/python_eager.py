@@ -29,13 +29,25 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 import torch
+from baseline_common import (
+    BenchError,
+    Inputs,
+    add_run_arguments,
+    check_run_arguments,
+    emit,
+    load_job,
+    print_summary,
+    run_main,
+    serve,
+    summarize,
+    synthetic_inputs,
+    timed_run,
+)
+from reference_scheduler import PNDM  # bench/reference_scheduler.py, beside this script
 from torch import nn
 
-from baseline_common import (BenchError, Inputs, add_run_arguments, check_run_arguments, emit, load_job, print_summary,
-                             run_main, serve, summarize, synthetic_inputs, timed_run)
 from fastcomposer_export import cli as cli_mod
 from fastcomposer_export import manifest as mf
-from reference_scheduler import PNDM  # bench/reference_scheduler.py, beside this script
 
 DTYPES = cli_mod.DTYPES
 MODULE_FILES = mf.FILES  # module name -> default file name (model.json 'modules' wins)

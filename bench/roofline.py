@@ -56,9 +56,13 @@ def job_flops(model_dir: Path, width: int, height: int, unet_calls: int, subject
     out: Dict[str, Any] = {
         "textEncoder": _count(lambda: modules["text_encoder"](torch.zeros(3, length, dtype=torch.long, **meta))),
         "imageEncoder": _count(lambda: modules["image_encoder"](torch.zeros(subjects, size, size, 3, dtype=torch.uint8, **meta)))
-        if subjects else 0,
-        "unetCall": _count(lambda: modules["unet"](torch.zeros(batch, channels, h, w, **meta), torch.zeros(batch, **meta),
-                                                  torch.zeros(batch, length, hidden, **meta))),
+        if subjects
+        else 0,
+        "unetCall": _count(
+            lambda: modules["unet"](
+                torch.zeros(batch, channels, h, w, **meta), torch.zeros(batch, **meta), torch.zeros(batch, length, hidden, **meta)
+            )
+        ),
         "vaeDecoder": _count(lambda: modules["vae_decoder"](torch.zeros(1, channels, h, w, **meta))),
     }
     out["unetCalls"] = unet_calls
@@ -80,8 +84,10 @@ def peak_rate(threads: int, size: int, dtype: torch.dtype, onednn: bool, seconds
         def product() -> Any:
             return torch.ops.mkldnn._linear_pointwise(a, packed, None, "none", [], "")
     else:
+
         def product() -> Any:
             return torch.mm(a, b)
+
     product()  # first call: library set-up, packing buffers
     best = float("inf")
     start = time.perf_counter()
@@ -91,8 +97,15 @@ def peak_rate(threads: int, size: int, dtype: torch.dtype, onednn: bool, seconds
         product()
         best = min(best, time.perf_counter() - t0)
         runs += 1
-    return {"dtype": str(dtype).replace("torch.", ""), "library": "oneDNN" if onednn else "torch.mm", "size": size,
-            "threads": torch.get_num_threads(), "runs": runs, "bestSeconds": best, "flopsPerSecond": 2 * size ** 3 / best}
+    return {
+        "dtype": str(dtype).replace("torch.", ""),
+        "library": "oneDNN" if onednn else "torch.mm",
+        "size": size,
+        "threads": torch.get_num_threads(),
+        "runs": runs,
+        "bestSeconds": best,
+        "flopsPerSecond": 2 * size**3 / best,
+    }
 
 
 def main() -> int:

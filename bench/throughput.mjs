@@ -29,7 +29,9 @@ const { values: args } = parseArgs({
   },
 });
 if (args.help) {
-  console.log('node bench/throughput.mjs [--model DIR] [--size 128] [--steps 10] [--rounds 3] [--images 1,2,4] [--concurrency 4] [--threads 0] [--json FILE]');
+  console.log(
+    'node bench/throughput.mjs [--model DIR] [--size 128] [--steps 10] [--rounds 3] [--images 1,2,4] [--concurrency 4] [--threads 0] [--json FILE]',
+  );
   process.exit(0);
 }
 
@@ -39,25 +41,34 @@ const loadOpts = { device: 'cpu', dtype: 'float32', ...(threads > 0 ? { threads 
 const size = Number(args.size);
 const concurrency = Number(args.concurrency);
 const job = {
-  prompt: promptFor(2), subjects: [subjectImage(0), subjectImage(1)], steps: Number(args.steps), width: size, height: size,
-  scheduler: 'pndm', output: 'raw',
+  prompt: promptFor(2),
+  subjects: [subjectImage(0), subjectImage(1)],
+  steps: Number(args.steps),
+  width: size,
+  height: size,
+  scheduler: 'pndm',
+  output: 'raw',
 };
 
 const a = await FastComposer.load(args.model, loadOpts);
 const b = await FastComposer.load(args.model, loadOpts);
 /** Each configuration: a name and one measured batch of work returning the images it made. */
 const configs = [
-  ...args.images.split(',').map(Number).map((n) => ({
-    name: `numImages ${n}, one call at a time`,
-    run: async () => (await a.generate({ ...job, numImages: n, seed: 1 })).images.length,
-  })),
+  ...args.images
+    .split(',')
+    .map(Number)
+    .map((n) => ({
+      name: `numImages ${n}, one call at a time`,
+      run: async () => (await a.generate({ ...job, numImages: n, seed: 1 })).images.length,
+    })),
   {
     name: `${concurrency} calls at once, one model`,
     run: async () => (await Promise.all(Array.from({ length: concurrency }, (_, i) => a.generate({ ...job, seed: i })))).length,
   },
   {
     name: `${concurrency} calls at once, two models`,
-    run: async () => (await Promise.all(Array.from({ length: concurrency }, (_, i) => (i % 2 ? b : a).generate({ ...job, seed: i })))).length,
+    run: async () =>
+      (await Promise.all(Array.from({ length: concurrency }, (_, i) => (i % 2 ? b : a).generate({ ...job, seed: i })))).length,
   },
 ];
 
@@ -77,9 +88,17 @@ const base = median(rates[0]);
 console.log(`\nThroughput, ${size}x${size}, ${job.steps} PNDM steps, two subjects, ${args.rounds} rounds (median images/s)`);
 printTable([
   ['configuration', 'images/s', 'vs numImages 1', 'rounds'],
-  ...configs.map((c, i) => [c.name, median(rates[i]).toFixed(2), `${(median(rates[i]) / base).toFixed(2)}x`,
-    rates[i].map((r) => r.toFixed(2)).join(' ')]),
+  ...configs.map((c, i) => [
+    c.name,
+    median(rates[i]).toFixed(2),
+    `${(median(rates[i]) / base).toFixed(2)}x`,
+    rates[i].map((r) => r.toFixed(2)).join(' '),
+  ]),
 ]);
 if (args.json) {
-  writeFileSync(args.json, JSON.stringify({ size, steps: job.steps, results: configs.map((c, i) => ({ name: c.name, imagesPerSecond: rates[i] })) }, null, 2) + '\n');
+  writeFileSync(
+    args.json,
+    JSON.stringify({ size, steps: job.steps, results: configs.map((c, i) => ({ name: c.name, imagesPerSecond: rates[i] })) }, null, 2) +
+      '\n',
+  );
 }

@@ -75,12 +75,10 @@ struct MappingRef {
 void releaseMappingRef(void* ctx) { delete static_cast<MappingRef*>(ctx); }
 
 // Every dense tensor reachable from `value` (objects' attributes, containers), once per storage.
-void forEachTensor(const c10::IValue& value, std::unordered_set<const void*>& seen,
-                   const std::function<void(const at::Tensor&)>& visit) {
+void forEachTensor(const c10::IValue& value, std::unordered_set<const void*>& seen, const std::function<void(const at::Tensor&)>& visit) {
   if (value.isTensor()) {
     const at::Tensor& t = value.toTensor();
-    if (t.defined() && t.layout() == at::kStrided && t.has_storage() && seen.insert(t.storage().unsafeGetStorageImpl()).second)
-      visit(t);
+    if (t.defined() && t.layout() == at::kStrided && t.has_storage() && seen.insert(t.storage().unsafeGetStorageImpl()).second) visit(t);
   } else if (value.isObject()) {
     c10::intrusive_ptr<c10::ivalue::Object> object = value.toObject();
     if (!seen.insert(object.get()).second) return;

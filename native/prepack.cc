@@ -79,13 +79,12 @@ std::optional<int64_t> constantInt(const Value* v) {
   return iv->toInt();
 }
 
-at::Tensor reorderConvolutionWeight(const at::Tensor& weight, const std::vector<int64_t>& padding,
-                                    const std::vector<int64_t>& stride, const std::vector<int64_t>& dilation,
-                                    int64_t groups) {
-  static auto op = c10::Dispatcher::singleton()
-                       .findSchemaOrThrow("mkldnn::_reorder_convolution_weight", "")
-                       .typed<at::Tensor(const at::Tensor&, at::IntArrayRef, at::IntArrayRef, at::IntArrayRef, int64_t,
-                                         at::OptionalIntArrayRef)>();
+at::Tensor reorderConvolutionWeight(const at::Tensor& weight, const std::vector<int64_t>& padding, const std::vector<int64_t>& stride,
+                                    const std::vector<int64_t>& dilation, int64_t groups) {
+  static auto op =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("mkldnn::_reorder_convolution_weight", "")
+          .typed<at::Tensor(const at::Tensor&, at::IntArrayRef, at::IntArrayRef, at::IntArrayRef, int64_t, at::OptionalIntArrayRef)>();
   // The layout oneDNN picks for a mid-sized input; other sizes read it without a reorder (the
   // blocked format depends on the channels and the CPU, not on the picture size).
   const std::vector<int64_t> hint = {2, weight.size(1) * groups, 32, 32};
@@ -154,16 +153,13 @@ class Prepacker {
     }
     if (ownerOf(module_, *path).attr(path->name).toTensor().dim() != 4) return;
     torch::jit::WithInsertPoint guard(node);
-    Value* weight = packedWeight(graph, *path, [&](const at::Tensor& w) {
-      return reorderConvolutionWeight(w, *padding, *stride, *dilation, *groups);
-    });
+    Value* weight =
+        packedWeight(graph, *path, [&](const at::Tensor& w) { return reorderConvolutionWeight(w, *padding, *stride, *dilation, *groups); });
     Value* x = node->input(0);
     if (options_.channelsLast)
-      x = graph.insert(kContiguous, {x},
-                       {NamedValue("memory_format", c10::IValue(static_cast<int64_t>(at::MemoryFormat::ChannelsLast)))});
-    Value* y = graph.insert(kConvPointwise, {x, weight, node->input(2), c10::IValue(*padding), c10::IValue(*stride),
-                                             c10::IValue(*dilation), c10::IValue(*groups), c10::IValue(std::string("none")),
-                                             emptyScalars(graph), c10::IValue()});
+      x = graph.insert(kContiguous, {x}, {NamedValue("memory_format", c10::IValue(static_cast<int64_t>(at::MemoryFormat::ChannelsLast)))});
+    Value* y = graph.insert(kConvPointwise, {x, weight, node->input(2), c10::IValue(*padding), c10::IValue(*stride), c10::IValue(*dilation),
+                                             c10::IValue(*groups), c10::IValue(std::string("none")), emptyScalars(graph), c10::IValue()});
     node->output()->replaceAllUsesWith(y);
     node->destroy();
     ++counts_.convolutions;
@@ -174,8 +170,8 @@ class Prepacker {
     if (!path || ownerOf(module_, *path).attr(path->name).toTensor().dim() != 2) return;
     torch::jit::WithInsertPoint guard(node);
     Value* weight = packedWeight(graph, *path, reorderLinearWeight);
-    Value* y = graph.insert(kLinearPointwise, {node->input(0), weight, node->input(2), c10::IValue(std::string("none")),
-                                               emptyScalars(graph), c10::IValue()});
+    Value* y = graph.insert(kLinearPointwise,
+                            {node->input(0), weight, node->input(2), c10::IValue(std::string("none")), emptyScalars(graph), c10::IValue()});
     node->output()->replaceAllUsesWith(y);
     node->destroy();
     ++counts_.linears;

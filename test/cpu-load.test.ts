@@ -22,8 +22,11 @@ const JOB = {
   height: 96,
 };
 
-async function loadWith(env: Record<string, string>, options: { dtype?: 'float32' | 'float16' | 'bfloat16' } = {},
-  dir: string = inject('goldenModelDir')): Promise<FastComposer> {
+async function loadWith(
+  env: Record<string, string>,
+  options: { dtype?: 'float32' | 'float16' | 'bfloat16' } = {},
+  dir: string = inject('goldenModelDir'),
+): Promise<FastComposer> {
   const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
   Object.assign(process.env, env);
   try {
@@ -37,8 +40,7 @@ async function loadWith(env: Record<string, string>, options: { dtype?: 'float32
 }
 
 type Prepacked = { convolutions: number; linears: number; bytes: number };
-const prepackedOf = (fc: FastComposer) =>
-  (fc as unknown as { native: { info(): { prepacked: Prepacked } } }).native.info().prepacked;
+const prepackedOf = (fc: FastComposer) => (fc as unknown as { native: { info(): { prepacked: Prepacked } } }).native.info().prepacked;
 
 describe('CPU load', () => {
   const open: FastComposer[] = [];
@@ -54,8 +56,19 @@ describe('CPU load', () => {
     const fc = await loadWith({});
     open.push(fc);
     const t = fc.loadTimings;
-    for (const key of ['manifestMs', 'tokenizerMs', 'readMs', 'deserializeMs', 'auditMs', 'convertMs', 'passesMs', 'prepackMs', 'warmupMs',
-      'totalMs', 'loadMs'] as const) {
+    for (const key of [
+      'manifestMs',
+      'tokenizerMs',
+      'readMs',
+      'deserializeMs',
+      'auditMs',
+      'convertMs',
+      'passesMs',
+      'prepackMs',
+      'warmupMs',
+      'totalMs',
+      'loadMs',
+    ] as const) {
       expect(t[key], key).toBeGreaterThanOrEqual(0);
     }
     expect(t.deserializeMs).toBeGreaterThan(0);
@@ -93,7 +106,8 @@ describe('CPU load', () => {
     expect(mapped.loadTimings.readMs).toBeGreaterThan(0);
     expect(copied.loadTimings.readMs).toBe(0);
     // A mapping still in use would fault (SIGBUS) on the cut pages.
-    for (const file of ['unet.pt', 'vae_decoder.pt', 'text_encoder.pt', 'image_encoder.pt', 'postfuse.pt']) truncateSync(join(dir, file), 0);
+    for (const file of ['unet.pt', 'vae_decoder.pt', 'text_encoder.pt', 'image_encoder.pt', 'postfuse.pt'])
+      truncateSync(join(dir, file), 0);
     const a = await mapped.generate(JOB);
     const b = await copied.generate(JOB);
     expect(relativeError(float32View(a.latents), float32View(b.latents))).toBe(0);
