@@ -7,7 +7,18 @@ import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
   {
-    ignores: ['dist/', 'build/', 'build-*/', 'models/', 'prebuilds/', 'node_modules/', '.venv/', 'gpu-check-out/', 'gpu-smoke-out/', 'test/types/'],
+    ignores: [
+      'dist/',
+      'build/',
+      'build-*/',
+      'models/',
+      'prebuilds/',
+      'node_modules/',
+      '.venv/',
+      'gpu-check-out/',
+      'gpu-smoke-out/',
+      'test/types/',
+    ],
   },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,

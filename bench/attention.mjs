@@ -16,12 +16,28 @@ import { fileURLToPath } from 'node:url';
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
 function parseArgs(argv) {
-  const o = { model: join(root, 'models', 'tiny'), device: 'cpu', steps: 20, width: 256, height: 256, runs: 5, warmup: 1, alpha: 0.7, json: undefined };
+  const o = {
+    model: join(root, 'models', 'tiny'),
+    device: 'cpu',
+    steps: 20,
+    width: 256,
+    height: 256,
+    runs: 5,
+    warmup: 1,
+    alpha: 0.7,
+    json: undefined,
+  };
   const numeric = new Set(['steps', 'width', 'height', 'runs', 'warmup', 'alpha']);
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--help' || a === '-h') {
-      console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 10).map((l) => l.replace(/^\/\/ ?/, '')).join('\n'));
+      console.log(
+        readFileSync(fileURLToPath(import.meta.url), 'utf8')
+          .split('\n')
+          .slice(1, 10)
+          .map((l) => l.replace(/^\/\/ ?/, ''))
+          .join('\n'),
+      );
       process.exit(0);
     }
     const m = /^--([a-z]+)(?:=(.*))?$/.exec(a);
@@ -37,7 +53,8 @@ function parseArgs(argv) {
 
 /** A deterministic RGB test picture per subject. */
 function subjectImage(k) {
-  const width = 224, height = 224;
+  const width = 224,
+    height = 224;
   const data = Buffer.alloc(width * height * 3);
   for (let y = 0; y < height; y++)
     for (let x = 0; x < width; x++) {
@@ -59,12 +76,14 @@ const median = (xs) => {
 function massInside(maps, subject, box) {
   const [, , h, w] = maps.shape;
   const d = new Float32Array(maps.data.buffer, maps.data.byteOffset, maps.data.byteLength / 4);
-  let inside = 0, total = 0;
+  let inside = 0,
+    total = 0;
   for (let y = 0; y < h; y++)
     for (let x = 0; x < w; x++) {
       const v = d[subject * h * w + y * w + x];
       total += v;
-      const cx = (x + 0.5) * 8, cy = (y + 0.5) * 8;
+      const cx = (x + 0.5) * 8,
+        cy = (y + 0.5) * 8;
       if (cx >= box.x && cx < box.x + box.width && cy >= box.y && cy < box.y + box.height) inside += v;
     }
   return inside / total;
@@ -72,7 +91,8 @@ function massInside(maps, subject, box) {
 
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
-  if (!existsSync(join(opts.model, 'model.json'))) throw new Error(`no model at ${opts.model} (run npm install to make models/tiny, or pass --model DIR)`);
+  if (!existsSync(join(opts.model, 'model.json')))
+    throw new Error(`no model at ${opts.model} (run npm install to make models/tiny, or pass --model DIR)`);
   const distEntry = join(root, 'dist', 'esm', 'index.js');
   if (!existsSync(distEntry)) throw new Error('dist/ is missing: run node scripts/build-ts.mjs');
   const { FastComposer } = await import(distEntry);
@@ -85,18 +105,32 @@ async function main() {
   const base = {
     prompt: 'a man <|image|> and a woman <|image|> at the beach',
     negativePrompt: 'blurry',
-    steps: opts.steps, width: W, height: H, seed: 0, alpha: opts.alpha,
+    steps: opts.steps,
+    width: W,
+    height: H,
+    seed: 0,
+    alpha: opts.alpha,
   };
   const configs = {
     plain: { ...base, subjects: images },
     maps: { ...base, subjects: images, attentionMaps: true },
-    regions: { ...base, subjects: [{ image: images[0], region: left }, { image: images[1], region: right }], attentionMaps: true, regionStrength: 1 },
+    regions: {
+      ...base,
+      subjects: [
+        { image: images[0], region: left },
+        { image: images[1], region: right },
+      ],
+      attentionMaps: true,
+      regionStrength: 1,
+    },
   };
   const names = Object.keys(configs);
   const times = Object.fromEntries(names.map((n) => [n, []]));
   const denoise = Object.fromEntries(names.map((n) => [n, []]));
   const last = {};
-  console.log(`model ${opts.model} on ${fc.device}, ${W}x${H}, ${opts.steps} steps (alpha ${opts.alpha}), ${opts.warmup} warm-up + ${opts.runs} runs each, alternating`);
+  console.log(
+    `model ${opts.model} on ${fc.device}, ${W}x${H}, ${opts.steps} steps (alpha ${opts.alpha}), ${opts.warmup} warm-up + ${opts.runs} runs each, alternating`,
+  );
   for (let r = 0; r < opts.warmup + opts.runs; r++) {
     for (const name of names) {
       const t0 = performance.now();
@@ -121,7 +155,9 @@ async function main() {
     withRegions: [massInside(last.regions.attentionMaps, 0, left), massInside(last.regions.attentionMaps, 1, right)],
   };
   for (const n of names) {
-    console.log(`${n.padEnd(8)} generate ${best[n].toFixed(1)} ms (fastest), ${med[n].toFixed(1)} ms (median); denoise ${bestDenoise[n].toFixed(1)} ms (fastest)`);
+    console.log(
+      `${n.padEnd(8)} generate ${best[n].toFixed(1)} ms (fastest), ${med[n].toFixed(1)} ms (median); denoise ${bestDenoise[n].toFixed(1)} ms (fastest)`,
+    );
   }
   for (const n of ['maps', 'regions']) {
     console.log(
@@ -129,8 +165,14 @@ async function main() {
         `${ratio[n] <= 1.1 ? 'PASS' : 'FAIL'} (target <= 1.10)`,
     );
   }
-  console.log(`attention mass inside each subject's half: without regions ${mass.withoutRegions.map((v) => v.toFixed(3)).join(', ')}; with regions (strength 1) ${mass.withRegions.map((v) => v.toFixed(3)).join(', ')}`);
-  if (opts.json) writeFileSync(opts.json, JSON.stringify({ opts, device: fc.device, times, denoise, median: med, fastest: best, ratio, medianRatio, mass }, null, 2));
+  console.log(
+    `attention mass inside each subject's half: without regions ${mass.withoutRegions.map((v) => v.toFixed(3)).join(', ')}; with regions (strength 1) ${mass.withRegions.map((v) => v.toFixed(3)).join(', ')}`,
+  );
+  if (opts.json)
+    writeFileSync(
+      opts.json,
+      JSON.stringify({ opts, device: fc.device, times, denoise, median: med, fastest: best, ratio, medianRatio, mass }, null, 2),
+    );
 }
 
 main().catch((error) => {

@@ -35,9 +35,16 @@ class Inputs:
     """One generation's inputs: the three prompts' ids, the subject positions and 224x224 pixels;
     optionally the prompt texts (the diffusers baseline tokenizes them as a cross-check)."""
 
-    def __init__(self, input_ids: torch.Tensor, text_only_ids: torch.Tensor, negative_ids: torch.Tensor,
-                 positions: List[int], pixels: Optional[torch.Tensor], prompt: Optional[str] = None,
-                 negative_prompt: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        input_ids: torch.Tensor,
+        text_only_ids: torch.Tensor,
+        negative_ids: torch.Tensor,
+        positions: List[int],
+        pixels: Optional[torch.Tensor],
+        prompt: Optional[str] = None,
+        negative_prompt: Optional[str] = None,
+    ) -> None:
         self.input_ids, self.text_only_ids, self.negative_ids = input_ids, text_only_ids, negative_ids
         self.positions, self.pixels = positions, pixels
         self.prompt, self.negative_prompt = prompt, negative_prompt
@@ -61,8 +68,15 @@ def load_job(path: Path, image_size: int, length: int = CONTEXT_LENGTH) -> Input
         if len(raw) != want:
             raise BenchError(f"{job['pixels']}: {len(raw)} bytes, expected {want} for {len(positions)} subjects")
         pixels = torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(len(positions), image_size, image_size, 3)
-    return Inputs(ids_tensor(job["inputIds"], length), ids_tensor(job["textOnlyIds"], length),
-                  ids_tensor(job["negativeIds"], length), positions, pixels, job.get("prompt"), job.get("negativePrompt"))
+    return Inputs(
+        ids_tensor(job["inputIds"], length),
+        ids_tensor(job["textOnlyIds"], length),
+        ids_tensor(job["negativeIds"], length),
+        positions,
+        pixels,
+        job.get("prompt"),
+        job.get("negativePrompt"),
+    )
 
 
 def synthetic_inputs(subjects: int, image_size: int, seed: int, length: int = CONTEXT_LENGTH) -> Inputs:
@@ -76,17 +90,19 @@ def synthetic_inputs(subjects: int, image_size: int, seed: int, length: int = CO
 
     positions = [2, 5][:subjects] + [6 + i for i in range(max(0, subjects - 2))]
     g = torch.Generator().manual_seed(seed + 12345)
-    pixels = torch.randint(0, 256, (subjects, image_size, image_size, 3), generator=g, dtype=torch.uint8) \
-        if subjects else None
-    return Inputs(ids_tensor(pad(prompt), length), ids_tensor(pad(prompt), length),
-                  ids_tensor(pad([BOS, EOS]), length), positions, pixels)
+    pixels = torch.randint(0, 256, (subjects, image_size, image_size, 3), generator=g, dtype=torch.uint8) if subjects else None
+    return Inputs(ids_tensor(pad(prompt), length), ids_tensor(pad(prompt), length), ids_tensor(pad([BOS, EOS]), length), positions, pixels)
 
 
 def checksum(latents: torch.Tensor) -> Dict[str, Any]:
     x = latents.to(torch.float32).contiguous()
     d = x.to(torch.float64)
-    return {"shape": list(x.shape), "sum": d.sum().item(), "absSum": d.abs().sum().item(),
-            "sha256": hashlib.sha256(x.numpy().tobytes()).hexdigest()}
+    return {
+        "shape": list(x.shape),
+        "sum": d.sum().item(),
+        "absSum": d.abs().sum().item(),
+        "sha256": hashlib.sha256(x.numpy().tobytes()).hexdigest(),
+    }
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
@@ -126,8 +142,13 @@ def timed_run(generate: Callable[[], Dict[str, Any]], save_latents: Optional[Pat
     cpu_s = time.process_time() - cpu0
     if save_latents:
         save_latents.write_bytes(out["latents"].contiguous().numpy().astype("float32").tobytes())
-    return {"seconds": out["timings"]["total"], "cpuSeconds": cpu_s, "stages": out["timings"],
-            "latents": checksum(out["latents"]), **out.get("extra", {})}
+    return {
+        "seconds": out["timings"]["total"],
+        "cpuSeconds": cpu_s,
+        "stages": out["timings"],
+        "latents": checksum(out["latents"]),
+        **out.get("extra", {}),
+    }
 
 
 RUN_OVERRIDES = ("steps", "width", "height", "seed")
@@ -178,8 +199,7 @@ def print_summary(title: str, result: Dict[str, Any], width: int, height: int, s
     print(f"{title}, {width}x{height}, {steps} steps ({result['unetCalls']} UNet calls)")
     print(f"  per image: {result['meanSeconds']:.3f} s  (runs: {', '.join(f'{s:.3f}' for s in result['runs'])})")
     unet = f" (UNet {mean['meanUnet'] * 1e3:.1f} ms)" if "meanUnet" in mean else ""
-    print(f"  encoders {mean['encoders'] * 1e3:.1f} ms, UNet step {mean['meanStep'] * 1e3:.1f} ms{unet}, "
-          f"VAE {mean['decode'] * 1e3:.1f} ms")
+    print(f"  encoders {mean['encoders'] * 1e3:.1f} ms, UNet step {mean['meanStep'] * 1e3:.1f} ms{unet}, VAE {mean['decode'] * 1e3:.1f} ms")
     if "peakCudaMemoryBytes" in result:
         print(f"  peak CUDA memory {result['peakCudaMemoryBytes'] / 2**20:.0f} MiB")
     print(f"  latents sum {result['latents']['sum']:.6g} sha256 {result['latents']['sha256'][:16]}")

@@ -60,7 +60,15 @@ function parseArgs(argv) {
     const a = argv[i];
     if (a === '--help' || a === '-h') {
       const lines = readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n');
-      console.log(lines.slice(1, lines.findIndex((l) => l.startsWith('import '))).map((l) => l.replace(/^\/\/ ?/, '')).join('\n'));
+      console.log(
+        lines
+          .slice(
+            1,
+            lines.findIndex((l) => l.startsWith('import ')),
+          )
+          .map((l) => l.replace(/^\/\/ ?/, ''))
+          .join('\n'),
+      );
       process.exit(0);
     }
     const m = /^--([a-z-]+)(?:=(.*))?$/.exec(a);
@@ -76,7 +84,7 @@ function parseArgs(argv) {
   o.modelGiven = o.model !== undefined;
   o.model = resolve(o.model ?? join(root, 'models', 'tiny'));
   o.release = resolve(o.release);
-  o.baselinePython ??= o.baseline === 'diffusers' ? (process.env.FASTCOMPOSER_DIFFUSERS_PYTHON || 'python3') : o.python;
+  o.baselinePython ??= o.baseline === 'diffusers' ? process.env.FASTCOMPOSER_DIFFUSERS_PYTHON || 'python3' : o.python;
   if (!['passive', 'active', 'unset'].includes(o.ompWaitPolicy.toLowerCase())) {
     throw new Error('--omp-wait-policy must be passive, active or unset');
   }
@@ -89,13 +97,33 @@ function startBaseline(opts, jobFile, latentsFile) {
   const diffusers = opts.baseline === 'diffusers';
   const script = join(root, 'bench', diffusers ? 'diffusers_reference.py' : 'python_eager.py');
   const args = [
-    ...(diffusers ? ['--release', opts.release] : ['--model', opts.model]), '--device', 'cpu', '--dtype', 'float32',
-    '--steps', String(opts.steps), '--width', String(opts.width), '--height', String(opts.height),
-    '--seed', String(opts.seed), '--guidance', String(opts.guidance), '--alpha', String(opts.alpha),
-    '--job', jobFile, '--save-latents', latentsFile, '--threads', String(opts.threads),
+    ...(diffusers ? ['--release', opts.release] : ['--model', opts.model]),
+    '--device',
+    'cpu',
+    '--dtype',
+    'float32',
+    '--steps',
+    String(opts.steps),
+    '--width',
+    String(opts.width),
+    '--height',
+    String(opts.height),
+    '--seed',
+    String(opts.seed),
+    '--guidance',
+    String(opts.guidance),
+    '--alpha',
+    String(opts.alpha),
+    '--job',
+    jobFile,
+    '--save-latents',
+    latentsFile,
+    '--threads',
+    String(opts.threads),
   ];
   // The eager baseline imports the exporter's modules; the diffusers one imports no project code.
-  const env = diffusers ? { ...process.env }
+  const env = diffusers
+    ? { ...process.env }
     : { ...process.env, PYTHONPATH: [join(root, 'exporter'), process.env.PYTHONPATH].filter(Boolean).join(':') };
   return new ServedBaseline(opts.baselinePython, script, args, env);
 }
@@ -115,12 +143,23 @@ function exportRelease(opts) {
   const st = statSync(checkpoint);
   hash.update(`${release}\0${st.size}\0${st.mtimeMs}\0`);
   const exporterDir = join(root, 'exporter', 'fastcomposer_export');
-  const walk = (dir) => readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name)).forEach((e) => {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) { if (e.name !== '__pycache__') walk(p); } else if (/\.(py|json|txt)$/.test(e.name)) hash.update(p).update(readFileSync(p));
-  });
+  const walk = (dir) =>
+    readdirSync(dir, { withFileTypes: true })
+      .sort((a, b) => a.name.localeCompare(b.name))
+      .forEach((e) => {
+        const p = join(dir, e.name);
+        if (e.isDirectory()) {
+          if (e.name !== '__pycache__') walk(p);
+        } else if (/\.(py|json|txt)$/.test(e.name)) hash.update(p).update(readFileSync(p));
+      });
   walk(exporterDir);
-  for (const f of ['sd/unet/config.json', 'sd/vae/config.json', 'sd/text_encoder/config.json', 'sd/scheduler/scheduler_config.json', 'clip/config.json']) {
+  for (const f of [
+    'sd/unet/config.json',
+    'sd/vae/config.json',
+    'sd/text_encoder/config.json',
+    'sd/scheduler/scheduler_config.json',
+    'clip/config.json',
+  ]) {
     if (existsSync(join(release, f))) hash.update(readFileSync(join(release, f)));
   }
   const cache = join(tmpdir(), 'fastcomposer-bench-cache');
@@ -130,16 +169,27 @@ function exportRelease(opts) {
   const partial = mkdtempSync(join(cache, 'export-'));
   const modelDir = join(partial, 'model');
   console.error(`bench: exporting ${release} for Node (once; cached in ${out}) ...`);
-  const r = spawnSync(opts.python, [
-    '-m', 'fastcomposer_export',
-    '--checkpoint', checkpoint,
-    '--base', join(release, 'sd'),
-    '--image-encoder', join(release, 'clip'),
-    '--out', modelDir,
-  ], { encoding: 'utf8', env: { ...process.env, PYTHONPATH: join(root, 'exporter') } });
+  const r = spawnSync(
+    opts.python,
+    [
+      '-m',
+      'fastcomposer_export',
+      '--checkpoint',
+      checkpoint,
+      '--base',
+      join(release, 'sd'),
+      '--image-encoder',
+      join(release, 'clip'),
+      '--out',
+      modelDir,
+    ],
+    { encoding: 'utf8', env: { ...process.env, PYTHONPATH: join(root, 'exporter') } },
+  );
   if (r.status !== 0) {
     rmSync(partial, { recursive: true, force: true });
-    throw new Error(`exporting ${release} failed (${opts.python} -m fastcomposer_export, status ${r.status ?? r.error?.message}):\n${r.stderr}`);
+    throw new Error(
+      `exporting ${release} failed (${opts.python} -m fastcomposer_export, status ${r.status ?? r.error?.message}):\n${r.stderr}`,
+    );
   }
   try {
     renameSync(modelDir, out);
@@ -160,7 +210,8 @@ async function main() {
   if (!existsSync(join(opts.model, 'model.json'))) {
     throw new Error(`no model at ${opts.model} (run npm install to make models/tiny, or pass --model DIR)`);
   }
-  if (!diffusers && !existsSync(opts.baselinePython)) throw new Error(`no Python at ${opts.baselinePython} (set --python or FASTCOMPOSER_PYTHON)`);
+  if (!diffusers && !existsSync(opts.baselinePython))
+    throw new Error(`no Python at ${opts.baselinePython} (set --python or FASTCOMPOSER_PYTHON)`);
   const distEntry = join(root, 'dist', 'esm', 'index.js');
   if (!existsSync(distEntry)) throw new Error('dist/ is missing: run node scripts/build-ts.mjs');
   // Before libtorch (and its libgomp) loads in this process; the Python child inherits it.
@@ -171,7 +222,11 @@ async function main() {
   const { FastComposer, runtimeInfo } = await import(distEntry);
 
   const loadStart = performance.now();
-  const fc = await FastComposer.load(opts.model, { device: 'cpu', dtype: 'float32', ...(opts.threads > 0 ? { threads: opts.threads } : {}) });
+  const fc = await FastComposer.load(opts.model, {
+    device: 'cpu',
+    dtype: 'float32',
+    ...(opts.threads > 0 ? { threads: opts.threads } : {}),
+  });
   const nodeLoadS = (performance.now() - loadStart) / 1e3;
   const loadStart1 = os.loadavg();
   const info = runtimeInfo();
@@ -185,11 +240,21 @@ async function main() {
   const latentsFile = join(work, 'latents.f32');
 
   const genOpts = {
-    prompt, subjects, negativePrompt: '', steps: opts.steps, guidanceScale: opts.guidance, alpha: opts.alpha,
-    seed: opts.seed, width: opts.width, height: opts.height, scheduler: 'pndm', output: 'raw',
+    prompt,
+    subjects,
+    negativePrompt: '',
+    steps: opts.steps,
+    guidanceScale: opts.guidance,
+    alpha: opts.alpha,
+    seed: opts.seed,
+    width: opts.width,
+    height: opts.height,
+    scheduler: 'pndm',
+    output: 'raw',
   };
   const py = startBaseline(opts, jobFile, latentsFile);
-  const node = [], python = [];
+  const node = [],
+    python = [];
   let lastNode;
   let pyLoadS, baselineConfig;
   try {
@@ -197,8 +262,10 @@ async function main() {
     if (ready.type !== 'ready') throw new Error(`${py.script}: unexpected ${JSON.stringify(ready)}`);
     pyLoadS = ready.loadSeconds;
     baselineConfig = ready.config;
-    console.error(`bench: ${opts.model}${diffusers ? ` vs diffusers on ${opts.release}` : ''}, ${opts.width}x${opts.height}, ${opts.steps} steps (pndm), ` +
-      `${opts.subjects} subjects, ${opts.threads} threads, ${opts.warmup} warm-up + ${opts.runs} runs each, alternating`);
+    console.error(
+      `bench: ${opts.model}${diffusers ? ` vs diffusers on ${opts.release}` : ''}, ${opts.width}x${opts.height}, ${opts.steps} steps (pndm), ` +
+        `${opts.subjects} subjects, ${opts.threads} threads, ${opts.warmup} warm-up + ${opts.runs} runs each, alternating`,
+    );
     for (let r = 0; r < opts.warmup + opts.runs; r++) {
       const cpu0 = process.cpuUsage();
       const t0 = performance.now();
@@ -241,9 +308,12 @@ async function main() {
     tokenize: diffusers ? python.map((p) => p.stages.tokenize ?? 0) : undefined,
   };
   const stat = (series, f) => Object.fromEntries(Object.entries(series).map(([k, v]) => [k, v ? f(v) : undefined]));
-  const nodeStages = stat(nodeSeries, mean), nodeMedian = stat(nodeSeries, median);
-  const pyStages = stat(pySeries, mean), pyMedian = stat(pySeries, median);
-  const nodeMean = nodeStages.total, pyMean = pyStages.total;
+  const nodeStages = stat(nodeSeries, mean),
+    nodeMedian = stat(nodeSeries, median);
+  const pyStages = stat(pySeries, mean),
+    pyMedian = stat(pySeries, median);
+  const nodeMean = nodeStages.total,
+    pyMean = pyStages.total;
   const overhead = haveTimings ? mean(node.map((n) => (n.wallS - n.timings.totalMs / 1e3) / n.wallS)) : undefined;
   const ratio = pyMean / nodeMean;
   const ratioMedian = pyMedian.total / nodeMedian.total;
@@ -255,7 +325,9 @@ async function main() {
   const pyLatents = float32View(readFileSync(latentsFile));
   const latentsErr = pyLatents.length === nodeLatents.length ? relativeError(nodeLatents, pyLatents) : Infinity;
   const latentsTol = diffusers ? 1e-4 : 1e-3;
-  const tokenMismatch = Object.entries(python.at(-1).tokenizerMatches ?? {}).filter(([, ok]) => !ok).map(([k]) => k);
+  const tokenMismatch = Object.entries(python.at(-1).tokenizerMatches ?? {})
+    .filter(([, ok]) => !ok)
+    .map(([k]) => k);
   rmSync(work, { recursive: true, force: true });
 
   const both = (a, b) => `${a}  (median ${b})`;
@@ -265,31 +337,72 @@ async function main() {
     ['  runs (s)', nodeSeries.total.map((x) => x.toFixed(3)).join(' '), pySeries.total.map((x) => x.toFixed(3)).join(' ')],
     ['CPU time per image (all threads)', both(fmtS(nodeStages.cpu), fmtS(nodeMedian.cpu)), both(fmtS(pyStages.cpu), fmtS(pyMedian.cpu))],
     ...(diffusers ? [['  tokenize (node: in the overhead)', '', both(fmtMs(pyStages.tokenize), fmtMs(pyMedian.tokenize))]] : []),
-    [diffusers ? '  encoders (subjects + 3 prompts + postfuse; diffusers: 3 batch-1 text calls)' : '  encoders (subjects + 3 prompts + postfuse)', both(fmtMs(nodeStages.encoders), fmtMs(nodeMedian.encoders)), both(fmtMs(pyStages.encoders), fmtMs(pyMedian.encoders))],
-    [`  UNet step (mean of ${unetCalls}, CFG batch 2, + scheduler)`, both(fmtMs(nodeStages.step), fmtMs(nodeMedian.step)), both(fmtMs(pyStages.step), fmtMs(pyMedian.step))],
+    [
+      diffusers
+        ? '  encoders (subjects + 3 prompts + postfuse; diffusers: 3 batch-1 text calls)'
+        : '  encoders (subjects + 3 prompts + postfuse)',
+      both(fmtMs(nodeStages.encoders), fmtMs(nodeMedian.encoders)),
+      both(fmtMs(pyStages.encoders), fmtMs(pyMedian.encoders)),
+    ],
+    [
+      `  UNet step (mean of ${unetCalls}, CFG batch 2, + scheduler)`,
+      both(fmtMs(nodeStages.step), fmtMs(nodeMedian.step)),
+      both(fmtMs(pyStages.step), fmtMs(pyMedian.step)),
+    ],
     ['    of which UNet forward', '', both(fmtMs(pyStages.unet), fmtMs(pyMedian.unet))],
     ['  VAE decode', both(fmtMs(nodeStages.decode), fmtMs(nodeMedian.decode)), both(fmtMs(pyStages.decode), fmtMs(pyMedian.decode))],
     ['  native pipeline total', both(fmtS(nodeStages.native), fmtS(nodeMedian.native)), ''],
   ];
-  const w0 = Math.max(...rows.map((r) => r[0].length)), w1 = Math.max(...rows.map((r) => r[1].length));
-  console.log(`\nCPU benchmark: ${opts.width}x${opts.height}, ${opts.steps} steps, ${opts.subjects} subjects, ${opts.threads} threads (OMP_WAIT_POLICY ${process.env.OMP_WAIT_POLICY ?? 'unset'}), ${opts.runs} runs, libtorch ${info.torchVersion}`);
-  console.log(`load average ${loadStart1.map((x) => x.toFixed(1)).join(' ')} at start, ${os.loadavg().map((x) => x.toFixed(1)).join(' ')} at end, ${os.availableParallelism()} CPUs`);
+  const w0 = Math.max(...rows.map((r) => r[0].length)),
+    w1 = Math.max(...rows.map((r) => r[1].length));
+  console.log(
+    `\nCPU benchmark: ${opts.width}x${opts.height}, ${opts.steps} steps, ${opts.subjects} subjects, ${opts.threads} threads (OMP_WAIT_POLICY ${process.env.OMP_WAIT_POLICY ?? 'unset'}), ${opts.runs} runs, libtorch ${info.torchVersion}`,
+  );
+  console.log(
+    `load average ${loadStart1.map((x) => x.toFixed(1)).join(' ')} at start, ${os
+      .loadavg()
+      .map((x) => x.toFixed(1))
+      .join(' ')} at end, ${os.availableParallelism()} CPUs`,
+  );
   rows.forEach((r) => console.log(`${r[0].padEnd(w0)}  ${r[1].padEnd(w1)}  ${r[2]}`));
   console.log(`model load (not in the ratio): node ${fmtS(nodeLoadS)}, ${diffusers ? 'diffusers' : 'python'} ${fmtS(pyLoadS)}`);
   const verdict = (ok) => (ok === undefined ? 'n/a' : ok ? 'PASS' : 'FAIL');
-  console.log(`ratio ${diffusers ? 'diffusers' : 'python'}/node: ${ratio.toFixed(2)}x of means, ${ratioMedian.toFixed(2)}x of medians, ${ratioCpu.toFixed(2)}x of median CPU time  (target >= 1.2: ${verdict(ratio >= 1.2)})`);
-  console.log(`Node/N-API overhead (generate() wall - native totalMs): ${overhead === undefined ? 'n/a (the native result has no timings)' : `${(overhead * 100).toFixed(2)}%`}` +
-    `  (target < 2%: ${verdict(overhead === undefined ? undefined : overhead < 0.02)})`);
-  console.log(`final latents, node vs ${diffusers ? 'diffusers' : 'python'}: max relative error ${latentsErr.toExponential(2)}  (${verdict(latentsErr < latentsTol)} at ${latentsTol.toExponential(0)})`);
-  if (tokenMismatch.length) console.log(`note: the release's tokenizer gives other ${tokenMismatch.join(', ')} than Node's (both sides computed on Node's)`);
-  if (noisy) console.log('note: run times vary by more than 1.5x: the machine is busy; compare medians and CPU time, or rerun with more --runs');
+  console.log(
+    `ratio ${diffusers ? 'diffusers' : 'python'}/node: ${ratio.toFixed(2)}x of means, ${ratioMedian.toFixed(2)}x of medians, ${ratioCpu.toFixed(2)}x of median CPU time  (target >= 1.2: ${verdict(ratio >= 1.2)})`,
+  );
+  console.log(
+    `Node/N-API overhead (generate() wall - native totalMs): ${overhead === undefined ? 'n/a (the native result has no timings)' : `${(overhead * 100).toFixed(2)}%`}` +
+      `  (target < 2%: ${verdict(overhead === undefined ? undefined : overhead < 0.02)})`,
+  );
+  console.log(
+    `final latents, node vs ${diffusers ? 'diffusers' : 'python'}: max relative error ${latentsErr.toExponential(2)}  (${verdict(latentsErr < latentsTol)} at ${latentsTol.toExponential(0)})`,
+  );
+  if (tokenMismatch.length)
+    console.log(`note: the release's tokenizer gives other ${tokenMismatch.join(', ')} than Node's (both sides computed on Node's)`);
+  if (noisy)
+    console.log('note: run times vary by more than 1.5x: the machine is busy; compare medians and CPU time, or rerun with more --runs');
 
   const summary = {
-    config: { ...opts, unetCalls, nodeThreads: info.threads }, baseline: opts.baseline, baselineConfig, nodeLoadSeconds: nodeLoadS, pythonLoadSeconds: pyLoadS,
+    config: { ...opts, unetCalls, nodeThreads: info.threads },
+    baseline: opts.baseline,
+    baselineConfig,
+    nodeLoadSeconds: nodeLoadS,
+    pythonLoadSeconds: pyLoadS,
     node: { meanSeconds: nodeMean, runs: node.map((n) => n.wallS), stages: nodeStages, timings: node.map((n) => n.timings ?? null) },
-    python: { meanSeconds: pyMean, runs: python.map((p) => p.seconds), stages: pyStages, latents: python.at(-1).latents,
-      ...(diffusers ? { tokenizerMatches: python.at(-1).tokenizerMatches ?? null } : {}) },
-    nodeMedian, pythonMedian: pyMedian, ratio, ratioMedian, ratioCpu, overhead: overhead ?? null, latentsRelativeError: latentsErr,
+    python: {
+      meanSeconds: pyMean,
+      runs: python.map((p) => p.seconds),
+      stages: pyStages,
+      latents: python.at(-1).latents,
+      ...(diffusers ? { tokenizerMatches: python.at(-1).tokenizerMatches ?? null } : {}),
+    },
+    nodeMedian,
+    pythonMedian: pyMedian,
+    ratio,
+    ratioMedian,
+    ratioCpu,
+    overhead: overhead ?? null,
+    latentsRelativeError: latentsErr,
   };
   if (opts.json) writeFileSync(opts.json, JSON.stringify(summary, null, 2) + '\n');
   await fc.dispose();

@@ -169,24 +169,28 @@ class Release:
     unet, vae, textEncoder, imageEncoder), a state dict in the release checkpoint's key layout and a
     scheduler config. Built by `from_release_folder` or `from_model_dir`."""
 
-    def __init__(self, configs: Dict[str, Dict[str, Any]], state: Dict[str, torch.Tensor],
-                 scheduler_config: Dict[str, Any], tokenizer_dir: Optional[Path] = None,
-                 vae_decoder_only: bool = False) -> None:
+    def __init__(
+        self,
+        configs: Dict[str, Dict[str, Any]],
+        state: Dict[str, torch.Tensor],
+        scheduler_config: Dict[str, Any],
+        tokenizer_dir: Optional[Path] = None,
+        vae_decoder_only: bool = False,
+    ) -> None:
         # UNet and VAE built on the meta device: their tensors come from `state` (no random init).
         with torch.device("meta"):
             self.unet = UNet2DConditionModel.from_config(configs["unet"])
             self.vae = AutoencoderKL.from_config(configs["vae"])
         _load(self.unet, _split(state, "unet."), "unet")
         # A model directory holds the VAE decoder only; the encoder is never run here.
-        _load(self.vae, _vae_keys(_split(state, "vae.")), "vae",
-              ("encoder.", "quant_conv.") if vae_decoder_only else ())
+        _load(self.vae, _vae_keys(_split(state, "vae.")), "vae", ("encoder.", "quant_conv.") if vae_decoder_only else ())
 
         self.text_encoder = CLIPTextModel(CLIPTextConfig.from_dict(configs["textEncoder"]))
         # The checkpoint has no `text_model.` level; transformers 4.x's CLIPTextModel has one, 5.x not.
         nested = any(k.startswith("text_model.") for k in self.text_encoder.state_dict())
         text_state = {}
         for k, v in _split(state, "text_encoder.").items():
-            k = k[len("text_model."):] if k.startswith("text_model.") else k
+            k = k[len("text_model.") :] if k.startswith("text_model.") else k
             text_state[("text_model." + k) if nested else k] = v
         _load(self.text_encoder, text_state, "text_encoder")
 
@@ -221,18 +225,26 @@ class Release:
                 self.tokenizer = self.special_tokenizer = None
 
     @classmethod
-    def from_release_folder(cls, release: Path, sd: Optional[Path], clip: Optional[Path],
-                            checkpoint: Optional[Path]) -> "Release":
+    def from_release_folder(cls, release: Path, sd: Optional[Path], clip: Optional[Path], checkpoint: Optional[Path]) -> "Release":
         sd = sd or release / "sd"
         clip = clip or release / "clip"
         checkpoint = checkpoint or release / "fastcomposer" / "pytorch_model.bin"
-        for p in (sd / "unet" / "config.json", sd / "vae" / "config.json", sd / "text_encoder" / "config.json",
-                  sd / "scheduler" / "scheduler_config.json", clip / "config.json", checkpoint):
+        for p in (
+            sd / "unet" / "config.json",
+            sd / "vae" / "config.json",
+            sd / "text_encoder" / "config.json",
+            sd / "scheduler" / "scheduler_config.json",
+            clip / "config.json",
+            checkpoint,
+        ):
             if not p.is_file():
                 raise BenchError(f"not a FastComposer release folder: {p} is missing")
-        configs = {"unet": _read_json(sd / "unet" / "config.json"), "vae": _read_json(sd / "vae" / "config.json"),
-                   "textEncoder": _read_json(sd / "text_encoder" / "config.json"),
-                   "imageEncoder": _read_json(clip / "config.json")}
+        configs = {
+            "unet": _read_json(sd / "unet" / "config.json"),
+            "vae": _read_json(sd / "vae" / "config.json"),
+            "textEncoder": _read_json(sd / "text_encoder" / "config.json"),
+            "imageEncoder": _read_json(clip / "config.json"),
+        }
         state = torch.load(str(checkpoint), map_location="cpu", weights_only=True)
         return cls(configs, state, _read_json(sd / "scheduler" / "scheduler_config.json"), sd / "tokenizer")
 
@@ -247,8 +259,13 @@ class Release:
         configs = manifest.get("configs")
         if not isinstance(configs, dict) or not all(k in configs for k in ("unet", "vae", "textEncoder", "imageEncoder")):
             raise BenchError(f"{manifest_path} records no module configs (re-export it)")
-        prefixes = {"unet": "unet.", "vae_decoder": "vae.", "text_encoder": "text_encoder.",
-                    "image_encoder": "image_encoder.", "postfuse": "postfuse_module."}
+        prefixes = {
+            "unet": "unet.",
+            "vae_decoder": "vae.",
+            "text_encoder": "text_encoder.",
+            "image_encoder": "image_encoder.",
+            "postfuse": "postfuse_module.",
+        }
         state: Dict[str, torch.Tensor] = {}
         for name, prefix in prefixes.items():
             file = (manifest.get("modules", {}).get(name) or {}).get("file") or f"{name}.pt"
@@ -268,9 +285,9 @@ def tokenize_like_release(r: Release, prompt: str, negative: str) -> Dict[str, A
     """The release's tokenization: plain CLIP ids (padded to 77 with the pad token, EOS for SD1.5)
     for the text-only and negative prompts; for the augmented prompt, the image token added as a
     special token, its occurrences dropped and the token before each one marked."""
+
     def plain(text: str) -> List[int]:
-        return r.tokenizer(text, padding="max_length", max_length=r.tokenizer.model_max_length,
-                           truncation=True).input_ids
+        return r.tokenizer(text, padding="max_length", max_length=r.tokenizer.model_max_length, truncation=True).input_ids
 
     ids = r.special_tokenizer.encode(prompt)
     kept: List[int] = []
@@ -282,15 +299,18 @@ def tokenize_like_release(r: Release, prompt: str, negative: str) -> Dict[str, A
             kept.append(tok)
     max_len = r.special_tokenizer.model_max_length
     kept = kept[:max_len] + [r.tokenizer.pad_token_id] * max(0, max_len - len(kept))
-    return {"inputIds": kept, "subjectPositions": [m for m in marks if m < max_len],
-            "textOnlyIds": plain(prompt.replace(IMAGE_TOKEN, "")), "negativeIds": plain(negative)}
+    return {
+        "inputIds": kept,
+        "subjectPositions": [m for m in marks if m < max_len],
+        "textOnlyIds": plain(prompt.replace(IMAGE_TOKEN, "")),
+        "negativeIds": plain(negative),
+    }
 
 
 # ----------------------------------------------------------------------------- pipeline
 
 
-def generate(r: Release, inp: Inputs, *, steps: int, width: int, height: int, seed: int, guidance: float,
-             alpha: float) -> Dict[str, Any]:
+def generate(r: Release, inp: Inputs, *, steps: int, width: int, height: int, seed: int, guidance: float, alpha: float) -> Dict[str, Any]:
     clock = time.perf_counter
     token_check: Optional[Dict[str, bool]] = None
     with torch.no_grad():
@@ -390,18 +410,27 @@ def main(argv: Optional[List[str]] = None) -> int:
     else:
         release = Release.from_release_folder(args.release, args.sd, args.clip, args.checkpoint)
     load_s = time.perf_counter() - t0
-    inp = load_job(args.job, release.image_size) if args.job else \
-        synthetic_inputs(args.subjects, release.image_size, args.seed)
-    settings = dict(steps=args.steps, width=args.width, height=args.height, seed=args.seed,
-                    guidance=args.guidance, alpha=args.alpha)
+    inp = load_job(args.job, release.image_size) if args.job else synthetic_inputs(args.subjects, release.image_size, args.seed)
+    settings = dict(steps=args.steps, width=args.width, height=args.height, seed=args.seed, guidance=args.guidance, alpha=args.alpha)
     import diffusers
     import transformers
 
-    config = {"release": str((args.model or args.release).resolve()), "device": "cpu", "dtype": "float32",
-              "threads": torch.get_num_threads(), "torch": torch.__version__, "diffusers": diffusers.__version__,
-              "transformers": transformers.__version__, "subjects": len(inp.positions), "steps": args.steps,
-              "width": args.width, "height": args.height, "seed": args.seed, "guidance": args.guidance,
-              "alpha": args.alpha}
+    config = {
+        "release": str((args.model or args.release).resolve()),
+        "device": "cpu",
+        "dtype": "float32",
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+        "transformers": transformers.__version__,
+        "subjects": len(inp.positions),
+        "steps": args.steps,
+        "width": args.width,
+        "height": args.height,
+        "seed": args.seed,
+        "guidance": args.guidance,
+        "alpha": args.alpha,
+    }
 
     def one_run(overrides: Optional[Dict[str, int]] = None) -> Dict[str, Any]:
         return timed_run(lambda: generate(release, inp, **{**settings, **(overrides or {})}), args.save_latents)
@@ -416,8 +445,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.json:
         emit(result)
     else:
-        print_summary(f"{config['release']} (diffusers {config['diffusers']}, transformers {config['transformers']}, "
-                      f"{config['threads']} threads)", result, args.width, args.height, args.steps)
+        print_summary(
+            f"{config['release']} (diffusers {config['diffusers']}, transformers {config['transformers']}, {config['threads']} threads)",
+            result,
+            args.width,
+            args.height,
+            args.steps,
+        )
     return 0
 
 

@@ -84,7 +84,9 @@ const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
 const round = (x, d = 4) => Number(x.toFixed(d));
 const f32 = (t) => new Float32Array(t.data.buffer, t.data.byteOffset, t.data.byteLength / 4);
 function agreement(a, b) {
-  let diff = 0, ref = 0, nonFinite = 0;
+  let diff = 0,
+    ref = 0,
+    nonFinite = 0;
   for (let i = 0; i < b.length; i++) {
     if (!Number.isFinite(a[i]) || !Number.isFinite(b[i])) nonFinite++;
     else diff = Math.max(diff, Math.abs(a[i] - b[i]));
@@ -121,7 +123,9 @@ async function load(dtype, env = {}) {
     const fc = await FastComposer.load(values.model, { device: values.device, dtype });
     return { fc, loadSeconds: round((performance.now() - t0) / 1000, 2) };
   } finally {
-    for (const [k, v] of Object.entries(saved)) if (v === undefined) delete process.env[k]; else process.env[k] = v;
+    for (const [k, v] of Object.entries(saved))
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
   }
 }
 
@@ -143,14 +147,41 @@ function startPythonEager(dtype) {
   const pixels = join(work, 'pixels.u8');
   writeFileSync(pixels, Buffer.concat(job.subjects.map((s) => s.data)));
   const jobFile = join(work, 'job.json');
-  writeFileSync(jobFile, JSON.stringify({
-    inputIds: tokens.inputIds, textOnlyIds: tokens.textOnlyIds,
-    negativeIds: tokenizer.encodePlain(job.negativePrompt).ids, subjectPositions: tokens.subjectPositions, pixels,
-  }));
+  writeFileSync(
+    jobFile,
+    JSON.stringify({
+      inputIds: tokens.inputIds,
+      textOnlyIds: tokens.textOnlyIds,
+      negativeIds: tokenizer.encodePlain(job.negativePrompt).ids,
+      subjectPositions: tokens.subjectPositions,
+      pixels,
+    }),
+  );
   const latentsFile = join(work, `python-${dtype}.bin`);
-  const args = ['--model', values.model, '--device', values.device, '--dtype', dtype, '--steps', String(steps),
-    '--width', String(size), '--height', String(size), '--seed', String(job.seed), '--guidance', String(job.guidanceScale),
-    '--alpha', String(job.alpha), '--job', jobFile, '--save-latents', latentsFile];
+  const args = [
+    '--model',
+    values.model,
+    '--device',
+    values.device,
+    '--dtype',
+    dtype,
+    '--steps',
+    String(steps),
+    '--width',
+    String(size),
+    '--height',
+    String(size),
+    '--seed',
+    String(job.seed),
+    '--guidance',
+    String(job.guidanceScale),
+    '--alpha',
+    String(job.alpha),
+    '--job',
+    jobFile,
+    '--save-latents',
+    latentsFile,
+  ];
   const env = { ...process.env, PYTHONPATH: [join(root, 'exporter'), process.env.PYTHONPATH].filter(Boolean).join(':') };
   const served = new ServedBaseline(values.python, join(root, 'bench', 'python_eager.py'), args, env);
   served.latentsFile = latentsFile;
@@ -179,14 +210,21 @@ await part('default', async () => {
   const warmPython = [];
   for (let i = 0; i < warmup; i++) warmPython.push(round((await python.run()).seconds, 3));
   if (onCuda) binding.cudaMemory(0, true);
-  const node = [], py = [];
+  const node = [],
+    py = [];
   let last;
   for (let r = 0; r < runs; r++) {
     last = await fc.generate(job);
     node.push(last.timings);
     py.push(await python.run());
   }
-  const report = { loadSeconds, warmupSeconds: warmNode, ...summarize(node), cudaGraph: fc['native']?.info().cudaGraph, graphPasses: fc['native']?.info().graphPasses };
+  const report = {
+    loadSeconds,
+    warmupSeconds: warmNode,
+    ...summarize(node),
+    cudaGraph: fc['native']?.info().cudaGraph,
+    graphPasses: fc['native']?.info().graphPasses,
+  };
   if (onCuda) {
     const mem = binding.cudaMemory(0, false);
     Object.assign(report, { peakAllocatedGB: round(mem.peakAllocated / 1e9, 3), peakReservedGB: round(mem.peakReserved / 1e9, 3) });
@@ -196,11 +234,17 @@ await part('default', async () => {
   await python.close();
   const pySeconds = py.map((r) => r.seconds);
   report.python = {
-    loadSeconds: round(ready.loadSeconds, 2), warmupSeconds: warmPython, runsSeconds: pySeconds.map((x) => round(x)),
-    medianSeconds: round(median(pySeconds)), meanSeconds: round(mean(pySeconds)),
+    loadSeconds: round(ready.loadSeconds, 2),
+    warmupSeconds: warmPython,
+    runsSeconds: pySeconds.map((x) => round(x)),
+    medianSeconds: round(median(pySeconds)),
+    meanSeconds: round(mean(pySeconds)),
     itPerSecond: round((steps + 1) / median(py.map((r) => r.stages.denoise ?? r.stages.unet ?? NaN)), 2),
-    medianStageSeconds: Object.fromEntries(Object.keys(py[0].stages).filter((k) => typeof py[0].stages[k] === 'number')
-      .map((k) => [k, round(median(py.map((r) => r.stages[k])))])),
+    medianStageSeconds: Object.fromEntries(
+      Object.keys(py[0].stages)
+        .filter((k) => typeof py[0].stages[k] === 'number')
+        .map((k) => [k, round(median(py.map((r) => r.stages[k])))]),
+    ),
     peakAllocatedGB: py[0].peakCudaMemoryBytes ? round(Math.max(...py.map((r) => r.peakCudaMemoryBytes)) / 1e9, 3) : undefined,
   };
   report.speedupMedian = round(report.python.medianSeconds / report.medianSeconds, 3);
@@ -213,7 +257,8 @@ await part('default', async () => {
 await part('localized', async () => {
   const fc = globalThis.defaultModel ?? (await load(half)).fc;
   const warmSeconds = await warm(fc, localizedJob, 1);
-  const plain = [], localized = [];
+  const plain = [],
+    localized = [];
   let maps;
   for (let r = 0; r < runs; r++) {
     plain.push((await fc.generate(job)).timings);
@@ -222,11 +267,23 @@ await part('localized', async () => {
     maps = out.attentionMaps;
   }
   const sums = [];
-  const m = f32(maps), per = maps.shape[2] * maps.shape[3];
-  for (let i = 0; i < m.length / per; i++) sums.push(round(m.subarray(i * per, (i + 1) * per).reduce((a, b) => a + b, 0), 5));
-  const p = summarize(plain), l = summarize(localized);
+  const m = f32(maps),
+    per = maps.shape[2] * maps.shape[3];
+  for (let i = 0; i < m.length / per; i++)
+    sums.push(
+      round(
+        m.subarray(i * per, (i + 1) * per).reduce((a, b) => a + b, 0),
+        5,
+      ),
+    );
+  const p = summarize(plain),
+    l = summarize(localized);
   return {
-    warmupSeconds: warmSeconds, plain: p, localized: l, mapsShape: maps.shape, mapsSums: sums,
+    warmupSeconds: warmSeconds,
+    plain: p,
+    localized: l,
+    mapsShape: maps.shape,
+    mapsSums: sums,
     cudaGraph: fc['native']?.info().cudaGraph,
     extraPercentMedian: round((100 * (l.medianSeconds - p.medianSeconds)) / p.medianSeconds, 2),
     extraDenoisePercent: round((100 * (l.medianStageSeconds.denoise - p.medianStageSeconds.denoise)) / p.medianStageSeconds.denoise, 2),
@@ -244,7 +301,9 @@ await part('float32', async () => {
   latents32 = f32(r.latents).slice();
   await fc.dispose();
   return {
-    loadSeconds, firstCallSeconds: round(firstSeconds, 3), secondCallSeconds: round(again.timings.generateMs / 1000, 3),
+    loadSeconds,
+    firstCallSeconds: round(firstSeconds, 3),
+    secondCallSeconds: round(again.timings.generateMs / 1000, 3),
     fp16VsFp32: latents16 ? agreement(latents16, latents32) : 'no fp16 run',
     repeatable: agreement(f32(again.latents), latents32).relative === 0,
   };
@@ -257,7 +316,12 @@ await part('bfloat16', async () => {
   let last;
   for (let r = 0; r < 3; r++) t.push((last = await fc.generate(job)).timings);
   await fc.dispose();
-  return { loadSeconds, warmupSeconds: warmSeconds, ...summarize(t), bf16VsFp32: latents32 ? agreement(f32(last.latents), latents32) : 'no fp32 run' };
+  return {
+    loadSeconds,
+    warmupSeconds: warmSeconds,
+    ...summarize(t),
+    bf16VsFp32: latents32 ? agreement(f32(last.latents), latents32) : 'no fp32 run',
+  };
 });
 
 for (const [name, env] of [
@@ -272,7 +336,12 @@ for (const [name, env] of [
     let last;
     for (let r = 0; r < 3; r++) t.push((last = await fc.generate(job)).timings);
     await fc.dispose();
-    return { loadSeconds, warmupSeconds: warmSeconds, ...summarize(t), vsDefaultLatents: latents16 ? agreement(f32(last.latents), latents16) : 'no default run' };
+    return {
+      loadSeconds,
+      warmupSeconds: warmSeconds,
+      ...summarize(t),
+      vsDefaultLatents: latents16 ? agreement(f32(last.latents), latents16) : 'no default run',
+    };
   });
 }
 
@@ -281,10 +350,16 @@ for (const [name, env] of [
 await part('kernel-fp32', async () => {
   const small = { ...job, width: 256, height: 256, steps: 10 };
   const out = {};
-  for (const [name, passes] of [['fused', '1'], ['aten', '0']]) {
+  for (const [name, passes] of [
+    ['fused', '1'],
+    ['aten', '0'],
+  ]) {
     // No TF32 and no autotuning: otherwise two float32 loads differ by ~1e-3 on their own.
     const { fc } = await load('float32', {
-      FASTCOMPOSER_CHANNELS_LAST: '1', FASTCOMPOSER_GRAPH_PASSES: passes, FASTCOMPOSER_TF32: '0', FASTCOMPOSER_CUDNN_BENCHMARK: '0',
+      FASTCOMPOSER_CHANNELS_LAST: '1',
+      FASTCOMPOSER_GRAPH_PASSES: passes,
+      FASTCOMPOSER_TF32: '0',
+      FASTCOMPOSER_CUDNN_BENCHMARK: '0',
     });
     const r = await fc.generate(small);
     out[name] = { latents: f32(r.latents).slice(), info: fc['native']?.info() };

@@ -20,7 +20,14 @@ const half = device === 'cpu' ? 'bfloat16' : 'float16';
 const halfLimit = half === 'float16' ? 5e-3 : 5e-2;
 
 const subject = (v) => ({ data: Buffer.alloc(224 * 224 * 3, v), width: 224, height: 224, channels: 3 });
-const base = { prompt: 'a man <|image|> and a woman <|image|> in a park', subjects: [subject(90), subject(160)], steps: 10, width: 128, height: 96, seed: 5 };
+const base = {
+  prompt: 'a man <|image|> and a woman <|image|> in a park',
+  subjects: [subject(90), subject(160)],
+  steps: 10,
+  width: 128,
+  height: 96,
+  seed: 5,
+};
 const jobs = {
   plain: { ...base, guidanceScale: 1 }, // PNDM keeps earlier outputs: graph outputs must be copied
   cfg: base,
@@ -36,7 +43,8 @@ const jobs = {
 
 const f32 = (t) => new Float32Array(t.data.buffer, t.data.byteOffset, t.data.byteLength / 4);
 function relative(a, b) {
-  let diff = 0, ref = 0;
+  let diff = 0,
+    ref = 0;
   for (let i = 0; i < b.length; i++) {
     if (!Number.isFinite(a[i]) || !Number.isFinite(b[i])) return Infinity;
     diff = Math.max(diff, Math.abs(a[i] - b[i]));
@@ -51,7 +59,9 @@ async function load(dtype, env = {}) {
   try {
     return await FastComposer.load(values.model, { device, dtype });
   } finally {
-    for (const [k, v] of Object.entries(saved)) if (v === undefined) delete process.env[k]; else process.env[k] = v;
+    for (const [k, v] of Object.entries(saved))
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
   }
 }
 
@@ -94,8 +104,11 @@ for (const dtype of [half, 'float32']) {
     let mapsSum = 0;
     for (const v of graphs.localized.maps) mapsSum += v;
     const limit = dtype === 'float32' ? 1e-6 : halfLimit;
-    report(`graphs-${dtype}`, { relative: rel, cudaGraph: graphs.info.cudaGraph, mapsSum, limit },
-      Object.values(rel).every((r) => r <= limit) && Math.abs(mapsSum - 2) < 1e-3 && (device === 'cpu' || graphs.info.cudaGraph));
+    report(
+      `graphs-${dtype}`,
+      { relative: rel, cudaGraph: graphs.info.cudaGraph, mapsSum, limit },
+      Object.values(rel).every((r) => r <= limit) && Math.abs(mapsSum - 2) < 1e-3 && (device === 'cpu' || graphs.info.cudaGraph),
+    );
   });
 }
 
@@ -105,14 +118,22 @@ await check('kernel', async () => {
   const fused = await runAll('float32', env);
   const aten = await runAll('float32', { ...env, FASTCOMPOSER_GRAPH_PASSES: '0' });
   const rel = Object.fromEntries(Object.keys(jobs).map((k) => [k, relative(fused[k].latents, aten[k].latents)]));
-  report('kernel', { relative: rel, graphPasses: fused.info.graphPasses, limit: 1e-4 }, Object.values(rel).every((r) => r <= 1e-4));
+  report(
+    'kernel',
+    { relative: rel, graphPasses: fused.info.graphPasses, limit: 1e-4 },
+    Object.values(rel).every((r) => r <= 1e-4),
+  );
 });
 
 await check('fp16-passes', async () => {
   const fused = await runAll(half, {});
   const aten = await runAll(half, { FASTCOMPOSER_GRAPH_PASSES: '0' });
   const rel = Object.fromEntries(Object.keys(jobs).map((k) => [k, relative(fused[k].latents, aten[k].latents)]));
-  report('fp16-passes', { dtype: half, relative: rel, limit: halfLimit }, Object.values(rel).every((r) => r <= halfLimit));
+  report(
+    'fp16-passes',
+    { dtype: half, relative: rel, limit: halfLimit },
+    Object.values(rel).every((r) => r <= halfLimit),
+  );
 });
 
 // One model through changing shapes: each result must equal a fresh model's.
@@ -135,7 +156,11 @@ await check('shapes', async () => {
     rel[name] = relative(latents, f32((await fresh.generate(job)).latents));
     await fresh.dispose();
   }
-  report('shapes', { relative: rel, limit: 1e-6 }, Object.values(rel).every((r) => r <= 1e-6));
+  report(
+    'shapes',
+    { relative: rel, limit: 1e-6 },
+    Object.values(rel).every((r) => r <= 1e-6),
+  );
 });
 
 process.stdout.write(failed ? 'SMOKE FAIL\n' : 'SMOKE PASS\n');

@@ -67,8 +67,7 @@ def module_factories(model_dir: Path, manifest: Dict[str, Any]) -> Dict[str, Cal
             from fastcomposer_export import tiny
 
             base, clip_dir = tiny.preset_dirs(source["preset"])
-        elif source.get("base") and source.get("imageEncoder") and Path(source["base"]).is_dir() \
-                and Path(source["imageEncoder"]).is_dir():
+        elif source.get("base") and source.get("imageEncoder") and Path(source["base"]).is_dir() and Path(source["imageEncoder"]).is_dir():
             base, clip_dir = Path(source["base"]), Path(source["imageEncoder"])
         else:
             raise BenchError(
@@ -111,8 +110,9 @@ class EagerModel:
         if not manifest_path.is_file():
             raise BenchError(f"not a model directory (no model.json): {model_dir}")
         self.manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        self.scheduler_config = json.loads((model_dir / self.manifest.get("scheduler", "scheduler_config.json"))
-                                           .read_text(encoding="utf-8"))
+        self.scheduler_config = json.loads(
+            (model_dir / self.manifest.get("scheduler", "scheduler_config.json")).read_text(encoding="utf-8")
+        )
         self.device, self.dtype = device, dtype
         self.latent_scale = float(self.manifest["latentScale"])
         self.scale_factor = int(self.manifest["vaeScaleFactor"])
@@ -139,8 +139,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def generate(m: EagerModel, inp: Inputs, *, steps: int, width: int, height: int, seed: int,
-             guidance: float, text_only_until: float) -> Dict[str, Any]:
+def generate(
+    m: EagerModel, inp: Inputs, *, steps: int, width: int, height: int, seed: int, guidance: float, text_only_until: float
+) -> Dict[str, Any]:
     """One image, timed by stage. Returns latents (float32 CPU), image (uint8 CPU) and timings (s)."""
     dev, dtype = m.device, m.dtype
     clock = time.perf_counter
@@ -183,7 +184,7 @@ def generate(m: EagerModel, inp: Inputs, *, steps: int, width: int, height: int,
             subject_step = float(i) > text_only_until
             model_in = torch.cat([x, x], 0) if cfg else x
             model_in = sched.scale_model_input(model_in, i).to(dtype)
-            t = timesteps[i:i + 1].expand(batch)
+            t = timesteps[i : i + 1].expand(batch)
             eps = m.unet(model_in, t, cond_fused if subject_step else cond_text)
             _sync(dev)
             s1 = clock()
@@ -239,14 +240,29 @@ def main(argv: Optional[List[str]] = None) -> int:
     model = EagerModel(args.model, device, DTYPES[args.dtype])
     load_s = time.perf_counter() - t0
     length = int(model.manifest.get("maxLength", 77))
-    inp = load_job(args.job, model.image_size, length) if args.job else \
-        synthetic_inputs(args.subjects, model.image_size, args.seed, length)
-    settings = dict(steps=args.steps, width=args.width, height=args.height, seed=args.seed,
-                    guidance=args.guidance, text_only_until=(1 - args.alpha) * args.steps)
-    config = {"model": str(args.model.resolve()), "device": str(device), "dtype": args.dtype,
-              "threads": torch.get_num_threads(), "torch": torch.__version__, "subjects": len(inp.positions),
-              "steps": args.steps, "width": args.width, "height": args.height, "seed": args.seed,
-              "guidance": args.guidance, "alpha": args.alpha}
+    inp = load_job(args.job, model.image_size, length) if args.job else synthetic_inputs(args.subjects, model.image_size, args.seed, length)
+    settings = dict(
+        steps=args.steps,
+        width=args.width,
+        height=args.height,
+        seed=args.seed,
+        guidance=args.guidance,
+        text_only_until=(1 - args.alpha) * args.steps,
+    )
+    config = {
+        "model": str(args.model.resolve()),
+        "device": str(device),
+        "dtype": args.dtype,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "subjects": len(inp.positions),
+        "steps": args.steps,
+        "width": args.width,
+        "height": args.height,
+        "seed": args.seed,
+        "guidance": args.guidance,
+        "alpha": args.alpha,
+    }
 
     def one_run(overrides: Optional[Dict[str, int]] = None) -> Dict[str, Any]:
         if device.type == "cuda":
@@ -269,8 +285,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.json:
         emit(result)
     else:
-        print_summary(f"{config['model']} on {config['device']} ({args.dtype}, {config['threads']} threads)", result,
-                      args.width, args.height, args.steps)
+        print_summary(
+            f"{config['model']} on {config['device']} ({args.dtype}, {config['threads']} threads)",
+            result,
+            args.width,
+            args.height,
+            args.steps,
+        )
     return 0
 
 

@@ -40,9 +40,13 @@ const job = {
 
 function startWorker(url, queue, name) {
   const extra = args.model ? ['--model', args.model] : [];
-  const child = spawn(process.execPath, [cli, 'worker', '--redis', url, '--queue', queue, '--name', name, '--device', 'cpu', '--threads', args.threads, ...extra], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [cli, 'worker', '--redis', url, '--queue', queue, '--name', name, '--device', 'cpu', '--threads', args.threads, ...extra],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let out = '';
   return new Promise((resolve, reject) => {
     const onData = (d) => {

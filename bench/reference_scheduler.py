@@ -199,5 +199,5 @@ class PNDM:
         if self.prediction == "v_prediction":
             eps = a.sqrt() * eps + b.sqrt() * x
         scale = (a_prev / a) ** 0.5
-        denom = a * b_prev ** 0.5 + (a * b * a_prev) ** 0.5
+        denom = a * b_prev**0.5 + (a * b * a_prev) ** 0.5
         return scale * x - (a_prev - a) * eps / denom

@@ -99,8 +99,10 @@ async function main() {
   const seconds = (performance.now() - t0) / 1e3;
 
   const growth = (after.rss - before.rss) / before.rss;
-  console.log(`soak: ${o.iterations} generate() calls after ${o.warmup} warm-up, ${o.size}x${o.size}, ${o.steps} steps, ` +
-    `${seconds.toFixed(1)} s (${aborted} aborted on purpose)`);
+  console.log(
+    `soak: ${o.iterations} generate() calls after ${o.warmup} warm-up, ${o.size}x${o.size}, ${o.steps} steps, ` +
+      `${seconds.toFixed(1)} s (${aborted} aborted on purpose)`,
+  );
   console.log(`  rss          ${mib(before.rss)} -> ${mib(after.rss)}  (${(growth * 100).toFixed(2)}%)`);
   console.log(`  heapUsed     ${mib(before.heapUsed)} -> ${mib(after.heapUsed)}`);
   console.log(`  external     ${mib(before.external)} -> ${mib(after.external)}`);

@@ -200,7 +200,10 @@ export class FastComposer {
       ...(subjectImages ? { subjectImages, subjectSize: this.model.manifest.imageSize } : {}),
     };
     const failure: CallbackFailure = {};
-    const out = await callbackChecked(failure, this.run(opts.signal, (flag) => native.generate(job, this.stepCallback(opts, flag, failure), flag)));
+    const out = await callbackChecked(
+      failure,
+      this.run(opts.signal, (flag) => native.generate(job, this.stepCallback(opts, flag, failure), flag)),
+    );
     const images = splitImages(out.images);
     if (opts.output !== 'raw') {
       const format = opts.output;
@@ -353,7 +356,12 @@ export class FastComposer {
       attentionMaps: opts.attentionMaps,
       subjectPositions,
       ...(regions
-        ? { regionInside: regions.inside, hasRegion: regions.hasRegion, regionStrength: opts.regionStrength, regionExclusive: opts.regionExclusive }
+        ? {
+            regionInside: regions.inside,
+            hasRegion: regions.hasRegion,
+            regionStrength: opts.regionStrength,
+            regionExclusive: opts.regionExclusive,
+          }
         : {}),
     };
   }

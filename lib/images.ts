@@ -109,7 +109,9 @@ export async function renderHeatmap(
     }
   }
   const sharp = await loadSharp();
-  return sharp(out, { raw: { width, height, channels: 3 } }).png().toBuffer();
+  return sharp(out, { raw: { width, height, channels: 3 } })
+    .png()
+    .toBuffer();
 }
 
 // matplotlib's inferno (CC0) at indices 0, 8, ..., 248, 255; linear in between stays within 2
@@ -137,6 +139,9 @@ function checkImage(img: PixelImage, name: string, channels: readonly number[]):
   if (!ok) throw invalidArgument(`{ data: Uint8Array, width, height, channels: ${channels.join(' | ')} }`, name, img);
   const need = img.width * img.height * img.channels;
   if (img.data.length !== need) {
-    throw new FastComposerError('ERR_INVALID_ARGUMENT', `${name} has ${img.data.length} bytes but ${img.width}x${img.height}x${img.channels} needs ${need}`);
+    throw new FastComposerError(
+      'ERR_INVALID_ARGUMENT',
+      `${name} has ${img.data.length} bytes but ${img.width}x${img.height}x${img.channels} needs ${need}`,
+    );
   }
 }

@@ -97,7 +97,8 @@ export async function checkFile(path: string, record: FileRecord, hashes: boolea
 /** The full check of one file, as a report rather than an error. */
 export async function verifyFile(path: string, file: string, record: FileRecord | undefined): Promise<FileCheck> {
   const size = await sizeOf(path);
-  if (size === undefined) return { file, status: 'missing', ...(record ? { expectedSize: record.size, expectedSha256: record.sha256 } : {}) };
+  if (size === undefined)
+    return { file, status: 'missing', ...(record ? { expectedSize: record.size, expectedSha256: record.sha256 } : {}) };
   const sha256 = await sha256File(path);
   if (!record) return { file, status: 'unrecorded', size, sha256 };
   const expected = { expectedSize: record.size, expectedSha256: record.sha256 };

@@ -175,9 +175,27 @@ export interface GenerateContext {
 }
 
 const GENERATE_KEYS = [
-  'prompt', 'subjects', 'negativePrompt', 'steps', 'guidanceScale', 'alpha', 'startMergeStep', 'seed', 'width', 'height',
-  'scheduler', 'numImages', 'latents', 'onStep', 'signal', 'attentionMaps', 'regionStrength', 'regionExclusive', 'allowManySubjects',
-  'output', 'imageToken',
+  'prompt',
+  'subjects',
+  'negativePrompt',
+  'steps',
+  'guidanceScale',
+  'alpha',
+  'startMergeStep',
+  'seed',
+  'width',
+  'height',
+  'scheduler',
+  'numImages',
+  'latents',
+  'onStep',
+  'signal',
+  'attentionMaps',
+  'regionStrength',
+  'regionExclusive',
+  'allowManySubjects',
+  'output',
+  'imageToken',
 ] as const;
 /** generate()'s options without those that denoise() takes from its embeddings (the prompts) or leaves to decode() (output). */
 const DENOISE_KEYS = GENERATE_KEYS.filter((k) => k !== 'prompt' && k !== 'negativePrompt' && k !== 'output' && k !== 'imageToken');
@@ -254,10 +272,16 @@ function region(v: unknown, name: string, out: OutputSize | undefined): Region {
   const height = integer(v.height, `${name}.height`, 1, out?.height ?? max);
   if (!out) return { x, y, width, height };
   if (x + width > out.width) {
-    throw new FastComposerError('ERR_INVALID_ARGUMENT', `Expected x + width <= ${out.width} (the output width) for ${name} but received x ${x} and width ${width}`);
+    throw new FastComposerError(
+      'ERR_INVALID_ARGUMENT',
+      `Expected x + width <= ${out.width} (the output width) for ${name} but received x ${x} and width ${width}`,
+    );
   }
   if (y + height > out.height) {
-    throw new FastComposerError('ERR_INVALID_ARGUMENT', `Expected y + height <= ${out.height} (the output height) for ${name} but received y ${y} and height ${height}`);
+    throw new FastComposerError(
+      'ERR_INVALID_ARGUMENT',
+      `Expected y + height <= ${out.height} (the output height) for ${name} but received y ${y} and height ${height}`,
+    );
   }
   return { x, y, width, height };
 }
@@ -281,7 +305,13 @@ function subjectCountError(message: string): FastComposerError {
 }
 
 /** `per` says what the count follows, for the message. */
-function subjects(v: unknown, ctx: GenerateContext, allowMany: boolean, out: OutputSize, per = `${ctx.imageToken ?? '<|image|>'} in the prompt`): SubjectSpec[] {
+function subjects(
+  v: unknown,
+  ctx: GenerateContext,
+  allowMany: boolean,
+  out: OutputSize,
+  per = `${ctx.imageToken ?? '<|image|>'} in the prompt`,
+): SubjectSpec[] {
   const list = v === undefined ? [] : v;
   if (!Array.isArray(list)) throw invalidArgument('array of subjects', 'subjects', v);
   if (list.length !== ctx.subjectCount) {
@@ -315,7 +345,8 @@ type DenoiseFields = Omit<NormalizedDenoiseOptions, 'subjects'>;
 /** The options of the denoising loop, in the order their errors are reported. */
 function denoiseFields(o: Partial<Record<(typeof GENERATE_KEYS)[number], unknown>>, ctx: GenerateContext): DenoiseFields {
   const steps = o.steps === undefined ? DEFAULTS.steps : integer(o.steps, 'steps', 1, LIMITS.maxSteps);
-  const guidanceScale = o.guidanceScale === undefined ? DEFAULTS.guidanceScale : finite(o.guidanceScale, 'guidanceScale', 0, LIMITS.maxGuidanceScale);
+  const guidanceScale =
+    o.guidanceScale === undefined ? DEFAULTS.guidanceScale : finite(o.guidanceScale, 'guidanceScale', 0, LIMITS.maxGuidanceScale);
   if (o.alpha !== undefined && o.startMergeStep !== undefined) {
     throw new FastComposerError(
       'ERR_INVALID_ARGUMENT',
@@ -413,7 +444,8 @@ export function validateLoadOptions(opts: unknown): NormalizedLoadOptions {
   knownKeys(o, LOAD_KEYS, 'load() options');
   let device = DEFAULTS.device;
   if (o.device !== undefined) {
-    if (typeof o.device !== 'string' || !DEVICE_PATTERN.test(o.device)) throw invalidArgument("'cpu', 'cuda', 'cuda:N' or 'auto'", 'device', o.device);
+    if (typeof o.device !== 'string' || !DEVICE_PATTERN.test(o.device))
+      throw invalidArgument("'cpu', 'cuda', 'cuda:N' or 'auto'", 'device', o.device);
     device = o.device as DeviceSpec;
   }
   const dtype = o.dtype === undefined ? DEFAULTS.dtype : oneOf(o.dtype, 'dtype', MODEL_DTYPES);

@@ -173,7 +173,10 @@ export class PromptTokenizer {
     if (marker === IMAGE_TOKEN) return this.special;
     // MMagic's special tokenizer: the same added token, matched on the text `img` (built on first use).
     this.mmagicTokenizer ??= new Tokenizer(
-      { ...this.json, added_tokens: this.json.added_tokens.map((t) => (t.content === IMAGE_TOKEN ? { ...t, content: MMAGIC_IMAGE_TOKEN } : t)) },
+      {
+        ...this.json,
+        added_tokens: this.json.added_tokens.map((t) => (t.content === IMAGE_TOKEN ? { ...t, content: MMAGIC_IMAGE_TOKEN } : t)),
+      },
       {},
     );
     return this.mmagicTokenizer;
@@ -238,13 +241,22 @@ export class PromptTokenizer {
       }
       const where = `${marker} at character ${offsets[k] ?? '?'} of the prompt`;
       if (previous === this.imageTokenId) {
-        throw new FastComposerError('ERR_PROMPT', `${where} directly follows another ${marker}; put each one right after its own subject noun, as in "a man ${marker} and a woman ${marker}"`);
+        throw new FastComposerError(
+          'ERR_PROMPT',
+          `${where} directly follows another ${marker}; put each one right after its own subject noun, as in "a man ${marker} and a woman ${marker}"`,
+        );
       }
       if (previous === undefined || previous === this.bosId || previous === this.eosId) {
-        throw new FastComposerError('ERR_PROMPT', `${where} has no noun before it; put it right after the subject noun, as in "a man ${marker}"`);
+        throw new FastComposerError(
+          'ERR_PROMPT',
+          `${where} has no noun before it; put it right after the subject noun, as in "a man ${marker}"`,
+        );
       }
       if (kept - 1 >= this.maxLength) {
-        throw new FastComposerError('ERR_PROMPT', `${where} marks token ${kept - 1}, past the ${this.maxLength}-token limit of the text encoder; shorten the prompt before it`);
+        throw new FastComposerError(
+          'ERR_PROMPT',
+          `${where} marks token ${kept - 1}, past the ${this.maxLength}-token limit of the text encoder; shorten the prompt before it`,
+        );
       }
       previous = id;
       k += 1;

@@ -48,7 +48,14 @@ export function runExporter(args: string[], onEvent: (event: ExporterEvent) => v
       }
     });
     child.on('error', (error) =>
-      signal?.aborted ? undefined : reject(new FastComposerError('ERR_EXPORT', `Cannot run the exporter with ${python}: ${error.message}. Set FASTCOMPOSER_PYTHON to a Python with torch.`)),
+      signal?.aborted
+        ? undefined
+        : reject(
+            new FastComposerError(
+              'ERR_EXPORT',
+              `Cannot run the exporter with ${python}: ${error.message}. Set FASTCOMPOSER_PYTHON to a Python with torch.`,
+            ),
+          ),
     );
     child.on('close', (code) => {
       if (signal?.aborted) reject(new AbortError(signal.reason));

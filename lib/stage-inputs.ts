@@ -49,7 +49,12 @@ export function promptEmbeddings(
   if (!Array.isArray(positions) || positions.some((p) => !isInteger(p, 0, maxLength - 1))) {
     throw invalidArgument(`array of integers between 0 and ${maxLength - 1}`, 'embeds.subjectPositions', positions);
   }
-  return { fused: embeds.fused as Tensor, textOnly: embeds.textOnly as Tensor, negative: embeds.negative as Tensor, subjectPositions: positions as number[] };
+  return {
+    fused: embeds.fused as Tensor,
+    textOnly: embeds.textOnly as Tensor,
+    negative: embeds.negative as Tensor,
+    subjectPositions: positions as number[],
+  };
 }
 
 /** decode()'s input: float32 [N, latentChannels, h, w]. */

@@ -37,7 +37,9 @@ export interface ModelVerification {
 
 export async function verifyModelDir(modelDir: string): Promise<ModelVerification> {
   const model = await readManifest(modelDir);
-  const manifestSha256 = createHash('sha256').update(await readFile(model.manifestPath)).digest('hex');
+  const manifestSha256 = createHash('sha256')
+    .update(await readFile(model.manifestPath))
+    .digest('hex');
   const records = model.files ?? {};
   const names = usedFiles(model).map((path) => fileName(model, path));
   for (const name of Object.keys(records)) if (!names.includes(name)) names.push(name);

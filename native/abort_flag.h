@@ -12,8 +12,7 @@ class AbortFlagWrap : public Napi::ObjectWrap<AbortFlagWrap> {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "AbortFlag",
-                       {InstanceMethod<&AbortFlagWrap::Abort>("abort"),
-                        InstanceAccessor<&AbortFlagWrap::Aborted>("aborted")});
+                       {InstanceMethod<&AbortFlagWrap::Abort>("abort"), InstanceAccessor<&AbortFlagWrap::Aborted>("aborted")});
   }
   explicit AbortFlagWrap(const Napi::CallbackInfo& info)
       : Napi::ObjectWrap<AbortFlagWrap>(info), flag_(std::make_shared<std::atomic<bool>>(false)) {}

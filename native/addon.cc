@@ -25,7 +25,6 @@
 namespace fc {
 namespace {
 
-
 Napi::Value LoadModel(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsObject()) throw toJsError(env, {"ERR_INVALID_ARGUMENT", "Expected a model spec object"});
@@ -34,14 +33,13 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
   // Loaded on the device's job thread, like every later call on the model (job_thread.h).
   const std::string device = spec.device == "cuda" ? "cuda:0" : spec.device;
   JobThread* thread = guarded(env, [&] { return &deviceJobThread(device); });
-  return startJob(env, *thread,
+  return startJob(
+      env, *thread,
       [spec, model] {
         // The model is freed on its job thread, wherever its last reference goes (dispose,
         // garbage collection, a finished worker): CUDA frees and graph teardown stay off the
         // event loop and in order with the device's other work.
-        *model = std::shared_ptr<Model>(new Model(spec), [](Model* m) {
-          deviceJobThread(m->device().str()).post([m] { delete m; });
-        });
+        *model = std::shared_ptr<Model>(new Model(spec), [](Model* m) { deviceJobThread(m->device().str()).post([m] { delete m; }); });
       },
       [model](Napi::Env e) -> Napi::Value { return ModelWrap::Wrap(e, std::move(*model)); });
 }
@@ -54,8 +52,8 @@ Napi::Value AuditModule(const Napi::CallbackInfo& info) {
   if (!info[0].IsString()) throw toJsError(env, {"ERR_INVALID_ARGUMENT", "Expected a module file path"});
   const std::string path = info[0].As<Napi::String>();
   auto operators = std::make_shared<std::vector<std::string>>();
-  return startJob(env, deviceJobThread("cpu"),
-      [path, operators] { *operators = loadAuditedModule(path, std::nullopt, Weights::Skip).operators; },
+  return startJob(
+      env, deviceJobThread("cpu"), [path, operators] { *operators = loadAuditedModule(path, std::nullopt, Weights::Skip).operators; },
       [operators](Napi::Env e) -> Napi::Value {
         Napi::Array out = Napi::Array::New(e, operators->size());
         for (size_t i = 0; i < operators->size(); ++i) out.Set(static_cast<uint32_t>(i), (*operators)[i]);
@@ -77,9 +75,7 @@ Napi::Value CudaDeviceCount(const Napi::CallbackInfo& info) {
   });
 }
 
-Napi::Value GetNumThreads(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), at::get_num_threads());
-}
+Napi::Value GetNumThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), at::get_num_threads()); }
 
 // cudaMemory(index, resetPeak?) -> { allocated, peakAllocated, reserved, peakReserved } in bytes.
 Napi::Value CudaMemory(const Napi::CallbackInfo& info) {

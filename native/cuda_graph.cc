@@ -37,7 +37,10 @@ std::vector<at::Tensor> tensorsOf(const c10::IValue& value) {
 // call its clean-up where it has one.
 template <typename HostAllocator>
 void endHostCapture(HostAllocator* host, at::cuda::MempoolId_t pool) {
-  if constexpr (requires { host->end_allocate_to_pool(pool); host->release_pool(pool); }) {
+  if constexpr (requires {
+                  host->end_allocate_to_pool(pool);
+                  host->release_pool(pool);
+                }) {
     try {
       host->end_allocate_to_pool(pool);
       host->release_pool(pool);
@@ -85,8 +88,7 @@ class CapturedMethod {
 
   // Runs the method twice on the capture stream (cuDNN's autotuning and the libraries' lazy
   // set-up must not be recorded), then records it into `pool`.
-  void capture(torch::jit::Module& module, const std::string& method, c10::cuda::CUDAStream stream,
-               at::cuda::MempoolId_t pool) {
+  void capture(torch::jit::Module& module, const std::string& method, c10::cuda::CUDAStream stream, at::cuda::MempoolId_t pool) {
     c10::cuda::getCurrentCUDAStream(stream.device_index()).synchronize();
     torch::jit::Method fn = module.get_method(method);
     std::vector<c10::IValue> args(inputs_.begin(), inputs_.end());
@@ -138,8 +140,10 @@ class CudaGraphCache : public GraphCache {
       // New latents: every capture is for the old ones, drop them all so that their memory is
       // back in the pool before the next capture. (Other inputs, such as the subject count of
       // forward_localized, only replace this method's capture.)
-      if (inputs.front().sizes().vec() != latentShape_) graphs_.clear();
-      else if (found != graphs_.end()) graphs_.erase(found);
+      if (inputs.front().sizes().vec() != latentShape_)
+        graphs_.clear();
+      else if (found != graphs_.end())
+        graphs_.erase(found);
       // A pool whose last graph is gone may not take captures again (the allocator frees it
       // lazily): with no graph left, start a fresh one.
       if (graphs_.empty()) pool_ = at::cuda::graph_pool_handle();

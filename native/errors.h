@@ -6,19 +6,18 @@
 #include <c10/util/Exception.h>
 #include <napi.h>
 
-#include "device_memory.h"
-
 #include <exception>
 #include <stdexcept>
 #include <string>
+
+#include "device_memory.h"
 
 namespace fc {
 
 // An error meant for the user, with the code the TypeScript side maps to FastComposerError.
 class CodedError : public std::runtime_error {
  public:
-  CodedError(std::string code, const std::string& message)
-      : std::runtime_error(message), code_(std::move(code)) {}
+  CodedError(std::string code, const std::string& message) : std::runtime_error(message), code_(std::move(code)) {}
   const std::string& code() const { return code_; }
 
  private:

@@ -57,8 +57,7 @@ bool droppable(const Node* node) {
   std::optional<c10::IValue> format = torch::jit::toIValue(node->input(1));
   if (!format || !format->isInt() || format->toInt() != static_cast<int64_t>(c10::MemoryFormat::Contiguous)) return false;
   static const std::vector<c10::Symbol> readers = {c10::Symbol::fromQualString("aten::_convolution"),
-                                                   c10::Symbol::fromQualString("aten::conv2d"),
-                                                   c10::Symbol::fromQualString("aten::add")};
+                                                   c10::Symbol::fromQualString("aten::conv2d"), c10::Symbol::fromQualString("aten::add")};
   for (const torch::jit::Use& use : node->output()->uses())
     if (std::find(readers.begin(), readers.end(), use.user->kind()) == readers.end()) return false;
   return !node->output()->uses().empty();

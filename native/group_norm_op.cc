@@ -27,9 +27,10 @@ at::Tensor groupNorm(const at::Tensor& input, int64_t groups, const std::optiona
 
 // A catch-all kernel: the op sees every backend and picks itself.
 TORCH_LIBRARY(fastcomposer, m) {
-  m.def("group_norm(Tensor input, int num_groups, Tensor? weight, Tensor? bias, float eps, bool cudnn_enabled, "
-        "bool silu) -> Tensor",
-        &groupNorm);
+  m.def(
+      "group_norm(Tensor input, int num_groups, Tensor? weight, Tensor? bias, float eps, bool cudnn_enabled, "
+      "bool silu) -> Tensor",
+      &groupNorm);
 }
 
 bool hasNhwcGroupNormKernel() {

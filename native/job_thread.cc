@@ -2,8 +2,6 @@
 
 #include <torch/csrc/jit/runtime/graph_executor.h>
 
-#include "libtorch_log.h"
-
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
@@ -14,6 +12,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "libtorch_log.h"
 #include "process_exit.h"
 
 namespace fc {

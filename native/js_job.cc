@@ -27,8 +27,7 @@ double getNumber(const Napi::Object& obj, const char* key) {
 int64_t getInt(const Napi::Object& obj, const char* key, int64_t min, int64_t max) {
   double d = getNumber(obj, key);
   if (d != std::floor(d) || d < static_cast<double>(min) || d > static_cast<double>(max))
-    fail(obj.Env(), std::string("Expected integer between ") + std::to_string(min) + " and " + std::to_string(max) +
-                        " for " + key);
+    fail(obj.Env(), std::string("Expected integer between ") + std::to_string(min) + " and " + std::to_string(max) + " for " + key);
   return static_cast<int64_t>(d);
 }
 
@@ -49,8 +48,7 @@ std::vector<int64_t> getIntArray(const Napi::Object& obj, const char* key, int64
     Napi::Value e = a.Get(i);
     if (!e.IsNumber()) fail(obj.Env(), std::string("Expected numbers in ") + key);
     double d = e.As<Napi::Number>().DoubleValue();
-    if (d != std::floor(d) || d < 0 || d > static_cast<double>(max))
-      fail(obj.Env(), std::string("Out-of-range entry in ") + key);
+    if (d != std::floor(d) || d < 0 || d > static_cast<double>(max)) fail(obj.Env(), std::string("Out-of-range entry in ") + key);
     out.push_back(static_cast<int64_t>(d));
   }
   return out;
@@ -182,8 +180,8 @@ DenoiseJob denoiseJobFromJs(const Napi::Object& obj, const ModelSpec& spec) {
     if (job.latents.dim() != 4 || job.latents.size(0) != job.numImages || job.latents.size(1) != spec.latentChannels ||
         job.latents.size(2) != job.height / vaeScaleFactor || job.latents.size(3) != job.width / vaeScaleFactor ||
         job.latents.scalar_type() != at::kFloat)
-      fail(env, "Expected float32 latents [numImages," + std::to_string(spec.latentChannels) +
-                    ",height/f,width/f] (f: the VAE scale factor)");
+      fail(env,
+           "Expected float32 latents [numImages," + std::to_string(spec.latentChannels) + ",height/f,width/f] (f: the VAE scale factor)");
   }
   job.attentionMaps = getBool(obj, "attentionMaps", false);
   job.subjectPositions = getIntArray(obj, "subjectPositions", spec.maxLength - 1);
@@ -203,8 +201,7 @@ DenoiseJob denoiseJobFromJs(const Napi::Object& obj, const ModelSpec& spec) {
   return job;
 }
 
-std::vector<at::Tensor> subjectImagesFromJs(Napi::Env env, const Napi::Value& value, const char* what,
-                                            JsKeepAlive& keepAlive) {
+std::vector<at::Tensor> subjectImagesFromJs(Napi::Env env, const Napi::Value& value, const char* what, JsKeepAlive& keepAlive) {
   if (!value.IsArray()) fail(env, std::string("Expected an array of uint8 [H,W,3] tensors for ") + what);
   Napi::Array a = value.As<Napi::Array>();
   std::vector<at::Tensor> images;

@@ -20,8 +20,7 @@ DenoiseJob denoiseJobFromJs(const Napi::Object& obj, const ModelSpec& spec);
 // An array of uint8 [H,W,3] RGB tensors (decoded subject pictures, any size), checked with
 // checkSubjectImages (subject_pixels.h). Views of the JS bytes, not copies (a 12 MP photo would
 // cost ~30 ms of page faults and memcpy on the main thread): `keepAlive` holds their buffers.
-std::vector<at::Tensor> subjectImagesFromJs(Napi::Env env, const Napi::Value& value, const char* what,
-                                            JsKeepAlive& keepAlive);
+std::vector<at::Tensor> subjectImagesFromJs(Napi::Env env, const Napi::Value& value, const char* what, JsKeepAlive& keepAlive);
 PromptEmbeds promptEmbedsFromJs(const Napi::Object& obj, int64_t maxLength);  // host tensors
 Napi::Object promptEmbedsToJs(Napi::Env env, const PromptEmbeds& embeds);
 

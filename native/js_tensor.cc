@@ -23,9 +23,8 @@ constexpr std::array<DTypeEntry, 7> kDTypes{{
 }};
 
 // The table's byte sizes are what JS uses to check Buffer lengths: keep them true.
-static_assert(sizeof(float) == 4 && sizeof(at::Half) == 2 && sizeof(at::BFloat16) == 2 &&
-                  sizeof(int64_t) == 8 && sizeof(int32_t) == 4 && sizeof(uint8_t) == 1 &&
-                  sizeof(bool) == 1,
+static_assert(sizeof(float) == 4 && sizeof(at::Half) == 2 && sizeof(at::BFloat16) == 2 && sizeof(int64_t) == 8 && sizeof(int32_t) == 4 &&
+                  sizeof(uint8_t) == 1 && sizeof(bool) == 1,
               "dtype table sizes disagree with the C++ types");
 
 const DTypeEntry* findByName(const std::string& name) {
@@ -79,8 +78,7 @@ Napi::TypedArray parseJsTensor(Napi::Env env, const Napi::Value& value, const ch
   size_t elementBytes = at::elementSize(type);
   if (array.ByteLength() != static_cast<size_t>(count) * elementBytes)
     throw Napi::TypeError::New(env, std::string("Byte length ") + std::to_string(array.ByteLength()) + " of " + what +
-                                        " does not match its shape and dtype (" +
-                                        std::to_string(count * elementBytes) + " expected)");
+                                        " does not match its shape and dtype (" + std::to_string(count * elementBytes) + " expected)");
   return array;
 }
 
@@ -121,8 +119,7 @@ Napi::Object tensorToJs(Napi::Env env, const at::Tensor& tensor) {
     // Zero copy: the Buffer keeps a reference to the tensor until V8 collects it.
     auto* holder = new at::Tensor(cpu);
     buffer = Napi::Buffer<uint8_t>::New(
-        env, static_cast<uint8_t*>(holder->data_ptr()), bytes,
-        [](Napi::Env, uint8_t*, at::Tensor* hint) { delete hint; }, holder);
+        env, static_cast<uint8_t*>(holder->data_ptr()), bytes, [](Napi::Env, uint8_t*, at::Tensor* hint) { delete hint; }, holder);
   }
   result.Set("data", buffer);
   result.Set("shape", shape);

@@ -39,8 +39,8 @@ at::Device parseDevice(const std::string& name) {
       throw CodedError("ERR_DEVICE", "Device \"" + name + "\" asked for, but this libtorch has no usable CUDA");
     int64_t index = device.has_index() ? device.index() : 0;
     if (index >= static_cast<int64_t>(torch::cuda::device_count()))
-      throw CodedError("ERR_DEVICE", "Device \"" + name + "\" asked for, but only " +
-                                         std::to_string(torch::cuda::device_count()) + " CUDA device(s) exist");
+      throw CodedError("ERR_DEVICE", "Device \"" + name + "\" asked for, but only " + std::to_string(torch::cuda::device_count()) +
+                                         " CUDA device(s) exist");
     if (!device.has_index()) device = at::Device(at::kCUDA, 0);
   } else if (!device.is_cpu()) {
     throw CodedError("ERR_DEVICE", "Unsupported device \"" + name + "\" (use cpu, cuda or cuda:N)");

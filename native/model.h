@@ -4,15 +4,15 @@
 #include <ATen/ATen.h>
 #include <torch/script.h>
 
-#include "cuda_graph.h"
-#include "graph_passes.h"
-#include "job_thread.h"
-#include "prepack.h"
-
 #include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>
+
+#include "cuda_graph.h"
+#include "graph_passes.h"
+#include "job_thread.h"
+#include "prepack.h"
 
 namespace fc {
 
@@ -25,7 +25,7 @@ struct ModelSpec {
   std::string vaeDecoderPath;
   std::string device = "cpu";     // "cpu", "cuda", "cuda:N" (TS resolves "auto")
   std::string dtype = "float32";  // "float32" | "float16" | "bfloat16"
-  int64_t threads = 0;  // CPU threads for this model's work; 0 = libtorch's default
+  int64_t threads = 0;            // CPU threads for this model's work; 0 = libtorch's default
   double latentScale = 0.18215;
   int64_t vaeScaleFactor = 8;
   int64_t latentChannels = 4;
@@ -98,7 +98,7 @@ class Model {
   GraphPassCounts graphPasses_;
   LoadTimings loadTimings_;
   PrepackCounts prepacked_;
-  bool prepack_ = false;  // CPU: weights reordered for oneDNN (prepack.h)
+  bool prepack_ = false;                // CPU: weights reordered for oneDNN (prepack.h)
   std::unique_ptr<GraphCache> graphs_;  // null: no CUDA graphs (CPU, disabled, or not built in)
   std::atomic<bool> graphReplayed_{false};
 };

@@ -1,12 +1,11 @@
 #include "model_wrap.h"
 
-#include "graph_passes.h"
-
 #include <chrono>
 
 #include "abort_flag.h"
 #include "addon_data.h"
 #include "device_memory.h"
+#include "graph_passes.h"
 #include "js_job.h"
 #include "js_tensor.h"
 #include "subject_pixels.h"
@@ -50,14 +49,12 @@ class StageClock {
 }  // namespace
 
 Napi::Function ModelWrap::Define(Napi::Env env) {
-  Napi::Function cls = DefineClass(env, "NativeModel",
-                                   {InstanceMethod<&ModelWrap::EncodeSubjects>("encodeSubjects"),
-                                    InstanceMethod<&ModelWrap::EncodePrompt>("encodePrompt"),
-                                    InstanceMethod<&ModelWrap::Denoise>("denoise"),
-                                    InstanceMethod<&ModelWrap::Decode>("decode"),
-                                    InstanceMethod<&ModelWrap::Generate>("generate"),
-                                    InstanceMethod<&ModelWrap::Dispose>("dispose"),
-                                    InstanceMethod<&ModelWrap::Info>("info")});
+  Napi::Function cls =
+      DefineClass(env, "NativeModel",
+                  {InstanceMethod<&ModelWrap::EncodeSubjects>("encodeSubjects"), InstanceMethod<&ModelWrap::EncodePrompt>("encodePrompt"),
+                   InstanceMethod<&ModelWrap::Denoise>("denoise"), InstanceMethod<&ModelWrap::Decode>("decode"),
+                   InstanceMethod<&ModelWrap::Generate>("generate"), InstanceMethod<&ModelWrap::Dispose>("dispose"),
+                   InstanceMethod<&ModelWrap::Info>("info")});
   return cls;
 }
 
@@ -79,8 +76,7 @@ namespace {
 // Every method reads its arguments the same way: a missing or mistyped one is ERR_INVALID_ARGUMENT
 // naming it (js_job.h checks what the objects hold, against the model's spec).
 Napi::Object objectArg(const Napi::CallbackInfo& info, size_t index, const char* name) {
-  if (!info[index].IsObject())
-    throw toJsError(info.Env(), {"ERR_INVALID_ARGUMENT", std::string("Expected an object for ") + name});
+  if (!info[index].IsObject()) throw toJsError(info.Env(), {"ERR_INVALID_ARGUMENT", std::string("Expected an object for ") + name});
   return info[index].As<Napi::Object>();
 }
 
@@ -174,13 +170,13 @@ Napi::Value ModelWrap::EncodeSubjects(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto model = modelOrThrow(env);
   auto keepAlive = std::make_shared<JsKeepAlive>();
-  std::vector<at::Tensor> images =
-      guarded(env, [&] { return subjectImagesFromJs(env, info[0], "subjectImages", *keepAlive); });
+  std::vector<at::Tensor> images = guarded(env, [&] { return subjectImagesFromJs(env, info[0], "subjectImages", *keepAlive); });
   if (images.empty()) throw toJsError(env, {"ERR_INVALID_ARGUMENT", "Expected at least one subject image"});
   const int64_t size = sizeArg(env, info[1], "size");
   auto out = std::make_shared<at::Tensor>();
   std::shared_ptr<EnvJobs> envJobs = addonData(env).jobs;
-  return startJob(env, model->jobs(),
+  return startJob(
+      env, model->jobs(),
       [model, images, size, out, envJobs] {
         at::Tensor pixels = readSubjectPixels(*envJobs, images, size);
         *out = Pipeline(model).encodeSubjects(pixels).to(at::kFloat).to(at::kCPU);
@@ -196,7 +192,8 @@ Napi::Value ModelWrap::EncodePrompt(const Napi::CallbackInfo& info) {
   Napi::Object obj = objectArg(info, 0, "job");
   PromptJob job = guarded(env, [&] { return promptJobFromJs(obj, model->spec().maxLength); });
   auto out = std::make_shared<PromptEmbeds>();
-  return startJob(env, model->jobs(),
+  return startJob(
+      env, model->jobs(),
       [model, job, out] {
         // Host float32 copies made here, on the job thread, not on the main thread.
         PromptEmbeds e = Pipeline(model).encodePrompt(job);
@@ -216,7 +213,8 @@ Napi::Value ModelWrap::Denoise(const Napi::CallbackInfo& info) {
   PromptEmbeds embeds = guarded(env, [&] { return promptEmbedsFromJs(embedsObj, model->spec().maxLength); });
   DenoiseJob job = guarded(env, [&] { return denoiseJobFromJs(jobObj, model->spec()); });
   auto out = std::make_shared<DenoiseResult>();
-  return startDenoisingJob(env, model->jobs(),
+  return startDenoisingJob(
+      env, model->jobs(),
       [model, embeds, job, out](const ProgressFn& progress, const std::atomic<bool>& aborted) {
         PromptEmbeds onDevice;
         onDevice.fused = embeds.fused.to(model->device(), model->dtype());
@@ -233,10 +231,11 @@ Napi::Value ModelWrap::Decode(const Napi::CallbackInfo& info) {
   auto model = modelOrThrow(env);
   at::Tensor latents = guarded(env, [&] { return tensorFromJs(env, info[0], "latents"); });
   if (latents.dim() != 4 || latents.size(1) != model->spec().latentChannels || latents.scalar_type() != at::kFloat)
-    throw toJsError(env, {"ERR_INVALID_ARGUMENT", "Expected float32 latents [N," + std::to_string(model->spec().latentChannels) +
-                                                      ",h,w] for latents"});
+    throw toJsError(
+        env, {"ERR_INVALID_ARGUMENT", "Expected float32 latents [N," + std::to_string(model->spec().latentChannels) + ",h,w] for latents"});
   auto out = std::make_shared<at::Tensor>();
-  return startJob(env, model->jobs(), [model, latents, out] { *out = Pipeline(model).decode(latents); },
+  return startJob(
+      env, model->jobs(), [model, latents, out] { *out = Pipeline(model).decode(latents); },
       [out](Napi::Env e) -> Napi::Value { return tensorToJs(e, *out); });
 }
 
@@ -249,7 +248,8 @@ Napi::Value ModelWrap::Generate(const Napi::CallbackInfo& info) {
   auto call = std::make_shared<GenerateCall>(readGenerateCall(env, objectArg(info, 0, "job"), model->spec(), *keepAlive));
   auto out = std::make_shared<GenerateOutput>();
   std::shared_ptr<EnvJobs> envJobs = addonData(env).jobs;
-  return startDenoisingJob(env, model->jobs(),
+  return startDenoisingJob(
+      env, model->jobs(),
       [model, envJobs, call, out](const ProgressFn& progress, const std::atomic<bool>& aborted) {
         runGenerate(model, *envJobs, *call, progress, aborted, *out);
       },
@@ -271,7 +271,8 @@ Napi::Value ModelWrap::Dispose(const Napi::CallbackInfo& info) {
   }
   JobThread& thread = model_->jobs();
   model_.reset();
-  return startJob(env, thread, [] {}, [](Napi::Env e) -> Napi::Value { return e.Undefined(); });
+  return startJob(
+      env, thread, [] {}, [](Napi::Env e) -> Napi::Value { return e.Undefined(); });
 }
 
 Napi::Value ModelWrap::Info(const Napi::CallbackInfo& info) {

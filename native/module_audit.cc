@@ -41,20 +41,39 @@ using torch::jit::Node;
 
 const std::set<std::string> kPrimAllowed = {
     // values and module attributes (weights, submodules)
-    "prim::Constant", "prim::GetAttr",
+    "prim::Constant",
+    "prim::GetAttr",
     // containers
-    "prim::ListConstruct", "prim::ListUnpack", "prim::TupleConstruct", "prim::TupleUnpack", "prim::TupleIndex",
+    "prim::ListConstruct",
+    "prim::ListUnpack",
+    "prim::TupleConstruct",
+    "prim::TupleUnpack",
+    "prim::TupleIndex",
     "prim::DictConstruct",
     // control flow (their blocks are inspected too) and raising an error, which only stops the call
-    "prim::If", "prim::Loop", "prim::RaiseException",
+    "prim::If",
+    "prim::Loop",
+    "prim::RaiseException",
     // type refinements, the compiler's placeholders
-    "prim::unchecked_cast", "prim::unchecked_unwrap_optional", "prim::isinstance", "prim::Uninitialized",
+    "prim::unchecked_cast",
+    "prim::unchecked_unwrap_optional",
+    "prim::isinstance",
+    "prim::Uninitialized",
     // tensor metadata and scalar helpers
-    "prim::NumToTensor", "prim::device", "prim::dtype", "prim::layout", "prim::is_cuda", "prim::is_cpu",
-    "prim::requires_grad", "prim::min", "prim::max", "prim::abs",
+    "prim::NumToTensor",
+    "prim::device",
+    "prim::dtype",
+    "prim::layout",
+    "prim::is_cuda",
+    "prim::is_cpu",
+    "prim::requires_grad",
+    "prim::min",
+    "prim::max",
+    "prim::abs",
     // calls: the callee must be TorchScript of this file, which is inspected in its own right
     // (checkCall); after inlining, only calls through an interface remain
-    "prim::CallMethod", "prim::CallFunction",
+    "prim::CallMethod",
+    "prim::CallFunction",
 };
 
 // Refused by name, with the reason the error gives. Each reaches beyond the values it returns.
@@ -145,8 +164,7 @@ std::optional<std::string> refusal(const Node* node) {
 
 std::string where(const Function& fn, const Node* node) {
   std::string at = fn.qualname().qualifiedName();
-  if (auto loc = node->sourceRange().file_line_col())
-    at += " (" + std::get<0>(*loc) + ":" + std::to_string(std::get<1>(*loc)) + ")";
+  if (auto loc = node->sourceRange().file_line_col()) at += " (" + std::get<0>(*loc) + ":" + std::to_string(std::get<1>(*loc)) + ")";
   return at;
 }
 
@@ -222,8 +240,7 @@ class Auditor {
   void walk(const Block& block, const Function& fn) {
     for (const Node* node : block.nodes()) {
       operators_.insert(node->kind().toQualString());
-      if (auto why = refusal(node))
-        refuse("the code of " + where(fn, node) + " calls " + node->kind().toQualString() + ", which", *why);
+      if (auto why = refusal(node)) refuse("the code of " + where(fn, node) + " calls " + node->kind().toQualString() + ", which", *why);
       const c10::Symbol kind = node->kind();
       if (kind == c10::prim::CallMethod || kind == c10::prim::CallFunction) checkCall(node, fn);
       for (const Block* inner : node->blocks()) walk(*inner, fn);

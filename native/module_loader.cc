@@ -1,10 +1,9 @@
 #include "module_loader.h"
 
 #include <caffe2/serialize/inline_container.h>
+#include <sys/mman.h>
 #include <torch/csrc/jit/serialization/import_source.h>
 #include <torch/csrc/jit/serialization/unpickler.h>
-
-#include <sys/mman.h>
 
 #include <algorithm>
 #include <chrono>
@@ -42,13 +41,14 @@ at::DataPtr zeroPages(size_t bytes) {
     void* pages;
     size_t bytes;
   };
-  return at::DataPtr(pages, new Mapping{pages, bytes},
-                     [](void* ctx) {
-                       auto* m = static_cast<Mapping*>(ctx);
-                       munmap(m->pages, m->bytes);
-                       delete m;
-                     },
-                     at::Device(at::kCPU));
+  return at::DataPtr(
+      pages, new Mapping{pages, bytes},
+      [](void* ctx) {
+        auto* m = static_cast<Mapping*>(ctx);
+        munmap(m->pages, m->bytes);
+        delete m;
+      },
+      at::Device(at::kCPU));
 }
 
 class Reader {
@@ -60,7 +60,8 @@ class Reader {
         file_(std::move(file)),
         reader_(file_ ? std::make_shared<PyTorchStreamReader>(mappedReadAdapter(file_)) : std::make_shared<PyTorchStreamReader>(path)),
         cu_(std::make_shared<torch::jit::CompilationUnit>()),
-        importer_(cu_, &constants_, [this](const std::string& q) { return sourceOf(*reader_, q); }, reader_->version()) {}
+        importer_(
+            cu_, &constants_, [this](const std::string& q) { return sourceOf(*reader_, q); }, reader_->version()) {}
 
   torch::jit::Module read(Weights weights) {
     // torch::jit::load reads this pre-1.4 layout another way; no export of ours has it.
@@ -90,8 +91,8 @@ class Reader {
       const std::string path = name + "/" + key;
       if (weights == Weights::Skip) return zeroPages(reader_->getRecordSize(path));
       if (weights == Weights::Mapped && file_) {
-        at::DataPtr mapped = mappedRecord(file_, reader_->getRecordHeaderOffset(path), reader_->getRecordOffset(path),
-                                          reader_->getRecordSize(path));
+        at::DataPtr mapped =
+            mappedRecord(file_, reader_->getRecordHeaderOffset(path), reader_->getRecordOffset(path), reader_->getRecordSize(path));
         if (mapped) return mapped;
       }
       return std::get<0>(reader_->getRecord(path));
@@ -112,10 +113,9 @@ class Reader {
     auto cls = type.type_->expect<at::ClassType>();
     const std::string name = cls->name() ? cls->name()->qualifiedName() : "(unnamed class)";
     if (cls->findMethod("__setstate__"))
-      throw CodedError("ERR_MODEL", refusalMessage(path_, "the class " + name +
-                                                          " defines __setstate__, which would run while the file is read"));
-    if (!state.isGenericDict())
-      throw CodedError("ERR_MODEL", "The file " + path_ + " stores an object of " + name + " in an unknown form");
+      throw CodedError("ERR_MODEL",
+                       refusalMessage(path_, "the class " + name + " defines __setstate__, which would run while the file is read"));
+    if (!state.isGenericDict()) throw CodedError("ERR_MODEL", "The file " + path_ + " stores an object of " + name + " in an unknown form");
     const c10::Dict<c10::IValue, c10::IValue> attributes = state.toGenericDict();
     const size_t n = cls->numAttributes();
     auto object = c10::ivalue::Object::create(type, n);

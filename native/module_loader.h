@@ -25,9 +25,9 @@ enum class Weights {
 struct AuditedModule {
   torch::jit::Module module;
   std::vector<std::string> operators;  // what its code uses, sorted (module_audit.h)
-  double readMs = 0;         // Mapped: the file mapped, its pages in memory
-  double deserializeMs = 0;  // the archives read and the module built
-  double auditMs = 0;        // its code inspected
+  double readMs = 0;                   // Mapped: the file mapped, its pages in memory
+  double deserializeMs = 0;            // the archives read and the module built
+  double auditMs = 0;                  // its code inspected
 };
 
 // Throws CodedError("ERR_MODEL") naming `path`, for a refused or unreadable file.

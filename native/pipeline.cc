@@ -8,17 +8,14 @@
 namespace fc {
 namespace {
 
-at::Tensor runModule(torch::jit::Module& module, std::vector<c10::IValue> inputs) {
-  return module.forward(std::move(inputs)).toTensor();
-}
+at::Tensor runModule(torch::jit::Module& module, std::vector<c10::IValue> inputs) { return module.forward(std::move(inputs)).toTensor(); }
 
 }  // namespace
 
 at::Tensor Pipeline::encodeSubjects(const at::Tensor& pixelsU8) {
   model_->useThreads();
   c10::InferenceMode guard;
-  TORCH_CHECK(pixelsU8.dim() == 4 && pixelsU8.size(1) == pixelsU8.size(2) && pixelsU8.size(3) == 3 &&
-                  pixelsU8.scalar_type() == at::kByte,
+  TORCH_CHECK(pixelsU8.dim() == 4 && pixelsU8.size(1) == pixelsU8.size(2) && pixelsU8.size(3) == 3 && pixelsU8.scalar_type() == at::kByte,
               "subject pixels must be uint8 [S,size,size,3]");
   std::lock_guard<std::mutex> lock(model_->runLock);
   return runModule(model_->imageEncoder, {pixelsU8.to(model_->device())});
@@ -158,9 +155,8 @@ at::Tensor normalisedMaps(const MapSum& maps, const DenoiseJob& job, int64_t vae
 
 // One UNet evaluation for step i, guided: forward, or forward_localized on the subject-conditioned
 // steps when localized attention is on (adding that step's maps to `maps`).
-at::Tensor guidedNoise(Model& model, const at::Tensor& x, const at::Tensor& t, bool subjectStep,
-                       const ConditioningBatches& cond, const LocalizedAttention& localized, double guidanceScale,
-                       MapSum& maps) {
+at::Tensor guidedNoise(Model& model, const at::Tensor& x, const at::Tensor& t, bool subjectStep, const ConditioningBatches& cond,
+                       const LocalizedAttention& localized, double guidanceScale, MapSum& maps) {
   at::Tensor modelInput = model.prepareLatents(x);
   at::Tensor eps;
   if (localized.on && subjectStep) {
@@ -214,8 +210,7 @@ DenoiseResult Pipeline::denoise(const PromptEmbeds& embeds, const DenoiseJob& jo
   if (aborted.load()) throw AbortedError();  // a signal during the last step counts too
   DenoiseResult result;
   result.latents = x.to(at::kCPU);
-  if (job.attentionMaps && !job.subjectPositions.empty())
-    result.attentionMaps = normalisedMaps(maps, job, model_->spec().vaeScaleFactor);
+  if (job.attentionMaps && !job.subjectPositions.empty()) result.attentionMaps = normalisedMaps(maps, job, model_->spec().vaeScaleFactor);
   return result;
 }
 

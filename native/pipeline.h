@@ -25,11 +25,11 @@ struct PromptEmbeds {
 };
 
 struct PromptJob {
-  at::Tensor inputIds;      // int64 [1,L]: prompt, image tokens removed
-  at::Tensor textOnlyIds;   // int64 [1,L]
-  at::Tensor negativeIds;   // int64 [1,L]
+  at::Tensor inputIds;                    // int64 [1,L]: prompt, image tokens removed
+  at::Tensor textOnlyIds;                 // int64 [1,L]
+  at::Tensor negativeIds;                 // int64 [1,L]
   std::vector<int64_t> subjectPositions;  // one per subject, into inputIds
-  at::Tensor objectEmbeds;  // [S,D] from encodeSubjects (undefined when S = 0)
+  at::Tensor objectEmbeds;                // [S,D] from encodeSubjects (undefined when S = 0)
 };
 
 struct DenoiseJob {
@@ -46,7 +46,7 @@ struct DenoiseJob {
   // Localized attention: subject attention maps and regions.
   bool attentionMaps = false;
   std::vector<int64_t> subjectPositions;
-  at::Tensor regionInside;  // optional float32 [S,h,w]: fraction of each latent cell inside the subject's region
+  at::Tensor regionInside;      // optional float32 [S,h,w]: fraction of each latent cell inside the subject's region
   std::vector<bool> hasRegion;  // per subject: was a region given (else its regionInside is all ones)
   double regionStrength = 1.0;
   bool regionExclusive = false;
@@ -72,8 +72,7 @@ class Pipeline {
   // [S,224,224,3] from prepareSubjectPixels (subject_pixels.h) -> [S,D] (device, model dtype)
   at::Tensor encodeSubjects(const at::Tensor& pixelsU8);
   PromptEmbeds encodePrompt(const PromptJob& job);
-  DenoiseResult denoise(const PromptEmbeds& embeds, const DenoiseJob& job, const ProgressFn& progress,
-                        const std::atomic<bool>& aborted);
+  DenoiseResult denoise(const PromptEmbeds& embeds, const DenoiseJob& job, const ProgressFn& progress, const std::atomic<bool>& aborted);
   at::Tensor decode(const at::Tensor& latents);  // float32 [N,4,h,w] -> uint8 [N,H,W,3] CPU
 
  private:

@@ -49,9 +49,8 @@ at::Tensor prepareOne(const at::Tensor& image, int64_t size) {
     else
       dst.copy_(rows);
   }
-  at::Tensor out = ph != size
-                       ? at::_upsample_bilinear2d_aa(canvas, {size, size}, /*align_corners=*/false, std::nullopt, std::nullopt)
-                       : canvas;
+  at::Tensor out =
+      ph != size ? at::_upsample_bilinear2d_aa(canvas, {size, size}, /*align_corners=*/false, std::nullopt, std::nullopt) : canvas;
   // torch.round is half to even; the filter's weights are >= 0 and sum to 1, so the clamp only
   // guards the cast.
   return out.round().clamp(0, 255).to(at::kByte).permute({0, 2, 3, 1});
@@ -67,8 +66,8 @@ void checkSubjectImages(const std::vector<at::Tensor>& rgbImages) {
                        label(i) + ": expected a uint8 [H,W,3] RGB tensor, got " +
                            (t.defined() ? std::string(c10::toString(t.scalar_type())) + " " + shapeText(t) : "nothing"));
     if (t.size(0) < 1 || t.size(1) < 1)
-      throw CodedError("ERR_IMAGE", label(i) + ": the image is empty (" + std::to_string(t.size(1)) + "x" +
-                                        std::to_string(t.size(0)) + ")");
+      throw CodedError("ERR_IMAGE",
+                       label(i) + ": the image is empty (" + std::to_string(t.size(1)) + "x" + std::to_string(t.size(0)) + ")");
   }
 }
 

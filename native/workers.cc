@@ -27,8 +27,7 @@ struct JobState {
   bool failed = false;  // written by the job before Done, read on the main thread after it
 
   JobState(Napi::Env env, Finish f, DenoisingWork w, AbortFlag a, JsOwned j)
-      : deferred(Napi::Promise::Deferred::New(env)), js(std::move(j)), finish(std::move(f)), work(std::move(w)),
-        abort(std::move(a)) {}
+      : deferred(Napi::Promise::Deferred::New(env)), js(std::move(j)), finish(std::move(f)), work(std::move(w)), abort(std::move(a)) {}
 
   void step(Napi::Env env, const StepEvent& event) {
     if (onStep.IsEmpty()) return;
@@ -66,19 +65,19 @@ void deliver(Napi::Env env, Napi::Function, Holder* state, Message* message) {
   if (env == nullptr) return;  // the environment is going away: nothing left to settle
   // Exceptions must not escape into N-API's callback.
   try {
-    if (const StepEvent* event = std::get_if<StepEvent>(owned.get())) (*state)->step(env, *event);
-    else (*state)->settle(env);
+    if (const StepEvent* event = std::get_if<StepEvent>(owned.get()))
+      (*state)->step(env, *event);
+    else
+      (*state)->settle(env);
   } catch (...) {
   }
 }
 
 using Channel = Napi::TypedThreadSafeFunction<Holder, Message, deliver>;
 
-Napi::Promise start(Napi::Env env, JobThread& thread, DenoisingWork work, Finish finish, Napi::Value onStep,
-                    AbortFlag abort, JsOwned js) {
+Napi::Promise start(Napi::Env env, JobThread& thread, DenoisingWork work, Finish finish, Napi::Value onStep, AbortFlag abort, JsOwned js) {
   auto state = std::make_shared<JobState>(env, std::move(finish), std::move(work),
-                                          abort ? std::move(abort) : std::make_shared<std::atomic<bool>>(false),
-                                          std::move(js));
+                                          abort ? std::move(abort) : std::make_shared<std::atomic<bool>>(false), std::move(js));
   if (onStep.IsFunction()) state->onStep = Napi::Persistent(onStep.As<Napi::Function>());
   std::shared_ptr<EnvJobs> envJobs = addonData(env).jobs;
   Napi::Promise promise = state->deferred.Promise();
@@ -130,12 +129,12 @@ Napi::Promise start(Napi::Env env, JobThread& thread, DenoisingWork work, Finish
 
 Napi::Promise startJob(Napi::Env env, JobThread& thread, Work work, Finish finish, JsOwned js) {
   return start(
-      env, thread, [work = std::move(work)](const ProgressFn&, const std::atomic<bool>&) { work(); }, std::move(finish),
-      env.Undefined(), nullptr, std::move(js));
+      env, thread, [work = std::move(work)](const ProgressFn&, const std::atomic<bool>&) { work(); }, std::move(finish), env.Undefined(),
+      nullptr, std::move(js));
 }
 
-Napi::Promise startDenoisingJob(Napi::Env env, JobThread& thread, DenoisingWork work, Finish finish, Napi::Value onStep,
-                                AbortFlag abort, JsOwned js) {
+Napi::Promise startDenoisingJob(Napi::Env env, JobThread& thread, DenoisingWork work, Finish finish, Napi::Value onStep, AbortFlag abort,
+                                JsOwned js) {
   return start(env, thread, std::move(work), std::move(finish), onStep, std::move(abort), std::move(js));
 }
 

@@ -35,7 +35,7 @@ Napi::Promise startJob(Napi::Env env, JobThread& thread, Work work, Finish finis
 
 // As startJob, for denoising: each step is reported to `onStep` (a function, or undefined) on the
 // main thread; a throwing onStep sets the abort flag, which stops the job at its next step.
-Napi::Promise startDenoisingJob(Napi::Env env, JobThread& thread, DenoisingWork work, Finish finish, Napi::Value onStep,
-                                AbortFlag abort, JsOwned js = nullptr);
+Napi::Promise startDenoisingJob(Napi::Env env, JobThread& thread, DenoisingWork work, Finish finish, Napi::Value onStep, AbortFlag abort,
+                                JsOwned js = nullptr);
 
 }  // namespace fc

@@ -27,7 +27,10 @@ export function buildNative(torch, { out = join(pkgRoot, 'build') } = {}) {
   }
   const release = join(out, 'Release');
   mkdirSync(release, { recursive: true });
-  writeFileSync(join(release, 'torch.json'), JSON.stringify({ torchVersion: torch.version, cuda, builtAt: new Date().toISOString() }, null, 2));
+  writeFileSync(
+    join(release, 'torch.json'),
+    JSON.stringify({ torchVersion: torch.version, cuda, builtAt: new Date().toISOString() }, null, 2),
+  );
   return join(release, 'fastcomposer.node');
 }
 

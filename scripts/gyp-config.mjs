@@ -38,7 +38,12 @@ if (what === 'torch') {
   process.stdout.write(libs.map((l) => `-l${l}`).join(' '));
 } else if (what === 'torch-json' && arg) {
   const torch = torchOrExit();
-  const info = { torchVersion: torch.version, cuda: hasCudaLibraries(torch.root), builtAt: new Date().toISOString(), builtWith: 'node-gyp' };
+  const info = {
+    torchVersion: torch.version,
+    cuda: hasCudaLibraries(torch.root),
+    builtAt: new Date().toISOString(),
+    builtWith: 'node-gyp',
+  };
   writeFileSync(arg, JSON.stringify(info, null, 2));
 } else if (what === 'sources') {
   const files = [];

@@ -11,9 +11,13 @@ import { run } from './torch-setup.mjs';
 const pkgRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
 const prebuildify = join(dirname(require.resolve('prebuildify/package.json')), 'bin.js');
-run(process.execPath, [prebuildify, '--napi', '--strip', '--name', 'fastcomposer', '--node-gyp', join(pkgRoot, 'scripts', 'prebuild-backend.mjs')], {
-  cwd: pkgRoot,
-});
+run(
+  process.execPath,
+  [prebuildify, '--napi', '--strip', '--name', 'fastcomposer', '--node-gyp', join(pkgRoot, 'scripts', 'prebuild-backend.mjs')],
+  {
+    cwd: pkgRoot,
+  },
+);
 const dir = join(pkgRoot, 'prebuilds', `${process.platform}-${process.arch}`);
 mkdirSync(dir, { recursive: true });
 copyFileSync(join(pkgRoot, 'build', 'Release', 'torch.json'), join(dir, 'torch.json'));

@@ -134,14 +134,16 @@ describe('localized cross-attention', () => {
     expect(none.attentionMaps).toBeUndefined();
   });
 
-  it('acceptance: boxes in opposite halves at strength 1 hold >= 90% of each subject\'s attention', () => {
+  it("acceptance: boxes in opposite halves at strength 1 hold >= 90% of each subject's attention", () => {
     const maps = boxes.attentionMaps!;
     expect(maps.shape).toEqual([1, 2, H / 8, W / 8]);
     for (const s of sums(maps)) expect(s).toBeCloseTo(1, 5);
     const inside = [massInside(maps, 0, 0, LEFT), massInside(maps, 0, 1, RIGHT)];
     // Without regions each subject spreads over the picture: about the half's area (0.5).
     const free = [massInside(withMaps.attentionMaps!, 0, 0, LEFT), massInside(withMaps.attentionMaps!, 0, 1, RIGHT)];
-    console.info(`attention mass inside the boxes: with regions ${inside.map((v) => v.toFixed(3)).join(',')}, without ${free.map((v) => v.toFixed(3)).join(',')}`);
+    console.info(
+      `attention mass inside the boxes: with regions ${inside.map((v) => v.toFixed(3)).join(',')}, without ${free.map((v) => v.toFixed(3)).join(',')}`,
+    );
     for (const v of inside) expect(v).toBeGreaterThanOrEqual(0.9);
     for (const v of free) {
       expect(v).toBeGreaterThan(0.25);
@@ -152,7 +154,10 @@ describe('localized cross-attention', () => {
   it('regionStrength moves the mass smoothly between off and hard', async () => {
     const half = await fc.generate({
       ...BASE,
-      subjects: [{ image: S0, region: LEFT }, { image: S1, region: RIGHT }],
+      subjects: [
+        { image: S0, region: LEFT },
+        { image: S1, region: RIGHT },
+      ],
       attentionMaps: true,
       regionStrength: 0.5,
     });
@@ -164,7 +169,15 @@ describe('localized cross-attention', () => {
   it('a mask equal to the box gives the same maps and latents as the box', async () => {
     const masked = await fc.generate({
       ...BASE,
-      subjects: [{ image: S0, mask: boxPicture(LEFT) }, { image: S1, mask: await sharp(Buffer.from(boxPicture(RIGHT).data), { raw: { width: W, height: H, channels: 1 } }).png().toBuffer() }],
+      subjects: [
+        { image: S0, mask: boxPicture(LEFT) },
+        {
+          image: S1,
+          mask: await sharp(Buffer.from(boxPicture(RIGHT).data), { raw: { width: W, height: H, channels: 1 } })
+            .png()
+            .toBuffer(),
+        },
+      ],
       attentionMaps: true,
       regionStrength: 1,
     });
@@ -172,7 +185,7 @@ describe('localized cross-attention', () => {
     expect(bytesEqual(masked.latents, boxes.latents)).toBe(true);
   });
 
-  it('regionExclusive keeps a subject out of the other subjects\' regions', async () => {
+  it("regionExclusive keeps a subject out of the other subjects' regions", async () => {
     // Only subject 0 has a region; subject 1 may go anywhere, but not into subject 0's box when exclusive.
     const subjects = [{ image: S0, region: LEFT }, S1];
     const shared = await fc.generate({ ...BASE, subjects, attentionMaps: true });
@@ -231,7 +244,11 @@ describe('localized cross-attention', () => {
     // End to end: the masked subject changes the picture; the all-white mask leaves it bit for bit.
     const r1 = await fc.generate({ ...BASE, steps: 6, subjects: [{ image: S0, subjectMask: white }, S1] });
     const r0 = await fc.generate({ ...BASE, steps: 6, subjects: [S0, S1] });
-    const r2 = await fc.generate({ ...BASE, steps: 6, subjects: [{ image: S0, subjectMask: { data: half, width: 224, height: 224, channels: 1 } }, S1] });
+    const r2 = await fc.generate({
+      ...BASE,
+      steps: 6,
+      subjects: [{ image: S0, subjectMask: { data: half, width: 224, height: 224, channels: 1 } }, S1],
+    });
     expect(bytesEqual(r1.latents, r0.latents)).toBe(true);
     expect(bytesEqual(r2.latents, r0.latents)).toBe(false);
   });

@@ -12,16 +12,18 @@ const s0 = join(subjects, 's0_224x224.png');
 const s1 = join(subjects, 's1_224x224.png');
 
 /** Eight different small calls: prompts, subjects, seeds, schedulers and batch sizes vary. */
-const calls: GenerateOptions[] = ([
-  { prompt: 'a man <|image|> in a park', subjects: [s0], seed: 1 },
-  { prompt: 'a woman <|image|> on a beach', subjects: [s1], seed: 2, scheduler: 'ddim' },
-  { prompt: 'a man <|image|> and a woman <|image|>', subjects: [s0, s1], seed: 3 },
-  { prompt: 'a red house', seed: 4, scheduler: 'euler' },
-  { prompt: 'a man <|image|> smiling', subjects: [s0], seed: 5, numImages: 2 },
-  { prompt: 'a dog <|image|> running', subjects: [s1], seed: 6, scheduler: 'dpmpp-2m', guidanceScale: 7.5 },
-  { prompt: 'a man <|image|> in a park', subjects: [s0], seed: 1, width: 96, height: 64 },
-  { prompt: 'a cat <|image|>', subjects: [s0], seed: 8, scheduler: 'euler-ancestral', alpha: 0.5 },
-] satisfies GenerateOptions[]).map((c) => ({ steps: 4, width: 64, height: 64, ...c }));
+const calls: GenerateOptions[] = (
+  [
+    { prompt: 'a man <|image|> in a park', subjects: [s0], seed: 1 },
+    { prompt: 'a woman <|image|> on a beach', subjects: [s1], seed: 2, scheduler: 'ddim' },
+    { prompt: 'a man <|image|> and a woman <|image|>', subjects: [s0, s1], seed: 3 },
+    { prompt: 'a red house', seed: 4, scheduler: 'euler' },
+    { prompt: 'a man <|image|> smiling', subjects: [s0], seed: 5, numImages: 2 },
+    { prompt: 'a dog <|image|> running', subjects: [s1], seed: 6, scheduler: 'dpmpp-2m', guidanceScale: 7.5 },
+    { prompt: 'a man <|image|> in a park', subjects: [s0], seed: 1, width: 96, height: 64 },
+    { prompt: 'a cat <|image|>', subjects: [s0], seed: 8, scheduler: 'euler-ancestral', alpha: 0.5 },
+  ] satisfies GenerateOptions[]
+).map((c) => ({ steps: 4, width: 64, height: 64, ...c }));
 
 function fingerprint(r: GenerateResult): { latents: string; images: string[]; shape: number[] } {
   return {
@@ -61,9 +63,7 @@ describe('one instance', () => {
 
   it('runs one call at a time: the steps of concurrent calls do not interleave', async () => {
     const events: number[] = [];
-    await Promise.all(
-      [0, 1, 2].map((k) => fc.generate({ ...calls[3]!, seed: 10 + k, onStep: () => void events.push(k) })),
-    );
+    await Promise.all([0, 1, 2].map((k) => fc.generate({ ...calls[3]!, seed: 10 + k, onStep: () => void events.push(k) })));
     // Each call's steps form one contiguous run.
     const runs = events.filter((k, i) => i === 0 || events[i - 1] !== k);
     expect(runs).toHaveLength(3);

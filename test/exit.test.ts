@@ -17,7 +17,7 @@ it.each([300, 400, 500, 600])('process.exit(3) %i ms into a running generate() e
   expect(r.code, r.stderr).toBe(3);
 });
 
-it('process.exit(7) while only a worker thread\'s long native task runs exits with 7, no signal', async () => {
+it("process.exit(7) while only a worker thread's long native task runs exits with 7, no signal", async () => {
   const r = await runChild(fixture('worker-only-exit.mjs'), [dist, inject('goldenModelDir')], 120_000);
   expect(r.signal, r.stderr).toBeNull();
   expect(r.code, r.stderr).toBe(7);

@@ -34,8 +34,7 @@ async function loadWith(env: Record<string, string>): Promise<FastComposer> {
 }
 
 function passesOf(fc: FastComposer) {
-  return (fc as unknown as { native: { info(): { graphPasses: Record<string, number | boolean> } } }).native.info()
-    .graphPasses;
+  return (fc as unknown as { native: { info(): { graphPasses: Record<string, number | boolean> } } }).native.info().graphPasses;
 }
 
 describe('graph passes at load', () => {
@@ -70,7 +69,8 @@ describe('graph passes at load', () => {
     // differently (~1e-7); the group norm itself is the same ATen call.
     expect(relativeError(float32View(a.latents), float32View(b.latents))).toBeLessThan(1e-5);
     expect(relativeError(float32View(a.attentionMaps!), float32View(b.attentionMaps!))).toBeLessThan(1e-5);
-    const pa = a.images[0]!.data, pb = b.images[0]!.data;
+    const pa = a.images[0]!.data,
+      pb = b.images[0]!.data;
     let worst = 0;
     for (let i = 0; i < pb.length; i++) worst = Math.max(worst, Math.abs(pa[i]! - pb[i]!));
     expect(worst).toBeLessThanOrEqual(1); // a rounding flip at most

@@ -47,7 +47,12 @@ describe('encodeImage / saveImage', () => {
 
   it('saveImage picks the format from the extension', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'fc-images-'));
-    for (const [name, format] of [['a.png', 'png'], ['b.JPG', 'jpeg'], ['c.jpeg', 'jpeg'], ['d.webp', 'webp']] as const) {
+    for (const [name, format] of [
+      ['a.png', 'png'],
+      ['b.JPG', 'jpeg'],
+      ['c.jpeg', 'jpeg'],
+      ['d.webp', 'webp'],
+    ] as const) {
       await saveImage(img, join(dir, name));
       expect((await sharp(await readFile(join(dir, name))).metadata()).format).toBe(format);
     }
@@ -84,7 +89,12 @@ describe('renderHeatmap', () => {
     const { data } = await decode(await renderHeatmap(map, 8, 8, image, { opacity: 1 }));
     const px = (x: number, y: number) => Array.from(data.subarray((y * 128 + x) * 3, (y * 128 + x) * 3 + 3));
     const peak = px(88, 30);
-    for (const [x, y] of [[87, 29], [88, 29], [87, 30]] as const) expect(px(x, y)).toEqual(peak);
+    for (const [x, y] of [
+      [87, 29],
+      [88, 29],
+      [87, 30],
+    ] as const)
+      expect(px(x, y)).toEqual(peak);
     expect(peak[0]).toBeGreaterThan(240); // near the top of inferno (252, 255, 164)
     expect(px(0, 95)).toEqual([0, 0, 4]);
     expect(px(80, 30)).toEqual(px(95, 30)); // symmetric about the peak: centres aligned

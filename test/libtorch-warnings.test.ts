@@ -15,9 +15,29 @@ const dist = join(root, 'dist', 'esm');
 it('a CLI generate prints no libtorch log line (no NNPACK notice)', () => {
   const r = spawnSync(
     process.execPath,
-    [join(dist, 'cli', 'main.js'), 'generate', '--model', inject('goldenModelDir'), '--prompt', 'a man <|image|> in a park',
-      '--subject', join(root, 'examples', 'subject-a.png'), '--steps', '2', '--width', '64', '--height', '64', '--seed', '1',
-      '--device', 'cpu', '--out', join(inject('goldenModelDir'), '..', 'warnings-test.png'), '--no-progress'],
+    [
+      join(dist, 'cli', 'main.js'),
+      'generate',
+      '--model',
+      inject('goldenModelDir'),
+      '--prompt',
+      'a man <|image|> in a park',
+      '--subject',
+      join(root, 'examples', 'subject-a.png'),
+      '--steps',
+      '2',
+      '--width',
+      '64',
+      '--height',
+      '64',
+      '--seed',
+      '1',
+      '--device',
+      'cpu',
+      '--out',
+      join(inject('goldenModelDir'), '..', 'warnings-test.png'),
+      '--no-progress',
+    ],
     { encoding: 'utf8', timeout: 300_000 },
   );
   expect(r.status, r.stderr).toBe(0);

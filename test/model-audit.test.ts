@@ -107,7 +107,10 @@ describe('every model our exporter makes passes', () => {
     for (const m of v.modules) {
       expect(m.error, m.file).toBeUndefined();
       expect(m.operators, m.file).toContain('aten::linear');
-      expect(m.operators!.every((op) => /^(aten|prim)::/.test(op)), m.file).toBe(true);
+      expect(
+        m.operators!.every((op) => /^(aten|prim)::/.test(op)),
+        m.file,
+      ).toBe(true);
     }
     expect(v.ok).toBe(true);
   });
@@ -115,7 +118,14 @@ describe('every model our exporter makes passes', () => {
   it('the golden export loads and generates with its hashes checked', async () => {
     const fc = await FastComposer.load(golden, { device: 'cpu', verifyHashes: true });
     try {
-      const r = await fc.generate({ prompt: 'a man <|image|>', subjects: [join(import.meta.dirname, '..', 'examples', 'subject-a.png')], steps: 2, width: 64, height: 64, seed: 1 });
+      const r = await fc.generate({
+        prompt: 'a man <|image|>',
+        subjects: [join(import.meta.dirname, '..', 'examples', 'subject-a.png')],
+        steps: 2,
+        width: 64,
+        height: 64,
+        seed: 1,
+      });
       expect(r.latents.shape).toEqual([1, 4, 8, 8]);
     } finally {
       await fc.dispose();

@@ -71,7 +71,20 @@ describe('a module swapped for another valid one of the same size', () => {
   it('`generate --verify-hashes` stops before loading, with the error and its code on stderr', () => {
     const r = spawnSync(
       process.execPath,
-      [cli, 'generate', '--verify-hashes', '--model', dir, '--prompt', 'a park', '--device', 'cpu', '--out', join(scratch, 'never.png'), '--no-progress'],
+      [
+        cli,
+        'generate',
+        '--verify-hashes',
+        '--model',
+        dir,
+        '--prompt',
+        'a park',
+        '--device',
+        'cpu',
+        '--out',
+        join(scratch, 'never.png'),
+        '--no-progress',
+      ],
       { encoding: 'utf8', timeout: 300_000 },
     );
     expect(r.status).toBe(1);
@@ -101,7 +114,9 @@ describe('sizes, always checked', () => {
     const dir = copy({ 'scheduler_config.json': Buffer.concat([config, Buffer.from(' ')]) });
     const e = await loadError(dir);
     expect(e.code).toBe('ERR_MODEL');
-    expect(e.message).toContain(`${join(dir, 'scheduler_config.json')} is ${config.length + 1} bytes, but model.json records ${config.length}`);
+    expect(e.message).toContain(
+      `${join(dir, 'scheduler_config.json')} is ${config.length + 1} bytes, but model.json records ${config.length}`,
+    );
   });
 
   it('files that lack a file the load reads is ERR_MODEL naming it', async () => {
@@ -170,7 +185,7 @@ describe('a model directory exported before files were recorded', () => {
 });
 
 describe('fastcomposer info --verify', () => {
-  it('prints every file, model.json\'s digest and ok for the golden export, with exit code 0', () => {
+  it("prints every file, model.json's digest and ok for the golden export, with exit code 0", () => {
     const r = infoVerify(golden);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toContain(`model.json  sha256 ${sha256(readFileSync(join(golden, 'model.json')))}`);

@@ -91,12 +91,12 @@ describe('native argument checks', () => {
     expectArgumentError(() => n.encodeSubjects!([picture], 0.5), 'size');
   });
 
-  it('latents must have the model\'s latent channels', () => {
+  it("latents must have the model's latent channels", () => {
     const latents: Tensor = { data: Buffer.alloc(3 * 8 * 8 * 4), shape: [1, 3, 8, 8], dtype: 'float32' };
     expectArgumentError(() => native.decode(latents), 'latents', '[N,4,h,w]');
   });
 
-  it('token ids and embeddings have the manifest\'s length (77 here)', async () => {
+  it("token ids and embeddings have the manifest's length (77 here)", async () => {
     const job = { inputIds: ids(76), textOnlyIds: ids(77), negativeIds: ids(77), subjectPositions: [] };
     expectArgumentError(() => native.encodePrompt(job), 'inputIds', '[1,77]');
     expectArgumentError(() => native.encodePrompt({ ...job, inputIds: ids(77), subjectPositions: [77] }), 'subjectPositions');
@@ -111,7 +111,10 @@ describe('native argument checks', () => {
     try {
       const job = { inputIds: ids(77), textOnlyIds: ids(77), negativeIds: ids(77), subjectPositions: [] };
       expectArgumentError(() => other.encodePrompt(job), 'inputIds', '[1,16]');
-      expectArgumentError(() => other.encodePrompt({ ...job, inputIds: ids(16), textOnlyIds: ids(16), negativeIds: ids(16), subjectPositions: [16] }), 'subjectPositions');
+      expectArgumentError(
+        () => other.encodePrompt({ ...job, inputIds: ids(16), textOnlyIds: ids(16), negativeIds: ids(16), subjectPositions: [16] }),
+        'subjectPositions',
+      );
     } finally {
       await other.dispose();
     }

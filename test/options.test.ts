@@ -1,11 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import {
-  DEFAULTS,
-  randomSeed,
-  validateGenerateOptions,
-  validateLoadOptions,
-  type GenerateContext,
-} from '../lib/options.js';
+import { DEFAULTS, randomSeed, validateGenerateOptions, validateLoadOptions, type GenerateContext } from '../lib/options.js';
 import { expectError } from './helpers/errors.js';
 
 const png = Buffer.from([0x89, 0x50, 0x4e, 0x47]); // contents are not decoded here
@@ -81,9 +75,18 @@ describe('validateGenerateOptions defaults', () => {
   });
 
   it('accepts the documented extremes', () => {
-    expect(gen({ steps: 1, guidanceScale: 0, alpha: 0, seed: 0, width: 64, height: 2048, numImages: 16, regionStrength: 0 })).toMatchObject({
-      steps: 1, guidanceScale: 0, alpha: 0, seed: 0, width: 64, height: 2048, numImages: 16, regionStrength: 0,
-    });
+    expect(gen({ steps: 1, guidanceScale: 0, alpha: 0, seed: 0, width: 64, height: 2048, numImages: 16, regionStrength: 0 })).toMatchObject(
+      {
+        steps: 1,
+        guidanceScale: 0,
+        alpha: 0,
+        seed: 0,
+        width: 64,
+        height: 2048,
+        numImages: 16,
+        regionStrength: 0,
+      },
+    );
     expect(gen({ steps: 1000, guidanceScale: 100, seed: Number.MAX_SAFE_INTEGER }).seed).toBe(Number.MAX_SAFE_INTEGER);
   });
 });
@@ -193,7 +196,13 @@ describe('subjects', () => {
 
   it('more than 4 only with allowManySubjects', () => {
     const five = { prompt: 'x', subjects: [png, png, png, png, png] };
-    expectError(() => validateGenerateOptions(five, { subjectCount: 5 }), 'ERR_SUBJECT_COUNT', 'at most 4', 'allowManySubjects', 'array of length 5');
+    expectError(
+      () => validateGenerateOptions(five, { subjectCount: 5 }),
+      'ERR_SUBJECT_COUNT',
+      'at most 4',
+      'allowManySubjects',
+      'array of length 5',
+    );
     expect(validateGenerateOptions({ ...five, allowManySubjects: true }, { subjectCount: 5 }).subjects).toHaveLength(5);
   });
 
@@ -237,7 +246,11 @@ describe('subjects', () => {
 });
 
 describe('latents', () => {
-  const lat = (shape: number[], bytes = shape.reduce((a, b) => a * b, 4), dtype = 'float32') => ({ data: Buffer.alloc(bytes), shape, dtype });
+  const lat = (shape: number[], bytes = shape.reduce((a, b) => a * b, 4), dtype = 'float32') => ({
+    data: Buffer.alloc(bytes),
+    shape,
+    dtype,
+  });
 
   it('accepts float32 [numImages, 4, h/8, w/8]', () => {
     const l = lat([2, 4, 32, 48]);
@@ -257,7 +270,9 @@ describe('latents', () => {
   });
 
   it('follows the model latent channels', () => {
-    expect(validateGenerateOptions({ ...base, latents: lat([1, 16, 64, 64]) }, { subjectCount: 1, latentChannels: 16 }).latents?.shape).toEqual([1, 16, 64, 64]);
+    expect(
+      validateGenerateOptions({ ...base, latents: lat([1, 16, 64, 64]) }, { subjectCount: 1, latentChannels: 16 }).latents?.shape,
+    ).toEqual([1, 16, 64, 64]);
   });
 });
 

@@ -12,10 +12,30 @@ import { describe, expect, it } from 'vitest';
 
 const root = join(import.meta.dirname, '..');
 const API = [
-  'AbortError', 'DisposedError', 'DownloadError', 'FastComposer', 'FastComposerError', 'GeneratedImage', 'IMAGE_TOKENS', 'SCHEDULERS',
-  'defaultModelDir', 'listModels', 'modelsDir', 'pull', 'resolveModel', 'runtimeInfo',
+  'AbortError',
+  'DisposedError',
+  'DownloadError',
+  'FastComposer',
+  'FastComposerError',
+  'GeneratedImage',
+  'IMAGE_TOKENS',
+  'SCHEDULERS',
+  'defaultModelDir',
+  'listModels',
+  'modelsDir',
+  'pull',
+  'resolveModel',
+  'runtimeInfo',
 ];
-const QUEUE_API = ['AbortError', 'DEFAULT_QUEUE_NAME', 'DisposedError', 'FastComposerError', 'FastComposerQueue', 'FastComposerWorker', 'GeneratedImage'];
+const QUEUE_API = [
+  'AbortError',
+  'DEFAULT_QUEUE_NAME',
+  'DisposedError',
+  'FastComposerError',
+  'FastComposerQueue',
+  'FastComposerWorker',
+  'GeneratedImage',
+];
 
 describe('package entry points', () => {
   it('ESM exports the public API', async () => {
@@ -37,9 +57,13 @@ describe('package entry points', () => {
     expect(Object.keys(cjs).sort()).toEqual(SERVER_API);
     const require = createRequire(join(root, 'package.json'));
     expect(require.resolve('fastcomposer/server')).toBe(join(root, 'dist', 'cjs', 'server', 'index.cjs'));
-    for (const file of ['index.html', 'app.js', 'style.css']) expect(statSync(join(root, 'dist', 'esm', 'server', 'public', file)).isFile()).toBe(true);
+    for (const file of ['index.html', 'app.js', 'style.css'])
+      expect(statSync(join(root, 'dist', 'esm', 'server', 'public', file)).isFile()).toBe(true);
     // The bundled CommonJS server finds the page too.
-    const server = await cjs.createServer({ backend: { generate: () => Promise.reject(new Error('unused')) }, info: { model: 'm', device: 'cpu', dtype: 'float32' } });
+    const server = await cjs.createServer({
+      backend: { generate: () => Promise.reject(new Error('unused')) },
+      info: { model: 'm', device: 'cpu', dtype: 'float32' },
+    });
     const page = await server.app.inject({ method: 'GET', url: '/app.js' });
     expect(page.statusCode).toBe(200);
     expect(page.body).toBe(readFileSync(join(root, 'lib', 'server', 'public', 'app.js'), 'utf8'));
@@ -56,7 +80,10 @@ describe('package entry points', () => {
       const { port } = server.address() as AddressInfo;
       await new Promise((resolve) => server.close(resolve));
       const env = { HF_ENDPOINT: `http://127.0.0.1:${port}`, HF_HUB_CACHE: tmp, FASTCOMPOSER_CACHE: tmp };
-      await expect(cjs.pull({ env, downloadOnly: true })).rejects.toMatchObject({ code: 'ERR_NETWORK', repo: 'stable-diffusion-v1-5/stable-diffusion-v1-5' });
+      await expect(cjs.pull({ env, downloadOnly: true })).rejects.toMatchObject({
+        code: 'ERR_NETWORK',
+        repo: 'stable-diffusion-v1-5/stable-diffusion-v1-5',
+      });
     } finally {
       rmSync(tmp, { recursive: true, force: true });
     }
@@ -68,7 +95,7 @@ describe('package entry points', () => {
     expect(require.resolve('fastcomposer/queue')).toBe(join(root, 'dist', 'cjs', 'queue', 'index.cjs'));
   });
 
-  it('fastcomposer/queue: import and require give the same API, sharing the main entry\'s classes', async () => {
+  it("fastcomposer/queue: import and require give the same API, sharing the main entry's classes", async () => {
     const esm = await import('fastcomposer/queue');
     const main = await import('fastcomposer');
     expect(Object.keys(esm).sort()).toEqual(QUEUE_API);

@@ -41,7 +41,9 @@ describe('onStep progress', () => {
   });
 
   it('gives the scheduler timesteps: DDIM 10 steps is 901, 801, ..., 1; PNDM repeats its first', async () => {
-    expect((await record({ scheduler: 'ddim', steps: 10 })).map((e) => e.timestep)).toEqual([901, 801, 701, 601, 501, 401, 301, 201, 101, 1]);
+    expect((await record({ scheduler: 'ddim', steps: 10 })).map((e) => e.timestep)).toEqual([
+      901, 801, 701, 601, 501, 401, 301, 201, 101, 1,
+    ]);
     expect((await record({ scheduler: 'pndm', steps: 10 })).map((e) => e.timestep)).toEqual([
       901, 801, 801, 701, 601, 501, 401, 301, 201, 101, 1,
     ]);

@@ -67,7 +67,9 @@ describe('imageToken img tokenizes as MMagic does', () => {
   });
 
   it('refuses a marker with no noun before it, or right after another, naming img', () => {
-    expect(promptError(() => tok.tokenize('img a man', MMAGIC_IMAGE_TOKEN)).message).toContain('img at character 0 of the prompt has no noun');
+    expect(promptError(() => tok.tokenize('img a man', MMAGIC_IMAGE_TOKEN)).message).toContain(
+      'img at character 0 of the prompt has no noun',
+    );
     expect(promptError(() => tok.tokenize('a man img img', MMAGIC_IMAGE_TOKEN)).message).toContain('directly follows another img');
   });
 });
@@ -116,7 +118,10 @@ describe('imageToken in the API', () => {
     fc = await FastComposer.load(inject('goldenModelDir'), { device: 'cpu' });
   });
   afterAll(() => fc?.dispose());
-  const subjects = [join(fixtures, 'tiny-a', 'release', 'subjects', 's0_224x224.png'), join(fixtures, 'tiny-a', 'release', 'subjects', 's1_224x224.png')];
+  const subjects = [
+    join(fixtures, 'tiny-a', 'release', 'subjects', 's0_224x224.png'),
+    join(fixtures, 'tiny-a', 'release', 'subjects', 's1_224x224.png'),
+  ];
   const mmagic = 'A man img and a woman img in the snow';
 
   it('tokenize() takes it', () => {
@@ -124,7 +129,7 @@ describe('imageToken in the API', () => {
     expect(fc.tokenize(mmagic).inputIds).not.toEqual(fc.tokenize(twin(mmagic)).inputIds);
   });
 
-  it('encodePrompt() gives the twin\'s embeddings', async () => {
+  it("encodePrompt() gives the twin's embeddings", async () => {
     const subjectEmbeds = await fc.encodeSubjects(subjects);
     const a = await fc.encodePrompt({ prompt: mmagic, imageToken: 'img', subjectEmbeds, negativePrompt: 'blurry img' });
     const b = await fc.encodePrompt({ prompt: twin(mmagic), subjectEmbeds, negativePrompt: 'blurry img' });
@@ -132,7 +137,7 @@ describe('imageToken in the API', () => {
     for (const key of ['fused', 'textOnly', 'negative'] as const) expect(float32View(a[key])).toEqual(float32View(b[key]));
   });
 
-  it('generate() gives the twin\'s latents', async () => {
+  it("generate() gives the twin's latents", async () => {
     const common = { subjects, steps: 3, width: 64, height: 64, seed: 7 };
     const a = await fc.generate({ ...common, prompt: mmagic, imageToken: 'img' });
     const b = await fc.generate({ ...common, prompt: twin(mmagic) });

@@ -74,7 +74,10 @@ describe('slow CLIPTokenizer behaviour', () => {
   // two also match the fast one, the rest are where the fast one differs.
   it.each([
     ["DON'T you think IT'S John's dog?", [49406, 847, 713, 592, 1331, 585, 568, 1742, 568, 1929, 286, 49407]],
-    ['a dog <|image|>, (cute)... #1 @home 12:30pm', [49406, 320, 1929, 49408, 267, 263, 2242, 15274, 258, 272, 287, 1137, 272, 273, 281, 274, 271, 990, 49407]],
+    [
+      'a dog <|image|>, (cute)... #1 @home 12:30pm',
+      [49406, 320, 1929, 49408, 267, 263, 2242, 15274, 258, 272, 287, 1137, 272, 273, 281, 274, 271, 990, 49407],
+    ],
     ['中文 测试', [49406, 19759, 511, 29032, 485, 162, 113, 489, 164, 107, 499, 49407]], // CJK split per character
     ['zero\u200bwidth \u00adsoft', [49406, 14867, 23571, 3773, 49407]], // format characters dropped
     ['ctrl\u0007bell \ufffd', [49406, 35602, 75, 3718, 49407]], // control characters and U+FFFD dropped
@@ -175,7 +178,9 @@ describe('loading', () => {
   it('reports a tokenizer.json without the subject token as ERR_MODEL', () => {
     const json = JSON.parse(readFileSync(TOKENIZER_JSON, 'utf8'));
     json.added_tokens = json.added_tokens.filter((t: { content: string }) => t.content !== IMAGE_TOKEN);
-    expect(() => PromptTokenizer.fromJSON(json)).toThrow(expect.objectContaining({ code: 'ERR_MODEL', message: expect.stringContaining(IMAGE_TOKEN) }));
+    expect(() => PromptTokenizer.fromJSON(json)).toThrow(
+      expect.objectContaining({ code: 'ERR_MODEL', message: expect.stringContaining(IMAGE_TOKEN) }),
+    );
   });
 
   it('has the ids of the released pipeline', () => {

@@ -57,7 +57,11 @@ describe('a matrix of bad calls and files, in a child process', () => {
   }, 300_000);
 
   it('the child survives every case and exits cleanly', () => {
-    expect({ code: run.code, signal: run.signal, stderr: run.stderr.slice(-4000) }).toEqual({ code: 0, signal: null, stderr: expect.any(String) });
+    expect({ code: run.code, signal: run.signal, stderr: run.stderr.slice(-4000) }).toEqual({
+      code: 0,
+      signal: null,
+      stderr: expect.any(String),
+    });
     expect(run.result).toBeDefined();
   });
 
@@ -72,9 +76,7 @@ describe('a matrix of bad calls and files, in a child process', () => {
 
   it('every case has the expected code and a message naming the argument and value', () => {
     const wrong = run
-      .result!.cases.filter(
-        (c) => (c.expectCode !== null && c.code !== c.expectCode) || !c.mentions.every((m) => c.message!.includes(m)),
-      )
+      .result!.cases.filter((c) => (c.expectCode !== null && c.code !== c.expectCode) || !c.mentions.every((m) => c.message!.includes(m)))
       .map((c) => ({ name: c.name, code: c.code, expectCode: c.expectCode, mentions: c.mentions, message: c.message }));
     expect(wrong).toEqual([]);
   });

@@ -22,7 +22,14 @@ describe('schedulers reproduce diffusers', () => {
     const expectedT = toFloat32(tensors[`${c.case}.timesteps`]!);
     const n = expectedT.length;
     const epsList = Array.from({ length: n }, (_, i) => sliceFirst(eps, i));
-    const out = binding.testing.replayScheduler(c.scheduler, { ...baseConfig, ...c.overrides }, c.steps, sliceFirst(expectedX, 0), epsList, seed);
+    const out = binding.testing.replayScheduler(
+      c.scheduler,
+      { ...baseConfig, ...c.overrides },
+      c.steps,
+      sliceFirst(expectedX, 0),
+      epsList,
+      seed,
+    );
 
     expect(Array.from(toFloat32(out.timesteps))).toEqual(Array.from(expectedT));
     expect(out.initNoiseSigma).toBe(readFloat64(FIXTURE, `${c.case}.init_noise_sigma`)[0]);

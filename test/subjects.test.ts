@@ -7,15 +7,7 @@ import { describe, expect, inject, it } from 'vitest';
 import { FastComposerError } from '../lib/errors.js';
 import { FastComposer } from '../lib/index.js';
 import { loadNative } from '../lib/native.js';
-import {
-  boxMask,
-  decodeSubject,
-  decodeSubjects,
-  loadRegionMask,
-  resizeAntialiased,
-  type Rgb,
-  rgbTensor,
-} from '../lib/subjects.js';
+import { boxMask, decodeSubject, decodeSubjects, loadRegionMask, resizeAntialiased, type Rgb, rgbTensor } from '../lib/subjects.js';
 import type { RawImage, SubjectInput } from '../lib/options.js';
 import type { Tensor } from '../lib/tensor.js';
 
@@ -124,7 +116,9 @@ describe('the native subject pad + resize matches the reference preprocessing (t
     const ref = await raw(join(REFS, 's2_300x200_masked.ref.png'));
     const mask = maskCircle(300, 200);
     expect(diff(await prepareSubject({ image, subjectMask: mask }), ref.data).max).toBe(0);
-    const maskPng = await sharp(mask.data, { raw: { width: 300, height: 200, channels: 1 } }).png().toBuffer();
+    const maskPng = await sharp(mask.data, { raw: { width: 300, height: 200, channels: 1 } })
+      .png()
+      .toBuffer();
     expect(diff(await prepareSubject({ image, subjectMask: maskPng }), ref.data).max).toBe(0);
   });
 });
@@ -146,7 +140,10 @@ describe('native prepareSubjectPixels', () => {
     // No reference fixture is large enough for several bands (16 MiB of float32 rows each), so
     // this compares with the TypeScript port of the same kernel on the explicitly padded picture
     // (resizeAntialiased, bit-exact on the fixtures).
-    for (const [w, h] of [[3000, 2600], [1900, 3100]] as const) {
+    for (const [w, h] of [
+      [3000, 2600],
+      [1900, 3100],
+    ] as const) {
       const img = rgb(synthetic(w, h));
       const side = Math.max(w, h);
       const pad = Math.floor(Math.abs(w - h) / 2);
@@ -216,7 +213,9 @@ describe('input kinds', () => {
     const want = await prepareSubject(rgb);
     const rawRgba: RawImage = { data: rgba, width: 300, height: 200, channels: 4 };
     expect(Buffer.compare(await prepareSubject(rawRgba), want)).toBe(0);
-    const png = await sharp(rgba, { raw: { width: 300, height: 200, channels: 4 } }).png().toBuffer();
+    const png = await sharp(rgba, { raw: { width: 300, height: 200, channels: 4 } })
+      .png()
+      .toBuffer();
     expect(Buffer.compare(await prepareSubject(png), want)).toBe(0);
   });
 
@@ -225,7 +224,10 @@ describe('input kinds', () => {
     const rgb = new Uint8Array(180 * 260 * 3).map((_, i) => grey[Math.floor(i / 3)]!);
     const want = await prepareSubject({ data: rgb, width: 180, height: 260, channels: 3 });
     expect(Buffer.compare(await prepareSubject({ data: grey, width: 180, height: 260, channels: 1 }), want)).toBe(0);
-    const png = await sharp(grey, { raw: { width: 180, height: 260, channels: 1 } }).toColourspace('b-w').png().toBuffer();
+    const png = await sharp(grey, { raw: { width: 180, height: 260, channels: 1 } })
+      .toColourspace('b-w')
+      .png()
+      .toBuffer();
     expect((await sharp(png).metadata()).channels).toBe(1);
     expect(Buffer.compare(await prepareSubject(png), want)).toBe(0);
   });
@@ -233,7 +235,11 @@ describe('input kinds', () => {
   it('decodeSubjects keeps the order', async () => {
     const list = [join(SUBJECTS, 's0_224x224.png'), path, { image: join(SUBJECTS, 's3_180x260.png') }];
     const all = await decodeSubjects(list);
-    expect(all.map((r) => [r.width, r.height])).toEqual([[224, 224], [300, 200], [180, 260]]);
+    expect(all.map((r) => [r.width, r.height])).toEqual([
+      [224, 224],
+      [300, 200],
+      [180, 260],
+    ]);
     expect(await decodeSubjects([])).toEqual([]);
   });
 });
@@ -259,7 +265,9 @@ describe('bad pictures reject with ERR_IMAGE naming the subject', () => {
   it('a PNG declaring 50000x50000 (decompression bomb)', () =>
     rejectsWithImageError(at1(bombPng(50000, 50000)), 'subjects[1]', /more than 67108864 pixels/));
   it('a real picture over a lowered limitInputPixels', async () => {
-    const big = await sharp({ create: { width: 2000, height: 2000, channels: 3, background: '#000' } }).png().toBuffer();
+    const big = await sharp({ create: { width: 2000, height: 2000, channels: 3, background: '#000' } })
+      .png()
+      .toBuffer();
     expect(big.length).toBeLessThan(100_000); // a bomb: small file, large picture
     await rejectsWithImageError(decodeSubjects([big], { limitInputPixels: 1000 * 1000 }), 'subjects[0]', /more than 1000000 pixels/);
   });
@@ -292,7 +300,9 @@ describe('region masks', () => {
     const w = 64;
     const h = 32;
     const data = new Uint8Array(w * h).map((_, i) => (i % w >= w / 2 ? 255 : 0));
-    const png = await sharp(data, { raw: { width: w, height: h, channels: 1 } }).png().toBuffer();
+    const png = await sharp(data, { raw: { width: w, height: h, channels: 1 } })
+      .png()
+      .toBuffer();
     const m = await loadRegionMask(png, 128, 96);
     expect(m).toBeInstanceOf(Float32Array);
     expect(m.length).toBe(128 * 96);
@@ -325,7 +335,15 @@ describe('generate() keeps the event loop free while it prepares a large subject
     const fc = await FastComposer.load(inject('goldenModelDir'), { device: 'cpu' });
     try {
       const big = synthetic(4000, 3000);
-      const opts = { prompt: 'a man <|image|> in a park', subjects: [big], steps: 2, width: 64, height: 64, seed: 1, output: 'raw' as const };
+      const opts = {
+        prompt: 'a man <|image|> in a park',
+        subjects: [big],
+        steps: 2,
+        width: 64,
+        height: 64,
+        seed: 1,
+        output: 'raw' as const,
+      };
       const first = await fc.generate(opts); // warm-up
       let worst = Infinity;
       for (let r = 0; r < 3 && worst >= 150; r++) {

@@ -49,7 +49,13 @@ describe('torch discovery', () => {
 
   it('LIBTORCH comes first and has no Python', () => {
     const found = findTorch(pkg, { LIBTORCH: libtorch, FASTCOMPOSER_PYTHON: python });
-    expect(found).toEqual({ root: libtorch, libDir: join(libtorch, 'lib'), version: '2.13.0+cu130', source: 'LIBTORCH', python: undefined });
+    expect(found).toEqual({
+      root: libtorch,
+      libDir: join(libtorch, 'lib'),
+      version: '2.13.0+cu130',
+      source: 'LIBTORCH',
+      python: undefined,
+    });
     expect(hasCudaLibraries(libtorch)).toBe(true);
     expect(hasCudaLibraries(pyTorch)).toBe(false);
   });

@@ -11,7 +11,11 @@ import { validateDenoiseOptions, validateSubjectList } from '../lib/options.js';
 import { latentsToDecode, promptArgs, promptEmbeddings, subjectEmbeds } from '../lib/stage-inputs.js';
 import { expectError } from './helpers/errors.js';
 
-const tensor = (shape: number[], bytes = shape.reduce((a, b) => a * b, 4)) => ({ data: Buffer.alloc(bytes), shape, dtype: 'float32' as const });
+const tensor = (shape: number[], bytes = shape.reduce((a, b) => a * b, 4)) => ({
+  data: Buffer.alloc(bytes),
+  shape,
+  dtype: 'float32' as const,
+});
 const manifest = { maxLength: 77, textHiddenSize: 32, objectEmbedSize: 32, latentChannels: 4 } as ModelManifest;
 const png = Buffer.from([0x89, 0x50, 0x4e, 0x47]); // not decoded here
 
@@ -53,17 +57,38 @@ describe('argument checks', () => {
 
   it('float32Tensor checks the kind, dtype, shape and byte length in that order', () => {
     expect(float32Tensor(tensor([2, 3]), 't', ['N', 3])).toEqual([2, 3]);
-    expectError(() => float32Tensor(Buffer.alloc(24), 't', ['N', 3]), 'ERR_INVALID_ARGUMENT', 'float32 tensor [N, 3] for t', 'Buffer of 24 bytes');
-    expectError(() => float32Tensor({ ...tensor([2, 3]), dtype: 'float16' }, 't', ['N', 3]), 'ERR_INVALID_ARGUMENT', 't.dtype', '"float16"');
+    expectError(
+      () => float32Tensor(Buffer.alloc(24), 't', ['N', 3]),
+      'ERR_INVALID_ARGUMENT',
+      'float32 tensor [N, 3] for t',
+      'Buffer of 24 bytes',
+    );
+    expectError(
+      () => float32Tensor({ ...tensor([2, 3]), dtype: 'float16' }, 't', ['N', 3]),
+      'ERR_INVALID_ARGUMENT',
+      't.dtype',
+      '"float16"',
+    );
     expectError(() => float32Tensor(tensor([2, 4]), 't', ['N', 3]), 'ERR_INVALID_ARGUMENT', 'shape [N, 3] for t.shape', '[2, 4]');
     expectError(() => float32Tensor(tensor([0, 3]), 't', ['N', 3]), 'ERR_INVALID_ARGUMENT', 't.shape', '[0, 3]');
-    expectError(() => float32Tensor(tensor([2, 3], 5), 't', ['N', 3]), 'ERR_INVALID_ARGUMENT', 'Buffer of 24 bytes for t.data', 'Buffer of 5 bytes');
+    expectError(
+      () => float32Tensor(tensor([2, 3], 5), 't', ['N', 3]),
+      'ERR_INVALID_ARGUMENT',
+      'Buffer of 24 bytes for t.data',
+      'Buffer of 5 bytes',
+    );
   });
 });
 
 describe('stage API inputs', () => {
   it('encodePrompt() arguments', () => {
-    expect(promptArgs({ prompt: 'a dog' })).toEqual({ prompt: 'a dog', negativePrompt: '', subjectEmbeds: undefined, signal: undefined, imageToken: '<|image|>' });
+    expect(promptArgs({ prompt: 'a dog' })).toEqual({
+      prompt: 'a dog',
+      negativePrompt: '',
+      subjectEmbeds: undefined,
+      signal: undefined,
+      imageToken: '<|image|>',
+    });
     expect(promptArgs({ prompt: 'a dog img', imageToken: 'img' }).imageToken).toBe('img');
     expectError(() => promptArgs({ prompt: 'a', imageToken: '[img]' }), 'ERR_INVALID_ARGUMENT', 'imageToken');
     expectError(() => promptArgs(null), 'ERR_INVALID_ARGUMENT', 'for arguments', 'null');
@@ -74,7 +99,11 @@ describe('stage API inputs', () => {
   it('subject embeddings follow the prompt and the model', () => {
     const e = tensor([2, 32]);
     expect(subjectEmbeds(e, 2, manifest)).toBe(e);
-    expectError(() => subjectEmbeds(undefined, 2, manifest), 'ERR_INVALID_ARGUMENT', 'float32 tensor [2, 32] from encodeSubjects() for subjectEmbeds');
+    expectError(
+      () => subjectEmbeds(undefined, 2, manifest),
+      'ERR_INVALID_ARGUMENT',
+      'float32 tensor [2, 32] from encodeSubjects() for subjectEmbeds',
+    );
     expectError(() => subjectEmbeds(tensor([1, 32]), 2, manifest), 'ERR_INVALID_ARGUMENT', 'subjectEmbeds.shape', '[1, 32]');
   });
 
@@ -84,8 +113,17 @@ describe('stage API inputs', () => {
     expect(ok).toEqual({ fused: t, textOnly: t, negative: t, subjectPositions: [3] });
     expect(promptEmbeddings({ fused: t, textOnly: t, negative: t }, manifest).subjectPositions).toEqual([]);
     expectError(() => promptEmbeddings(null, manifest), 'ERR_INVALID_ARGUMENT', 'for embeds');
-    expectError(() => promptEmbeddings({ fused: t, textOnly: tensor([1, 77, 16]), negative: t }, manifest), 'ERR_INVALID_ARGUMENT', 'embeds.textOnly.shape');
-    expectError(() => promptEmbeddings({ fused: t, textOnly: t, negative: t, subjectPositions: [77] }, manifest), 'ERR_INVALID_ARGUMENT', 'embeds.subjectPositions', 'between 0 and 76');
+    expectError(
+      () => promptEmbeddings({ fused: t, textOnly: tensor([1, 77, 16]), negative: t }, manifest),
+      'ERR_INVALID_ARGUMENT',
+      'embeds.textOnly.shape',
+    );
+    expectError(
+      () => promptEmbeddings({ fused: t, textOnly: t, negative: t, subjectPositions: [77] }, manifest),
+      'ERR_INVALID_ARGUMENT',
+      'embeds.subjectPositions',
+      'between 0 and 76',
+    );
   });
 
   it('latents to decode: [N, latentChannels, h, w]', () => {
@@ -106,16 +144,26 @@ describe('denoise() options are checked for themselves', () => {
     const region = { x: 0, y: 0, width: 32, height: 64 };
     const five = Array.from({ length: 5 }, () => ({ image: png, region }));
     expect(validateDenoiseOptions({ width: 64, height: 64, subjects: five }, { subjectCount: 5 }).subjects[4]?.region).toEqual(region);
-    expectError(() => validateDenoiseOptions({ subjects: [png] }, { subjectCount: 2 }), 'ERR_SUBJECT_COUNT', 'one per subject position of the embeddings');
     expectError(
-      () => validateDenoiseOptions({ width: 64, height: 64, subjects: [{ image: png, region: { ...region, x: 40 } }] }, { subjectCount: 1 }),
+      () => validateDenoiseOptions({ subjects: [png] }, { subjectCount: 2 }),
+      'ERR_SUBJECT_COUNT',
+      'one per subject position of the embeddings',
+    );
+    expectError(
+      () =>
+        validateDenoiseOptions({ width: 64, height: 64, subjects: [{ image: png, region: { ...region, x: 40 } }] }, { subjectCount: 1 }),
       'ERR_INVALID_ARGUMENT',
       'x + width <= 64',
     );
   });
 
   it('the options that belong to encodePrompt() or decode() are refused, by name', () => {
-    expectError(() => validateDenoiseOptions({ prompt: 'a dog' }, { subjectCount: 0 }), 'ERR_INVALID_ARGUMENT', '"prompt"', 'denoise() options');
+    expectError(
+      () => validateDenoiseOptions({ prompt: 'a dog' }, { subjectCount: 0 }),
+      'ERR_INVALID_ARGUMENT',
+      '"prompt"',
+      'denoise() options',
+    );
     expectError(() => validateDenoiseOptions({ output: 'png' }, { subjectCount: 0 }), 'ERR_INVALID_ARGUMENT', '"output"');
     expectError(() => validateDenoiseOptions({ steps: 0 }, { subjectCount: 0 }), 'ERR_INVALID_ARGUMENT', 'for steps');
     expectError(() => validateDenoiseOptions('fast', { subjectCount: 0 }), 'ERR_INVALID_ARGUMENT', 'for options');
@@ -129,7 +177,11 @@ describe('encodeSubjects() subjects', () => {
     expect(list[1]?.subjectMask).toBe(png);
     expectError(() => validateSubjectList([]), 'ERR_INVALID_ARGUMENT', 'non-empty array for subjects');
     expectError(() => validateSubjectList([png, 17]), 'ERR_INVALID_ARGUMENT', 'subjects[1]', '17 of type number');
-    expectError(() => validateSubjectList([{ image: png, region: { x: -1, y: 0, width: 8, height: 8 } }]), 'ERR_INVALID_ARGUMENT', 'subjects[0].region.x');
+    expectError(
+      () => validateSubjectList([{ image: png, region: { x: -1, y: 0, width: 8, height: 8 } }]),
+      'ERR_INVALID_ARGUMENT',
+      'subjects[0].region.x',
+    );
   });
 });
 

@@ -22,7 +22,7 @@ it('survives the addon loaded in a worker thread beside the main thread', async 
   expect(r.result).toBe('ok');
 });
 
-it('leaves libuv\'s pool free while a generate() runs (UV_THREADPOOL_SIZE=1)', async () => {
+it("leaves libuv's pool free while a generate() runs (UV_THREADPOOL_SIZE=1)", async () => {
   const r = await runWorkerFixture<{ poolMs: number; stepsBeforePool: number; steps: number }>('pool-free.mjs', 120_000, {
     ...process.env,
     UV_THREADPOOL_SIZE: '1',
@@ -33,7 +33,7 @@ it('leaves libuv\'s pool free while a generate() runs (UV_THREADPOOL_SIZE=1)', a
   expect(r.result!.stepsBeforePool).toBeLessThan(r.result!.steps);
 });
 
-it('aborts a terminated worker thread\'s running generate(), so the device is free again', async () => {
+it("aborts a terminated worker thread's running generate(), so the device is free again", async () => {
   const r = await runWorkerFixture<{ ms: number }>('terminate-running.mjs');
   expect(r.signal, r.stderr).toBeNull();
   expect(r.code, r.stderr).toBe(0);
@@ -49,7 +49,7 @@ it('exits cleanly when only a worker thread loaded the addon', async () => {
   expect(r.result).toBe('ok');
 });
 
-it('never reads a terminated worker\'s subject pictures: its queued job is skipped', async () => {
+it("never reads a terminated worker's subject pictures: its queued job is skipped", async () => {
   const r = await runWorkerFixture<string>('terminate-queued.mjs', 180_000);
   expect(r.signal, r.stderr).toBeNull();
   expect(r.code, r.stderr).toBe(0);

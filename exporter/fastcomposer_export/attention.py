@@ -47,7 +47,7 @@ class Attention(nn.Module):
         context_dim = query_dim if context_dim is None else context_dim
         self.heads = heads
         self.dim_head = dim_head
-        self.scale = dim_head ** -0.5
+        self.scale = dim_head**-0.5
         self.to_q = nn.Linear(query_dim, inner, bias=qkv_bias)
         self.to_k = nn.Linear(context_dim, inner, bias=qkv_bias)
         self.to_v = nn.Linear(context_dim, inner, bias=qkv_bias)

@@ -59,9 +59,7 @@ def load_checkpoint(path: os.PathLike | str) -> Dict[str, torch.Tensor]:
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     if path.suffix == ".safetensors":
-        raise CheckpointError(
-            f"{path}: .safetensors checkpoints are not supported; pass the release's pytorch_model.bin"
-        )
+        raise CheckpointError(f"{path}: .safetensors checkpoints are not supported; pass the release's pytorch_model.bin")
     mmap = zipfile.is_zipfile(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
@@ -87,13 +85,13 @@ def _rename(key: str) -> str:
     for side in ("vae.encoder.", "vae.decoder."):
         stem = side + "mid_block.attentions.0."
         if key.startswith(stem):
-            rest = key[len(stem):]
+            rest = key[len(stem) :]
             name, dot, tail = rest.partition(".")
             if name in _OLD_VAE_ATTN and dot:
                 return stem + _OLD_VAE_ATTN[name] + "." + tail
     if key.startswith("text_encoder.text_model."):
         # a checkpoint saved from a whole CLIPTextModel: same weights, one more level
-        return "text_encoder." + key[len("text_encoder.text_model."):]
+        return "text_encoder." + key[len("text_encoder.text_model.") :]
     return key
 
 
@@ -121,7 +119,7 @@ def split_checkpoint(sd: StateDict, unknown_out: Optional[List[str]] = None) -> 
     for key in list(sd.keys()):
         for p in PREFIXES:
             if key.startswith(p):
-                parts[p[:-1]][key[len(p):]] = sd.pop(key)
+                parts[p[:-1]][key[len(p) :]] = sd.pop(key)
                 break
         else:
             unknown.append(key)
@@ -205,15 +203,24 @@ def load_into(
     del fitted
     left = _has_meta(module)
     if left:
-        raise CheckpointError(
-            f"internal: {type(module).__name__} still has uninitialised tensors after loading: {_list_keys(left)}"
-        )
+        raise CheckpointError(f"internal: {type(module).__name__} still has uninitialised tensors after loading: {_list_keys(left)}")
     return module
 
 
 _INIT_FNS = (
-    "uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
-    "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_",
+    "uniform_",
+    "normal_",
+    "trunc_normal_",
+    "constant_",
+    "ones_",
+    "zeros_",
+    "eye_",
+    "dirac_",
+    "xavier_uniform_",
+    "xavier_normal_",
+    "kaiming_uniform_",
+    "kaiming_normal_",
+    "orthogonal_",
     "sparse_",
 )
 
@@ -272,10 +279,10 @@ def state_dict_for_release(parts: Dict[str, Dict[str, torch.Tensor]]) -> Dict[st
             for side in ("vae.encoder.", "vae.decoder."):
                 stem = side + "mid_block.attentions.0."
                 if key.startswith(stem):
-                    rest = key[len(stem):]
+                    rest = key[len(stem) :]
                     for new, old in reverse.items():
                         if rest.startswith(new + "."):
-                            key = stem + old + rest[len(new):]
+                            key = stem + old + rest[len(new) :]
                             break
             out[key] = v
     return out

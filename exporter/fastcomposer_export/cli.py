@@ -114,12 +114,14 @@ class Configs:
             raise ExportError(f"--image-encoder is not a folder: {image_encoder}")
         self.scheduler_path: Optional[Path] = base / "scheduler" / "scheduler_config.json"
         self.tokenizer_dir: Optional[Path] = base / "tokenizer"
-        self._set({
-            "textEncoder": _read_json(base / "text_encoder" / "config.json", "text encoder config"),
-            "imageEncoder": _read_json(image_encoder / "config.json", "image encoder config"),
-            "unet": _read_json(base / "unet" / "config.json", "UNet config"),
-            "vae": _read_json(base / "vae" / "config.json", "VAE config"),
-        })
+        self._set(
+            {
+                "textEncoder": _read_json(base / "text_encoder" / "config.json", "text encoder config"),
+                "imageEncoder": _read_json(image_encoder / "config.json", "image encoder config"),
+                "unet": _read_json(base / "unet" / "config.json", "UNet config"),
+                "vae": _read_json(base / "vae" / "config.json", "VAE config"),
+            }
+        )
 
     @classmethod
     def from_dicts(cls, raw: Dict[str, Dict[str, Any]]) -> "Configs":
@@ -148,9 +150,7 @@ class Configs:
             )
         ctx = self.unet.get("cross_attention_dim")
         if ctx is not None and int(ctx) != self.text_dim:
-            raise ExportError(
-                f"UNet cross_attention_dim ({ctx}) differs from the text encoder's hidden_size ({self.text_dim})"
-            )
+            raise ExportError(f"UNet cross_attention_dim ({ctx}) differs from the text encoder's hidden_size ({self.text_dim})")
 
     def factories(self) -> Dict[str, Callable[[], nn.Module]]:
         """Checkpoint prefix (without the dot) -> module builder."""
@@ -181,8 +181,11 @@ class Configs:
 class Weights:
     """Where each module's weights come from: a checkpoint's parts, or a random generator."""
 
-    def __init__(self, parts: Optional[Dict[str, Dict[str, torch.Tensor]]] = None,
-                 generate: Optional[Callable[[str], Dict[str, torch.Tensor]]] = None) -> None:
+    def __init__(
+        self,
+        parts: Optional[Dict[str, Dict[str, torch.Tensor]]] = None,
+        generate: Optional[Callable[[str], Dict[str, torch.Tensor]]] = None,
+    ) -> None:
         self.parts = parts
         self.generate = generate
 
@@ -304,8 +307,7 @@ def export(
             ("vae_decoder", "vae", tr.vae_decoder_inputs(configs.latent_channels)),
         ]
         for stage, prefix, inputs in steps:
-            _stage_module(progress, stage, prefix, f[prefix], weights, inputs,
-                          tmp / mf.FILES[stage], dtype, tol)
+            _stage_module(progress, stage, prefix, f[prefix], weights, inputs, tmp / mf.FILES[stage], dtype, tol)
         del weights
         gc.collect()
 
@@ -353,10 +355,17 @@ def export(
 # ------------------------------------------------------------- entry points
 
 
-def export_checkpoint(checkpoint: Path, base: Path, image_encoder: Path, out: Path, *,
-                      name: Optional[str] = None, dtype: torch.dtype = torch.float32,
-                      progress: Optional[Progress] = None,
-                      source: Optional[Dict[str, Optional[str]]] = None) -> Path:
+def export_checkpoint(
+    checkpoint: Path,
+    base: Path,
+    image_encoder: Path,
+    out: Path,
+    *,
+    name: Optional[str] = None,
+    dtype: torch.dtype = torch.float32,
+    progress: Optional[Progress] = None,
+    source: Optional[Dict[str, Optional[str]]] = None,
+) -> Path:
     """``source`` replaces the local paths model.json records (a download names where the
     files came from rather than the cache paths they were read at)."""
     configs = Configs(Path(base), Path(image_encoder))
@@ -365,13 +374,23 @@ def export_checkpoint(checkpoint: Path, base: Path, image_encoder: Path, out: Pa
         return weights_from_state_dict(ck.load_checkpoint(checkpoint), configs)
 
     if source is None:
-        source = {"checkpoint": str(Path(checkpoint).resolve()), "base": str(Path(base).resolve()),
-                  "imageEncoder": str(Path(image_encoder).resolve())}
+        source = {
+            "checkpoint": str(Path(checkpoint).resolve()),
+            "base": str(Path(base).resolve()),
+            "imageEncoder": str(Path(image_encoder).resolve()),
+        }
     return export(configs, load, out, name=name or Path(out).name, source=source, dtype=dtype, progress=progress)
 
 
-def export_preset(preset: str, out: Path, *, seed: int = 0, name: Optional[str] = None,
-                  dtype: torch.dtype = torch.float32, progress: Optional[Progress] = None) -> Path:
+def export_preset(
+    preset: str,
+    out: Path,
+    *,
+    seed: int = 0,
+    name: Optional[str] = None,
+    dtype: torch.dtype = torch.float32,
+    progress: Optional[Progress] = None,
+) -> Path:
     from . import tiny
 
     base, clip_dir = tiny.preset_dirs(preset)
@@ -380,6 +399,7 @@ def export_preset(preset: str, out: Path, *, seed: int = 0, name: Optional[str] 
     source = {"checkpoint": None, "base": None, "imageEncoder": None, "preset": preset, "seed": seed}
 
     if preset == "tiny":
+
         def load() -> Weights:
             sd = tiny.release_state_dict(configs.factories(), configs.latent_channels, seed)
             return weights_from_state_dict(sd, configs)
@@ -448,12 +468,16 @@ def main(argv: Optional[List[str]] = None) -> int:
                 raise ExportError("a preset takes no --checkpoint, --base or --image-encoder")
             export_preset(preset, args.out, seed=args.seed, name=args.name, dtype=dtype)
         else:
-            missing = [o for o, v in (("--checkpoint", args.checkpoint), ("--base", args.base),
-                                      ("--image-encoder", args.image_encoder)) if v is None]
+            missing = [
+                o
+                for o, v in (("--checkpoint", args.checkpoint), ("--base", args.base), ("--image-encoder", args.image_encoder))
+                if v is None
+            ]
             if missing:
                 raise ExportError(f"missing {', '.join(missing)} (or use --tiny / --preset)")
-            export_checkpoint(args.checkpoint, args.base, args.image_encoder, args.out, name=args.name, dtype=dtype,
-                              source=_source_json(args.source_json))
+            export_checkpoint(
+                args.checkpoint, args.base, args.image_encoder, args.out, name=args.name, dtype=dtype, source=_source_json(args.source_json)
+            )
         return 0
     except KeyboardInterrupt:
         sys.stderr.write("fastcomposer export: interrupted\n")

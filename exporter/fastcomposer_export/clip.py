@@ -57,9 +57,7 @@ class SelfAttention(nn.Module):
         q = self.q_proj(x).view(b, n, self.heads, self.head_dim).transpose(1, 2)
         k = self.k_proj(x).view(b, n, self.heads, self.head_dim).transpose(1, 2)
         v = self.v_proj(x).view(b, n, self.heads, self.head_dim).transpose(1, 2)
-        out = F.scaled_dot_product_attention(
-            q, k, v, is_causal=causal, scale=1.0 / math.sqrt(self.head_dim)
-        )
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=causal, scale=1.0 / math.sqrt(self.head_dim))
         out = out.transpose(1, 2).reshape(b, n, d)
         return self.out_proj(out)
 
@@ -132,9 +130,7 @@ class CLIPTextTower(nn.Module):
     def __init__(self, cfg: Dict[str, Any]) -> None:
         super().__init__()
         self.config = dict(cfg)
-        self.embeddings = TextEmbeddings(
-            cfg["vocab_size"], cfg["max_position_embeddings"], cfg["hidden_size"]
-        )
+        self.embeddings = TextEmbeddings(cfg["vocab_size"], cfg["max_position_embeddings"], cfg["hidden_size"])
         self.encoder = Encoder(cfg)
         self.final_layer_norm = nn.LayerNorm(cfg["hidden_size"], eps=cfg.get("layer_norm_eps", 1e-5))
 
@@ -159,9 +155,7 @@ class VisionEmbeddings(nn.Module):
         self.image_size = cfg["image_size"]
         self.num_patches = (self.image_size // patch) ** 2
         self.class_embedding = nn.Parameter(torch.randn(dim))
-        self.patch_embedding = nn.Conv2d(
-            cfg.get("num_channels", 3), dim, kernel_size=patch, stride=patch, bias=False
-        )
+        self.patch_embedding = nn.Conv2d(cfg.get("num_channels", 3), dim, kernel_size=patch, stride=patch, bias=False)
         self.position_embedding = nn.Embedding(self.num_patches + 1, dim)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -229,8 +223,11 @@ def _require(cfg: Dict[str, Any], need: List[str], what: str) -> None:
 def text_config(sd_text_cfg: Dict[str, Any]) -> Dict[str, Any]:
     """The text tower's settings from ``sd/text_encoder/config.json`` (or a CLIP config's ``text_config``)."""
     cfg = sd_text_cfg.get("text_config", sd_text_cfg)
-    _require(cfg, ["vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
-                   "num_attention_heads", "max_position_embeddings"], "text encoder config")
+    _require(
+        cfg,
+        ["vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "max_position_embeddings"],
+        "text encoder config",
+    )
     return cfg
 
 
@@ -238,7 +235,9 @@ def image_config(clip_cfg: Dict[str, Any]) -> Dict[str, Any]:
     """Validate a CLIP config (``clip/config.json``) for ``CLIPImageEncoder``."""
     if "vision_config" not in clip_cfg:
         raise ValueError("image encoder config.json has no vision_config")
-    _require(clip_cfg["vision_config"], ["hidden_size", "intermediate_size", "num_hidden_layers",
-                                         "num_attention_heads", "image_size", "patch_size"],
-             "image encoder vision_config")
+    _require(
+        clip_cfg["vision_config"],
+        ["hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "image_size", "patch_size"],
+        "image encoder vision_config",
+    )
     return clip_cfg

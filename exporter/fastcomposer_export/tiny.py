@@ -66,9 +66,7 @@ def _vae_encoder_extras(latent_channels: int, g: torch.Generator) -> Dict[str, t
     return out
 
 
-def release_state_dict(
-    factories: Dict[str, Callable[[], nn.Module]], latent_channels: int, seed: int = 0
-) -> Dict[str, torch.Tensor]:
+def release_state_dict(factories: Dict[str, Callable[[], nn.Module]], latent_channels: int, seed: int = 0) -> Dict[str, torch.Tensor]:
     """A whole random release, keyed like ``pytorch_model.bin`` (old VAE names included).
 
     ``factories``: ``text_encoder``, ``image_encoder``, ``postfuse_module``, ``unet``, ``vae``
@@ -90,4 +88,3 @@ def release_state_dict(
     if n_pos is not None:
         sd["image_encoder.vision_model.embeddings.position_ids"] = torch.arange(n_pos).unsqueeze(0)
     return sd
-

@@ -36,9 +36,7 @@ VOCAB_SIZE = 49408
 MAX_MERGES = 49152 - 256 - 2
 
 # CLIP's word pattern, verbatim from OpenAI's simple_tokenizer (Oniguruma and JS `u` compatible).
-CLIP_PATTERN = (
-    r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"
-)
+CLIP_PATTERN = r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"
 
 
 class TokenizerExportError(ValueError):

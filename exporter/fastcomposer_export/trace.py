@@ -83,17 +83,13 @@ def trace_module(
             traced = torch.jit.trace_module(module, examples, check_trace=False)
         for w in rec:
             # torch's own group_norm batch-size check converts a size to bool: harmless
-            if issubclass(w.category, torch.jit.TracerWarning) and not str(w.filename).endswith(
-                ("nn/functional.py", "nn\\functional.py")
-            ):
+            if issubclass(w.category, torch.jit.TracerWarning) and not str(w.filename).endswith(("nn/functional.py", "nn\\functional.py")):
                 msg = str(w.message).splitlines()[0]
                 if msg not in caught:
                     caught.append(msg)
     issues = portability_issues(traced, list(examples))
     if issues and not allow_constants:
-        raise TraceError(
-            f"tracing {type(module).__name__} baked CPU-only constants: " + "; ".join(issues[:5])
-        )
+        raise TraceError(f"tracing {type(module).__name__} baked CPU-only constants: " + "; ".join(issues[:5]))
     worst = 0.0
     with torch.no_grad():
         for case in [examples, *checks]:

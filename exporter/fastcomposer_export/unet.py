@@ -112,7 +112,12 @@ class UNet(nn.Module):
             in_c, out_c = out_c, ch[i]
             self.down_blocks.append(
                 DownBlock(
-                    in_c, out_c, temb_dim, cfg["layers_per_block"][i], groups, eps,
+                    in_c,
+                    out_c,
+                    temb_dim,
+                    cfg["layers_per_block"][i],
+                    groups,
+                    eps,
                     add_downsample=i != n - 1,
                     downsample_padding=int(cfg["downsample_padding"]),
                     output_scale_factor=resnet_scale,
@@ -122,7 +127,10 @@ class UNet(nn.Module):
 
         mid_attn = attn_cfg(n - 1)
         self.mid_block = MidBlock(
-            ch[-1], temb_dim, groups, eps,
+            ch[-1],
+            temb_dim,
+            groups,
+            eps,
             output_scale_factor=float(cfg["mid_block_scale_factor"]),
             cross_attention=mid_attn,
         )
@@ -136,7 +144,13 @@ class UNet(nn.Module):
             in_c = rev_ch[min(i + 1, n - 1)]
             self.up_blocks.append(
                 UpBlock(
-                    in_c, prev_c, out_c, temb_dim, rev_layers[i] + 1, groups, eps,
+                    in_c,
+                    prev_c,
+                    out_c,
+                    temb_dim,
+                    rev_layers[i] + 1,
+                    groups,
+                    eps,
                     add_upsample=i != n - 1,
                     output_scale_factor=resnet_scale,
                     cross_attention=attn_cfg(n - 1 - i) if kind == "CrossAttnUpBlock2D" else None,
@@ -223,9 +237,7 @@ class UNet(nn.Module):
         h = F.silu(self.conv_norm_out(h))
         return self.conv_out(h)
 
-    def forward(
-        self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor
-    ) -> torch.Tensor:
+    def forward(self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor) -> torch.Tensor:
         """sample [B, C, h, w], timestep float [B], encoder_hidden_states [B, T, D] -> eps."""
         return self._run(sample, timestep, encoder_hidden_states, None)
 

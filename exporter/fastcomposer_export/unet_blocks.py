@@ -51,9 +51,7 @@ class ResnetBlock(nn.Module):
         self.time_emb_proj = nn.Linear(temb_channels, out_channels) if temb_channels is not None else None
         self.norm2 = nn.GroupNorm(groups, out_channels, eps=eps, affine=True)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
-        self.conv_shortcut = (
-            nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else None
-        )
+        self.conv_shortcut = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else None
 
     def forward(self, x: torch.Tensor, temb: Optional[torch.Tensor] = None) -> torch.Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
@@ -151,9 +149,7 @@ class Transformer2D(nn.Module):
         else:
             self.proj_in = nn.Conv2d(channels, inner, 1)
             self.proj_out = nn.Conv2d(inner, channels, 1)
-        self.transformer_blocks = nn.ModuleList(
-            [TransformerBlock(inner, heads, dim_head, context_dim) for _ in range(num_layers)]
-        )
+        self.transformer_blocks = nn.ModuleList([TransformerBlock(inner, heads, dim_head, context_dim) for _ in range(num_layers)])
 
     def _tokens_in(self, x: torch.Tensor) -> torch.Tensor:
         h = self.norm(x)
@@ -226,20 +222,15 @@ class DownBlock(nn.Module):
         super().__init__()
         self.resnets = nn.ModuleList(
             [
-                ResnetBlock(in_channels if i == 0 else out_channels, out_channels, temb_channels, groups, eps,
-                            output_scale_factor)
+                ResnetBlock(in_channels if i == 0 else out_channels, out_channels, temb_channels, groups, eps, output_scale_factor)
                 for i in range(num_layers)
             ]
         )
         if cross_attention is not None:
-            self.attentions = nn.ModuleList(
-                [Transformer2D(out_channels, groups=groups, **cross_attention) for _ in range(num_layers)]
-            )
+            self.attentions = nn.ModuleList([Transformer2D(out_channels, groups=groups, **cross_attention) for _ in range(num_layers)])
         else:
             self.attentions = None
-        self.downsamplers = (
-            nn.ModuleList([Downsample(out_channels, downsample_padding)]) if add_downsample else None
-        )
+        self.downsamplers = nn.ModuleList([Downsample(out_channels, downsample_padding)]) if add_downsample else None
 
     def forward(
         self, h: torch.Tensor, temb: torch.Tensor, context: torch.Tensor, loc: Optional[Localize] = None
@@ -270,17 +261,12 @@ class MidBlock(nn.Module):
         num_layers: int = 1,
     ):
         super().__init__()
-        self.attentions = nn.ModuleList(
-            [Transformer2D(channels, groups=groups, **cross_attention) for _ in range(num_layers)]
-        )
+        self.attentions = nn.ModuleList([Transformer2D(channels, groups=groups, **cross_attention) for _ in range(num_layers)])
         self.resnets = nn.ModuleList(
-            [ResnetBlock(channels, channels, temb_channels, groups, eps, output_scale_factor)
-             for _ in range(num_layers + 1)]
+            [ResnetBlock(channels, channels, temb_channels, groups, eps, output_scale_factor) for _ in range(num_layers + 1)]
         )
 
-    def forward(
-        self, h: torch.Tensor, temb: torch.Tensor, context: torch.Tensor, loc: Optional[Localize] = None
-    ) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, temb: torch.Tensor, context: torch.Tensor, loc: Optional[Localize] = None) -> torch.Tensor:
         h = self.resnets[0](h, temb)
         for attn, resnet in zip(self.attentions, self.resnets[1:]):
             h = _run_attention(attn, h, context, loc)
@@ -310,14 +296,10 @@ class UpBlock(nn.Module):
         for i in range(num_layers):
             skip_channels = in_channels if i == num_layers - 1 else out_channels
             running = prev_output_channels if i == 0 else out_channels
-            resnets.append(
-                ResnetBlock(running + skip_channels, out_channels, temb_channels, groups, eps, output_scale_factor)
-            )
+            resnets.append(ResnetBlock(running + skip_channels, out_channels, temb_channels, groups, eps, output_scale_factor))
         self.resnets = nn.ModuleList(resnets)
         if cross_attention is not None:
-            self.attentions = nn.ModuleList(
-                [Transformer2D(out_channels, groups=groups, **cross_attention) for _ in range(num_layers)]
-            )
+            self.attentions = nn.ModuleList([Transformer2D(out_channels, groups=groups, **cross_attention) for _ in range(num_layers)])
         else:
             self.attentions = None
         self.upsamplers = nn.ModuleList([Upsample(out_channels)]) if add_upsample else None

@@ -113,10 +113,7 @@ def normalize_unet_config(config: Dict[str, Any]) -> Dict[str, Any]:
     if cfg["act_fn"] != "silu":
         raise ValueError(f"unet config: act_fn={cfg['act_fn']!r} is not supported (only 'silu')")
     if cfg["mid_block_type"] != "UNetMidBlock2DCrossAttn":
-        raise ValueError(
-            f"unet config: mid_block_type={cfg['mid_block_type']!r} is not supported "
-            "(only 'UNetMidBlock2DCrossAttn')"
-        )
+        raise ValueError(f"unet config: mid_block_type={cfg['mid_block_type']!r} is not supported (only 'UNetMidBlock2DCrossAttn')")
     down, up = list(cfg["down_block_types"]), list(cfg["up_block_types"])
     for t in down:
         if t not in _DOWN_TYPES:
@@ -139,9 +136,7 @@ def normalize_unet_config(config: Dict[str, Any]) -> Dict[str, Any]:
     cfg["block_out_channels"] = channels
     cfg["down_block_types"], cfg["up_block_types"] = down, up
     cfg["layers_per_block"] = _per_block(cfg["layers_per_block"], n, "layers_per_block")
-    cfg["transformer_layers_per_block"] = _per_block(
-        cfg["transformer_layers_per_block"], n, "transformer_layers_per_block"
-    )
+    cfg["transformer_layers_per_block"] = _per_block(cfg["transformer_layers_per_block"], n, "transformer_layers_per_block")
     cfg["cross_attention_dim"] = _per_block(cfg["cross_attention_dim"], n, "cross_attention_dim")
     for k in ("conv_in_kernel", "conv_out_kernel"):
         if int(cfg[k]) % 2 != 1:

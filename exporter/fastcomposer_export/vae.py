@@ -77,8 +77,11 @@ def rename_vae_attention_keys(state_dict: Mapping[str, torch.Tensor]) -> Dict[st
         m = _OLD_ATTN.match(key)
         if m:
             key = m.group(1) + renames[m.group(2)] + m.group(3)
-        if ".mid_block.attentions." in key and key.endswith(".weight") and value.dim() == 4 and (
-            ".to_q." in key or ".to_k." in key or ".to_v." in key or ".to_out.0." in key
+        if (
+            ".mid_block.attentions." in key
+            and key.endswith(".weight")
+            and value.dim() == 4
+            and (".to_q." in key or ".to_k." in key or ".to_v." in key or ".to_out.0." in key)
         ):
             value = value[:, :, 0, 0]
         out[key] = value
@@ -106,9 +109,7 @@ class DecoderMidBlock(nn.Module):
     def __init__(self, channels: int, groups: int, add_attention: bool = True):
         super().__init__()
         self.resnets = nn.ModuleList([ResnetBlock(channels, channels, None, groups, _VAE_EPS) for _ in range(2)])
-        self.attentions = (
-            nn.ModuleList([SpatialSelfAttention(channels, channels, groups, _VAE_EPS)]) if add_attention else None
-        )
+        self.attentions = nn.ModuleList([SpatialSelfAttention(channels, channels, groups, _VAE_EPS)]) if add_attention else None
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         h = self.resnets[0](h)
@@ -123,8 +124,7 @@ class DecoderUpBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, num_layers: int, groups: int, add_upsample: bool):
         super().__init__()
         self.resnets = nn.ModuleList(
-            [ResnetBlock(in_channels if i == 0 else out_channels, out_channels, None, groups, _VAE_EPS)
-             for i in range(num_layers)]
+            [ResnetBlock(in_channels if i == 0 else out_channels, out_channels, None, groups, _VAE_EPS) for i in range(num_layers)]
         )
         self.upsamplers = nn.ModuleList([Upsample(out_channels)]) if add_upsample else None
 

@@ -43,16 +43,22 @@ def run_cli(*args: str, env: Dict[str, str] | None = None) -> subprocess.Complet
     e.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "fastcomposer_export", *args],
-        capture_output=True, text=True, env=e, timeout=600,
+        capture_output=True,
+        text=True,
+        env=e,
+        timeout=600,
     )
 
 
 def release_args(tiny_a: Path, checkpoint: Path | None = None) -> list:
     r = tiny_a / "release"
     return [
-        "--checkpoint", str(checkpoint or r / "fastcomposer" / "pytorch_model.bin"),
-        "--base", str(r / "sd"),
-        "--image-encoder", str(r / "clip"),
+        "--checkpoint",
+        str(checkpoint or r / "fastcomposer" / "pytorch_model.bin"),
+        "--base",
+        str(r / "sd"),
+        "--image-encoder",
+        str(r / "clip"),
     ]
 
 
@@ -78,8 +84,13 @@ def eager(tiny_a):
     weights = cli.weights_from_state_dict(ck.load_checkpoint(r / "fastcomposer" / "pytorch_model.bin"), configs)
     f = configs.factories()
     mods = {}
-    for stage, prefix in [("text_encoder", "text_encoder"), ("image_encoder", "image_encoder"),
-                          ("postfuse", "postfuse_module"), ("unet", "unet"), ("vae_decoder", "vae")]:
+    for stage, prefix in [
+        ("text_encoder", "text_encoder"),
+        ("image_encoder", "image_encoder"),
+        ("postfuse", "postfuse_module"),
+        ("unet", "unet"),
+        ("vae_decoder", "vae"),
+    ]:
         mods[stage] = ck.build_and_load(f[prefix], weights.take(prefix), prefix + ".")
     return mods
 
@@ -168,8 +179,13 @@ def test_manifest_records_configs_that_rebuild_the_modules(export, tiny_a):
         "vae": read(r / "sd" / "vae" / "config.json"),
     }
     f = cli.Configs.from_dicts(m["configs"]).factories()
-    prefixes = {"text_encoder": "text_encoder", "image_encoder": "image_encoder", "postfuse": "postfuse_module",
-                "unet": "unet", "vae_decoder": "vae"}
+    prefixes = {
+        "text_encoder": "text_encoder",
+        "image_encoder": "image_encoder",
+        "postfuse": "postfuse_module",
+        "unet": "unet",
+        "vae_decoder": "vae",
+    }
     for name in MODULES:
         module = f[prefixes[name]]()
         traced = torch.jit.load(str(out / m["modules"][name]["file"])).state_dict()
@@ -203,8 +219,7 @@ def test_no_integer_state(loaded):
 def test_text_encoder_matches_reference(loaded, expected, run):
     e = expected[run]
     with torch.no_grad():
-        for ids, want in (("input_ids", "text_embeds"), ("text_only_ids", "text_only_embeds"),
-                          ("negative_ids", "negative_embeds")):
+        for ids, want in (("input_ids", "text_embeds"), ("text_only_ids", "text_only_embeds"), ("negative_ids", "negative_embeds")):
             err = rel(loaded["text_encoder"](e[ids]), e[want])
             assert err <= TOL, (run, want, err)
 
@@ -253,7 +268,10 @@ def test_unet_probe(loaded, expected, run):
     with torch.no_grad():
         eps = loaded["unet"](sample, t, ctx)
         eps_loc, maps = loaded["unet"].forward_localized(
-            sample, t, ctx, positions(e["image_token_mask"]),
+            sample,
+            t,
+            ctx,
+            positions(e["image_token_mask"]),
             torch.ones(2 * n, e["object_embeds"].shape[0], x.shape[2], x.shape[3]),
         )
     err = rel(eps, e["unet_probe"])
@@ -399,12 +417,14 @@ def test_missing_unet_key_is_named(tiny_a, tmp_path, capsys):
 def test_unknown_keys_are_named(tiny_a, tmp_path, capsys):
     def edit(sd):
         sd["controlnet.zero_conv.weight"] = torch.zeros(3)
+
     path = _modified_checkpoint(tiny_a, tmp_path, edit)
     code, cap = _export_in_process(tiny_a, path, tmp_path / "model", capsys)
     assert code == 1 and "controlnet.zero_conv.weight" in cap.err and "unknown" in cap.err
 
     def edit2(sd):
         sd["unet.mid_block.extra.weight"] = torch.zeros(3)
+
     path = _modified_checkpoint(tiny_a, tmp_path, edit2)
     code, cap = _export_in_process(tiny_a, path, tmp_path / "model", capsys)
     assert code == 1 and "unet.mid_block.extra.weight" in cap.err
@@ -415,6 +435,7 @@ def test_shape_mismatch_is_named(tiny_a, tmp_path, capsys):
 
     def edit(sd):
         sd[key] = torch.zeros(7, 32)
+
     path = _modified_checkpoint(tiny_a, tmp_path, edit)
     code, cap = _export_in_process(tiny_a, path, tmp_path / "model", capsys)
     assert code == 1 and key in cap.err and "(7, 32)" in cap.err
@@ -445,8 +466,8 @@ def test_tiny_release_is_deterministic_and_keyed_like_a_release(tiny_a):
     a = tiny.release_state_dict(configs.factories(), configs.latent_channels, seed=0)
     b = tiny.release_state_dict(configs.factories(), configs.latent_channels, seed=0)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    real = torch.load(tiny_a / "release" / "fastcomposer" / "pytorch_model.bin", map_location="cpu",
-                      weights_only=True, mmap=True)
+    real = torch.load(tiny_a / "release" / "fastcomposer" / "pytorch_model.bin", map_location="cpu", weights_only=True, mmap=True)
+
     # same keys as the tiny-a release (old VAE names, position_ids), apart from the VAE encoder
     # side, of which the preset carries only a sample
     def dec(keys):
@@ -484,13 +505,15 @@ def test_key_normalization():
         "unet.mid_block.attentions.0.transformer_blocks.0.attn1.to_q.weight": torch.zeros(1),
     }
     ck.normalize_keys(sd)
-    assert sorted(sd) == sorted([
-        "vae.decoder.mid_block.attentions.0.to_q.weight",
-        "vae.decoder.mid_block.attentions.0.to_out.0.bias",
-        "vae.decoder.mid_block.attentions.0.group_norm.weight",
-        "vae.post_quant_conv.weight",
-        "unet.mid_block.attentions.0.transformer_blocks.0.attn1.to_q.weight",
-    ])
+    assert sorted(sd) == sorted(
+        [
+            "vae.decoder.mid_block.attentions.0.to_q.weight",
+            "vae.decoder.mid_block.attentions.0.to_out.0.bias",
+            "vae.decoder.mid_block.attentions.0.group_norm.weight",
+            "vae.post_quant_conv.weight",
+            "unet.mid_block.attentions.0.transformer_blocks.0.attn1.to_q.weight",
+        ]
+    )
     unknown = []
     parts = ck.split_checkpoint(sd, unknown)
     assert not unknown and not sd

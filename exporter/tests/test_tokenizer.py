@@ -19,9 +19,7 @@ COMMITTED = REPO / "test/fixtures/tokenizer.json"
 def test_committed_fixture_is_current(tmp_path):
     out = tmp_path / "tokenizer.json"
     write_tokenizer_json(SD_TOKENIZER, out)
-    assert out.read_bytes() == COMMITTED.read_bytes(), (
-        "test/fixtures/tokenizer.json is stale: regenerate it with write_tokenizer_json"
-    )
+    assert out.read_bytes() == COMMITTED.read_bytes(), "test/fixtures/tokenizer.json is stale: regenerate it with write_tokenizer_json"
 
 
 def test_document_shape(tmp_path):

@@ -59,7 +59,7 @@ def vae_config(release):
 
 
 def _with_prefix(sd, prefix, keep=("",)):
-    return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix) and k[len(prefix):].startswith(keep)}
+    return {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix) and k[len(prefix) :].startswith(keep)}
 
 
 @pytest.fixture(scope="module")
@@ -106,12 +106,14 @@ def test_state_dict_keys_are_diffusers(weights, unet, vae):
 def test_vae_attention_renames():
     assert vae_attention_key_renames() == {"query": "to_q", "key": "to_k", "value": "to_v", "proj_attn": "to_out.0"}
     w = torch.zeros(8, 8, 1, 1)
-    out = rename_vae_attention_keys({
-        "decoder.mid_block.attentions.0.query.weight": w,
-        "decoder.mid_block.attentions.0.proj_attn.bias": torch.zeros(8),
-        "decoder.mid_block.attentions.0.group_norm.weight": torch.zeros(8),
-        "decoder.conv_in.weight": w,
-    })
+    out = rename_vae_attention_keys(
+        {
+            "decoder.mid_block.attentions.0.query.weight": w,
+            "decoder.mid_block.attentions.0.proj_attn.bias": torch.zeros(8),
+            "decoder.mid_block.attentions.0.group_norm.weight": torch.zeros(8),
+            "decoder.conv_in.weight": w,
+        }
+    )
     assert set(out) == {
         "decoder.mid_block.attentions.0.to_q.weight",
         "decoder.mid_block.attentions.0.to_out.0.bias",
@@ -325,8 +327,12 @@ def test_config_defaults_and_heads():
 
 def _small(**over):
     cfg = {
-        "block_out_channels": [8, 16], "layers_per_block": 1, "norm_num_groups": 4, "cross_attention_dim": 8,
-        "attention_head_dim": 2, "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
+        "block_out_channels": [8, 16],
+        "layers_per_block": 1,
+        "norm_num_groups": 4,
+        "cross_attention_dim": 8,
+        "attention_head_dim": 2,
+        "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
         "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"],
     }
     cfg.update(over)
@@ -365,8 +371,7 @@ def test_localized_blocks_must_have_attention():
 
 
 def test_other_vae_layouts(vae_config):
-    cfg = dict(vae_config, block_out_channels=[8, 8], up_block_types=["UpDecoderBlock2D"] * 2, norm_num_groups=4,
-               layers_per_block=2)
+    cfg = dict(vae_config, block_out_channels=[8, 8], up_block_types=["UpDecoderBlock2D"] * 2, norm_num_groups=4, layers_per_block=2)
     m = VAEDecoder.from_config(cfg).eval()
     with torch.no_grad():
         assert m(torch.randn(1, 4, 3, 5)).shape == (1, 3, 6, 10)

@@ -34,7 +34,11 @@ export function exportCommand(program: Command): void {
       if (flags.tiny) args.push('--tiny');
       else if (flags.preset) args.push('--preset', flags.preset);
       else {
-        for (const [flag, value] of [['--checkpoint', flags.checkpoint], ['--base', flags.base], ['--image-encoder', flags.imageEncoder]] as const) {
+        for (const [flag, value] of [
+          ['--checkpoint', flags.checkpoint],
+          ['--base', flags.base],
+          ['--image-encoder', flags.imageEncoder],
+        ] as const) {
           if (!value) throw new FastComposerError('ERR_INVALID_ARGUMENT', `${flag} is required (or --tiny)`);
           args.push(flag, value);
         }

@@ -45,8 +45,12 @@ export function generateCommand(program: Command): void {
     .description('generate an image; subjects are marked in the prompt with <|image|> (or img) after their noun')
     .requiredOption('-p, --prompt <text>', 'the prompt, e.g. "a man <|image|> in a park"')
     .option('-s, --subject <file>', 'a subject picture, once per <|image|> in prompt order', (v: string, acc: string[]) => [...acc, v], [])
-    .option('-m, --model <name|dir>', 'a pulled model\'s name (`fastcomposer list`) or a model folder; the default is the embedded tiny model', defaultModelDir)
-    .option('--image-token <token>', 'the subject marker: <|image|> (default) or img (MMagic\'s prompts)')
+    .option(
+      '-m, --model <name|dir>',
+      "a pulled model's name (`fastcomposer list`) or a model folder; the default is the embedded tiny model",
+      defaultModelDir,
+    )
+    .option('--image-token <token>', "the subject marker: <|image|> (default) or img (MMagic's prompts)")
     .option('-n, --negative <text>', 'negative prompt')
     .option('--steps <n>', 'denoising steps (default 50)')
     .option('--guidance <g>', 'classifier-free guidance scale (default 5)')

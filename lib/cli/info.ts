@@ -29,7 +29,9 @@ function verificationLines(v: ModelVerification): string[] {
     `  model.json  sha256 ${v.manifestSha256} (compare with the publisher's; it pins every file below)`,
     ...v.files.map(fileLine),
     ...v.modules.map((m) =>
-      m.error === undefined ? `  code ok     ${m.file}: ${m.operators!.length} operators, all allowed` : `  REFUSED     ${m.file}: ${m.error}`,
+      m.error === undefined
+        ? `  code ok     ${m.file}: ${m.operators!.length} operators, all allowed`
+        : `  REFUSED     ${m.file}: ${m.error}`,
     ),
     `result         ${v.ok ? 'ok' : 'FAILED'}`,
   ];
@@ -39,8 +41,11 @@ export function infoCommand(program: Command): void {
   program
     .command('info')
     .description('show the torch in use, the native binary, CUDA devices and a model summary')
-    .option('-m, --model <name|dir>', 'model to summarise: a pulled model\'s name or a folder', defaultModelDir)
-    .option('--verify', "check every file's size and SHA-256 against model.json and audit each module's code (runs none of it); exit code 1 if anything fails")
+    .option('-m, --model <name|dir>', "model to summarise: a pulled model's name or a folder", defaultModelDir)
+    .option(
+      '--verify',
+      "check every file's size and SHA-256 against model.json and audit each module's code (runs none of it); exit code 1 if anything fails",
+    )
     .option('--json', 'print JSON')
     .action(async (flags: { model: string; json?: boolean; verify?: boolean }) => {
       const runtime = runtimeInfo();

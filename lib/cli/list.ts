@@ -29,8 +29,15 @@ export function listCommand(program: Command): void {
       const lines: string[] = [];
       for (const m of models) {
         lines.push(`${m.name.padEnd(width)}  ${formatBytes(m.size).padStart(8)}  ${m.weightsDtype ?? '?'}  ${m.dir}`);
-        for (const [key, title] of [['checkpoint', 'checkpoint'], ['base', 'base'], ['imageEncoder', 'image encoder'], ['preset', 'preset'], ['endpoint', 'from']] as const) {
-          if (m.source[key] !== undefined && m.source[key] !== null) lines.push(`${' '.repeat(width)}  ${title.padEnd(13)} ${shortSource(m.source[key])}`);
+        for (const [key, title] of [
+          ['checkpoint', 'checkpoint'],
+          ['base', 'base'],
+          ['imageEncoder', 'image encoder'],
+          ['preset', 'preset'],
+          ['endpoint', 'from'],
+        ] as const) {
+          if (m.source[key] !== undefined && m.source[key] !== null)
+            lines.push(`${' '.repeat(width)}  ${title.padEnd(13)} ${shortSource(m.source[key])}`);
         }
       }
       process.stdout.write(`${lines.join('\n')}\n`);

@@ -5,7 +5,15 @@
 import type { Command } from 'commander';
 
 import { AbortError, FastComposerError } from '../errors.js';
-import { DEFAULT_BASE, DEFAULT_CHECKPOINT, DEFAULT_IMAGE_ENCODER, DEFAULT_MODEL_NAME, type PullOptions, formatBytes, pull } from '../hub/index.js';
+import {
+  DEFAULT_BASE,
+  DEFAULT_CHECKPOINT,
+  DEFAULT_IMAGE_ENCODER,
+  DEFAULT_MODEL_NAME,
+  type PullOptions,
+  formatBytes,
+  pull,
+} from '../hub/index.js';
 import { pullReporter } from './download-progress.js';
 
 interface PullFlags {

@@ -53,7 +53,8 @@ interface Backend {
 
 function integerFlag(flag: string, value: string, min: number, max: number): number {
   const n = Number(value);
-  if (value.trim() === '' || !Number.isInteger(n) || n < min || n > max) throw invalidArgument(`integer between ${min} and ${max}`, flag, value);
+  if (value.trim() === '' || !Number.isInteger(n) || n < min || n > max)
+    throw invalidArgument(`integer between ${min} and ${max}`, flag, value);
   return n;
 }
 
@@ -87,7 +88,10 @@ async function modelBackend(flags: ServeFlags): Promise<Backend> {
     ...(embedded ? { pageDefaults: TINY_PAGE } : {}),
     what: `${model} on ${fc.device} (${fc.dtype})`,
     ...(embedded
-      ? { notice: 'the embedded tiny model makes noise, quickly: the page starts at 128x128, 20 steps, 2 images (real pictures: --model <dir>)' }
+      ? {
+          notice:
+            'the embedded tiny model makes noise, quickly: the page starts at 128x128, 20 steps, 2 images (real pictures: --model <dir>)',
+        }
       : {}),
     close: () => fc.dispose(),
   };
@@ -136,7 +140,10 @@ export function serveCommand(program: Command): void {
     .option('--job-ttl <minutes>', 'how long finished jobs and their images are kept (default 15)')
     .option('-r, --redis <url>', 'load no model: send the jobs to a BullMQ queue in Redis, run by `fastcomposer worker`s')
     .option('-q, --queue <name>', `with --redis: the queue's name (default ${DEFAULT_QUEUE_NAME})`)
-    .option('--concurrency <n>', `with --redis: jobs handed to the queue at once (default ${QUEUE_CONCURRENCY}; about the number of workers)`)
+    .option(
+      '--concurrency <n>',
+      `with --redis: jobs handed to the queue at once (default ${QUEUE_CONCURRENCY}; about the number of workers)`,
+    )
     .action(async (flags: ServeFlags, command: Command) => {
       const port = integerFlag('--port', flags.port, 0, 65535);
       const limits: Partial<ServerLimits> = {};
@@ -168,7 +175,11 @@ export function serveCommand(program: Command): void {
         await b.close();
         const code = (error as NodeJS.ErrnoException)?.code;
         if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
-          throw new FastComposerError('ERR_INVALID_ARGUMENT', `Cannot listen on ${flags.host}:${port} (${code}); pick another --host or --port`, { cause: error });
+          throw new FastComposerError(
+            'ERR_INVALID_ARGUMENT',
+            `Cannot listen on ${flags.host}:${port} (${code}); pick another --host or --port`,
+            { cause: error },
+          );
         }
         throw error;
       }
@@ -185,14 +196,24 @@ export function serveCommand(program: Command): void {
 /** The queue's flags need --redis; the model's flags make no sense with it (the workers load the model). */
 function checkFlagPairs(flags: ServeFlags, command: Command): void {
   if (flags.redis === undefined) {
-    for (const [flag, value] of [['--queue', flags.queue], ['--concurrency', flags.concurrency]] as const) {
-      if (value !== undefined) throw new FastComposerError('ERR_INVALID_ARGUMENT', `${flag} needs --redis (without it, one model in this process runs one job at a time)`);
+    for (const [flag, value] of [
+      ['--queue', flags.queue],
+      ['--concurrency', flags.concurrency],
+    ] as const) {
+      if (value !== undefined)
+        throw new FastComposerError(
+          'ERR_INVALID_ARGUMENT',
+          `${flag} needs --redis (without it, one model in this process runs one job at a time)`,
+        );
     }
     return;
   }
   for (const option of ['model', 'device', 'dtype']) {
     if (command.getOptionValueSource(option) === 'cli') {
-      throw new FastComposerError('ERR_INVALID_ARGUMENT', `--${option} does not go with --redis: the workers load the model (fastcomposer worker --${option} ...)`);
+      throw new FastComposerError(
+        'ERR_INVALID_ARGUMENT',
+        `--${option} does not go with --redis: the workers load the model (fastcomposer worker --${option} ...)`,
+      );
     }
   }
 }

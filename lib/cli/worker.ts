@@ -44,7 +44,8 @@ function logger(): (event: WorkerEvent) => void {
     if (event.type === 'completed') process.stdout.write(`${job} completed in ${(event.ms / 1000).toFixed(2)} s (seed ${event.seed})\n`);
     if (event.type === 'failed') process.stdout.write(`${job} failed${event.willRetry ? ' (will retry)' : ''}: ${event.reason}\n`);
     if (event.type === 'handed-back') process.stdout.write(`${job} handed back to the queue\n`);
-    if (event.type === 'cancelled') process.stdout.write(`${job} cancelled by its caller at step ${event.atStep}, stopped after step ${event.lastStep}\n`);
+    if (event.type === 'cancelled')
+      process.stdout.write(`${job} cancelled by its caller at step ${event.atStep}, stopped after step ${event.lastStep}\n`);
   };
 }
 

@@ -34,8 +34,19 @@ export function what(details: DownloadErrorDetails): string {
 }
 
 const NETWORK_CODES = new Set([
-  'ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE',
-  'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CLOSED',
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EPIPE',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
+  'UND_ERR_CLOSED',
 ]);
 
 /** The system or undici code behind a failed fetch (fetch wraps it as `TypeError: fetch failed`). */
@@ -63,7 +74,9 @@ function rootMessage(error: unknown): string {
 
 export function networkError(details: DownloadErrorDetails, cause: unknown, endpoint?: string): DownloadError {
   const reason = causeCode(cause) ?? rootMessage(cause);
-  const hint = endpoint ? ` Check the connection to ${endpoint} (HF_ENDPOINT sets another server, HF_HUB_OFFLINE=1 uses only the cache).` : '';
+  const hint = endpoint
+    ? ` Check the connection to ${endpoint} (HF_ENDPOINT sets another server, HF_HUB_OFFLINE=1 uses only the cache).`
+    : '';
   return new DownloadError('ERR_NETWORK', `Cannot download ${what(details)}: ${reason}.${hint}`, details, { cause });
 }
 

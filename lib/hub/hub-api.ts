@@ -47,7 +47,10 @@ const hub = (): Promise<HubLibrary> => (library ??= import('@huggingface/hub'));
 function credentials(client: HubClient): { accessToken?: string } {
   if (!client.token) return {};
   if (!client.token.startsWith('hf_')) {
-    throw new DownloadError('ERR_HUB_AUTH', 'HF_TOKEN (or the saved login) does not look like a Hugging Face access token (they start with hf_)');
+    throw new DownloadError(
+      'ERR_HUB_AUTH',
+      'HF_TOKEN (or the saved login) does not look like a Hugging Face access token (they start with hf_)',
+    );
   }
   return { accessToken: client.token };
 }

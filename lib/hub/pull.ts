@@ -89,7 +89,8 @@ export async function pull(options: PullOptions = {}): Promise<PullResult> {
   if (options === null || typeof options !== 'object') throw invalidArgument('object', 'options', options);
   const env = options.env ?? process.env;
   const name = checkModelName(options.name ?? DEFAULT_MODEL_NAME, 'name');
-  if (options.out !== undefined && (typeof options.out !== 'string' || options.out === '')) throw invalidArgument('a folder path', 'out', options.out);
+  if (options.out !== undefined && (typeof options.out !== 'string' || options.out === ''))
+    throw invalidArgument('a folder path', 'out', options.out);
   const dir = options.out !== undefined ? resolve(options.out) : modelDirFor(name, env);
   const base = parseRepoRef(options.base ?? DEFAULT_BASE, 'base');
   const imageEncoder = parseRepoRef(options.imageEncoder ?? DEFAULT_IMAGE_ENCODER, 'imageEncoder');
@@ -99,14 +100,21 @@ export async function pull(options: PullOptions = {}): Promise<PullResult> {
       throw invalidArgument('no checkpoint repo or revision with checkpointUrl', 'checkpoint', options.checkpoint ?? options.revision);
     }
   }
-  const checkpoint = options.checkpointUrl === undefined ? parseRepoRef(options.checkpoint ?? DEFAULT_CHECKPOINT, 'checkpoint', options.revision) : undefined;
+  const checkpoint =
+    options.checkpointUrl === undefined
+      ? parseRepoRef(options.checkpoint ?? DEFAULT_CHECKPOINT, 'checkpoint', options.revision)
+      : undefined;
   const emit = options.onProgress ?? (() => undefined);
   const signal = options.signal;
   const client: HubClient = hubClient(env);
 
   // Every question to the hub before any download.
   const plans: RepoPlan[] = [];
-  for (const [ref, paths] of [[base, BASE_FILES], [imageEncoder, IMAGE_ENCODER_FILES], ...(checkpoint ? [[checkpoint, CHECKPOINT_FILES] as const] : [])] as const) {
+  for (const [ref, paths] of [
+    [base, BASE_FILES],
+    [imageEncoder, IMAGE_ENCODER_FILES],
+    ...(checkpoint ? [[checkpoint, CHECKPOINT_FILES] as const] : []),
+  ] as const) {
     signal?.throwIfAborted();
     const plan = await planRepo(client, { ...ref, paths: [...paths] });
     emit({ type: 'resolved', repo: plan.repo, revision: plan.revision, commit: plan.commit, offline: plan.offline });
@@ -156,7 +164,20 @@ export async function pull(options: PullOptions = {}): Promise<PullResult> {
   let total = 1;
   let done = 0;
   await runExporter(
-    ['--checkpoint', checkpointFile, '--base', baseDir, '--image-encoder', clipDir, '--out', dir, '--name', name, '--source-json', JSON.stringify(source)],
+    [
+      '--checkpoint',
+      checkpointFile,
+      '--base',
+      baseDir,
+      '--image-encoder',
+      clipDir,
+      '--out',
+      dir,
+      '--name',
+      name,
+      '--source-json',
+      JSON.stringify(source),
+    ],
     (event) => {
       if (event.status === 'plan' && Array.isArray(event.stages)) total = event.stages.length;
       if (!event.stage) return;

@@ -87,7 +87,8 @@ async function sizeOf(path: string): Promise<number> {
 }
 
 async function hashPrefix(path: string, digests: Digests, signal?: AbortSignal): Promise<void> {
-  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20, ...(signal ? { signal } : {}) })) digests.update(chunk as Buffer);
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20, ...(signal ? { signal } : {}) }))
+    digests.update(chunk as Buffer);
 }
 
 async function checkFreeSpace(folder: string, needed: number, details: DownloadErrorDetails): Promise<void> {
@@ -136,7 +137,10 @@ export async function transfer(options: TransferOptions): Promise<TransferResult
     } catch (error) {
       if (signal?.aborted) throw new AbortError(signal.reason);
       const retryable =
-        error instanceof Restart || (error as { retryable?: boolean }).retryable === true || isNetworkFailure(error) || (error as Error)?.name === 'TimeoutError';
+        error instanceof Restart ||
+        (error as { retryable?: boolean }).retryable === true ||
+        isNetworkFailure(error) ||
+        (error as Error)?.name === 'TimeoutError';
       if (!retryable) throw error;
       failures = offset > before ? 1 : failures + 1;
       if (failures >= maxAttempts) {

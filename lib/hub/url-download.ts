@@ -65,7 +65,8 @@ export async function downloadUrl(
 ): Promise<UrlDownload> {
   const url = checkUrl(urlText, 'checkpointUrl');
   const want = options.sha256?.toLowerCase();
-  if (want !== undefined && !/^[0-9a-f]{64}$/.test(want)) throw invalidArgument('a hex sha256 (64 digits)', 'checkpointSha256', options.sha256);
+  if (want !== undefined && !/^[0-9a-f]{64}$/.test(want))
+    throw invalidArgument('a hex sha256 (64 digits)', 'checkpointSha256', options.sha256);
   const folder = join(options.cacheDir, 'downloads', createHash('sha256').update(url.href).digest('hex').slice(0, 16));
   const file = join(folder, fileName(url));
   const recordPath = `${file}.json`;
@@ -73,7 +74,10 @@ export async function downloadUrl(
 
   const record = await readJson<Record>(recordPath);
   if (record && record.url === url.href && (want === undefined || record.sha256 === want)) {
-    const size = await stat(file).then((s) => s.size, () => -1);
+    const size = await stat(file).then(
+      (s) => s.size,
+      () => -1,
+    );
     if (size === record.size) return { file, size, sha256: record.sha256, downloaded: 0 };
   }
   await rm(recordPath, { force: true });

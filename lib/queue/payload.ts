@@ -33,8 +33,23 @@ export interface WireSubject {
 
 /** The scalar options, as the producer completed them. */
 const WIRE_OPTION_KEYS = [
-  'prompt', 'negativePrompt', 'steps', 'guidanceScale', 'alpha', 'startMergeStep', 'seed', 'width', 'height', 'scheduler',
-  'numImages', 'attentionMaps', 'regionStrength', 'regionExclusive', 'allowManySubjects', 'output', 'imageToken',
+  'prompt',
+  'negativePrompt',
+  'steps',
+  'guidanceScale',
+  'alpha',
+  'startMergeStep',
+  'seed',
+  'width',
+  'height',
+  'scheduler',
+  'numImages',
+  'attentionMaps',
+  'regionStrength',
+  'regionExclusive',
+  'allowManySubjects',
+  'output',
+  'imageToken',
 ] as const;
 export type WireOptions = Pick<GenerateOptions, (typeof WIRE_OPTION_KEYS)[number]>;
 
@@ -76,7 +91,14 @@ export async function encodeJob(options: GenerateOptions, resultTtl: number): Pr
     ...(opts.imageToken !== IMAGE_TOKENS[0] ? { imageToken: opts.imageToken } : {}),
   };
   const subjects = await Promise.all(opts.subjects.map((s, i) => wireSubject(s, `subjects[${i}]`)));
-  const data: JobData = { format: JOB_FORMAT, version: JOB_VERSION, options: wire, subjects, resultTtl, progress: opts.onStep !== undefined };
+  const data: JobData = {
+    format: JOB_FORMAT,
+    version: JOB_VERSION,
+    options: wire,
+    subjects,
+    resultTtl,
+    progress: opts.onStep !== undefined,
+  };
   if (opts.latents) data.latents = { data: opts.latents.data.toString('base64'), shape: opts.latents.shape };
   return { data, opts };
 }

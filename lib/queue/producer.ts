@@ -172,7 +172,10 @@ export class FastComposerQueue {
     });
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(this.redisError(`Cannot reach Redis within ${this.opts.connectionTimeout} ms`)), this.opts.connectionTimeout);
+      timer = setTimeout(
+        () => reject(this.redisError(`Cannot reach Redis within ${this.opts.connectionTimeout} ms`)),
+        this.opts.connectionTimeout,
+      );
     });
     const ready = this.ready.catch((error: unknown) => {
       // The connection's own error (ECONNREFUSED, ...) says more than ioredis's "max retries" that follows it.
@@ -246,7 +249,9 @@ export class FastComposerQueue {
       const timings = { ...meta.timings, workerMs: meta.timings.generateMs, generateMs: performance.now() - p.started };
       this.settle(p, () => p.resolve({ ...result, timings, jobId, worker: meta.worker }));
     } catch (error) {
-      this.settle(p, () => p.reject(error instanceof FastComposerError ? error : this.redisError(`Cannot read the result of job ${jobId}`, error)));
+      this.settle(p, () =>
+        p.reject(error instanceof FastComposerError ? error : this.redisError(`Cannot read the result of job ${jobId}`, error)),
+      );
     }
   }
 

@@ -49,7 +49,16 @@ export interface NormalizedQueueOptions {
 }
 
 const QUEUE_KEYS = [
-  'connection', 'name', 'prefix', 'attempts', 'timeout', 'resultTtl', 'removeOnComplete', 'removeOnFail', 'checkInterval', 'connectionTimeout',
+  'connection',
+  'name',
+  'prefix',
+  'attempts',
+  'timeout',
+  'resultTtl',
+  'removeOnComplete',
+  'removeOnFail',
+  'checkInterval',
+  'connectionTimeout',
 ];
 
 function optional(v: unknown, name: string, min: number, max: number, fallback: number): number {
@@ -119,7 +128,18 @@ export interface NormalizedWorkerOptions {
 }
 
 const WORKER_KEYS = [
-  'connection', 'name', 'prefix', 'model', 'device', 'dtype', 'threads', 'workerName', 'lockDuration', 'stalledInterval', 'maxStalledCount', 'grace',
+  'connection',
+  'name',
+  'prefix',
+  'model',
+  'device',
+  'dtype',
+  'threads',
+  'workerName',
+  'lockDuration',
+  'stalledInterval',
+  'maxStalledCount',
+  'grace',
 ];
 
 export function normalizeWorkerOptions(options: FastComposerWorkerOptions): NormalizedWorkerOptions {

@@ -53,7 +53,10 @@ export class FastComposerWorker {
   ) {}
 
   /** Loads the model (unless given one), connects, and starts taking jobs. */
-  static async start(options: FastComposerWorkerOptions, onEvent: (event: WorkerEvent) => void = () => undefined): Promise<FastComposerWorker> {
+  static async start(
+    options: FastComposerWorkerOptions,
+    onEvent: (event: WorkerEvent) => void = () => undefined,
+  ): Promise<FastComposerWorker> {
     const opts = normalizeWorkerOptions(options);
     // The model first: a worker that cannot run jobs never takes one.
     const model = opts.model instanceof FastComposer ? opts.model : await FastComposer.load(opts.model, opts.load);

@@ -45,7 +45,11 @@ export async function readGenerateForm(request: FastifyRequest, limits: ServerLi
 async function readParts(request: FastifyRequest, limits: ServerLimits): Promise<RawForm> {
   if (!request.isMultipart()) {
     const type = request.headers['content-type'];
-    throw new ApiError(400, 'ERR_INVALID_ARGUMENT', `Expected a multipart/form-data body but received ${type ? JSON.stringify(type) : 'none'}`);
+    throw new ApiError(
+      400,
+      'ERR_INVALID_ARGUMENT',
+      `Expected a multipart/form-data body but received ${type ? JSON.stringify(type) : 'none'}`,
+    );
   }
   const form: RawForm = { fields: new Map(), regions: [], subjects: [] };
   let total = 0;

@@ -73,10 +73,12 @@ function checkOptions(options: ServerOptions): { concurrency: number; limits: Se
     if (typeof options.info?.[key] !== 'string') throw invalidArgument('string', `info.${key}`, options.info?.[key]);
   }
   const { backend, queueName } = options.info;
-  if (backend !== undefined && backend !== 'model' && backend !== 'queue') throw invalidArgument("'model' or 'queue'", 'info.backend', backend);
+  if (backend !== undefined && backend !== 'model' && backend !== 'queue')
+    throw invalidArgument("'model' or 'queue'", 'info.backend', backend);
   if (queueName !== undefined && typeof queueName !== 'string') throw invalidArgument('string', 'info.queueName', queueName);
   const concurrency = options.concurrency ?? 1;
-  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1024) throw invalidArgument('integer between 1 and 1024', 'concurrency', concurrency);
+  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1024)
+    throw invalidArgument('integer between 1 and 1024', 'concurrency', concurrency);
   return { concurrency, limits: resolveLimits(options.limits), pageDefaults: checkPageDefaults(options.pageDefaults) };
 }
 
@@ -125,7 +127,10 @@ export async function createServer(options: ServerOptions): Promise<FastComposer
 export async function startServer(options: ServerOptions & ListenOptions): Promise<FastComposerServer> {
   const server = await createServer(options);
   try {
-    await server.listen({ ...(options.host !== undefined ? { host: options.host } : {}), ...(options.port !== undefined ? { port: options.port } : {}) });
+    await server.listen({
+      ...(options.host !== undefined ? { host: options.host } : {}),
+      ...(options.port !== undefined ? { port: options.port } : {}),
+    });
   } catch (error) {
     await server.close(); // e.g. the port is taken: nothing of it stays behind
     throw error;

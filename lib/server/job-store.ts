@@ -160,10 +160,13 @@ export class JobStore {
   private pump(): void {
     while (!this.closing && this.running.size < this.concurrency && this.queue.length > 0) {
       const job = this.queue.shift()!;
-      this.running.set(job, this.run(job).finally(() => {
-        this.running.delete(job);
-        this.pump();
-      }));
+      this.running.set(
+        job,
+        this.run(job).finally(() => {
+          this.running.delete(job);
+          this.pump();
+        }),
+      );
       this.announcePositions(0);
     }
   }
@@ -224,7 +227,8 @@ export class JobStore {
   private sweep(): void {
     const now = Date.now();
     for (const job of this.finished.values()) {
-      const over = this.finished.size > this.limits.maxFinishedJobs || (this.storedBytes > this.limits.maxStoredBytes && this.finished.size > 1);
+      const over =
+        this.finished.size > this.limits.maxFinishedJobs || (this.storedBytes > this.limits.maxStoredBytes && this.finished.size > 1);
       if (!over && job.expiresAt! > now) break;
       this.finished.delete(job.id);
       this.jobs.delete(job.id);

@@ -44,10 +44,14 @@ export function resolveLimits(given: Partial<ServerLimits> = {}): ServerLimits {
   const limits: ServerLimits = { ...DEFAULT_LIMITS };
   for (const [key, value] of Object.entries(given)) {
     if (!(key in DEFAULT_LIMITS)) {
-      throw new FastComposerError('ERR_INVALID_ARGUMENT', `Unknown limit ${JSON.stringify(key)}; expected only ${Object.keys(DEFAULT_LIMITS).join(', ')}`);
+      throw new FastComposerError(
+        'ERR_INVALID_ARGUMENT',
+        `Unknown limit ${JSON.stringify(key)}; expected only ${Object.keys(DEFAULT_LIMITS).join(', ')}`,
+      );
     }
     if (value === undefined) continue;
-    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) throw invalidArgument('positive integer', `limits.${key}`, value);
+    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1)
+      throw invalidArgument('positive integer', `limits.${key}`, value);
     limits[key as keyof ServerLimits] = value;
   }
   if (limits.maxSubjects > LIMITS.maxSubjects) {

@@ -56,7 +56,11 @@ export const openapiDocument = {
                   regionStrength: { type: 'number', minimum: 0, maximum: 1, default: 1 },
                   regionExclusive: { type: 'boolean', default: false },
                   attentionMaps: { type: 'boolean', default: false, description: 'also make a heat map per image and subject' },
-                  subject: { type: 'array', items: { type: 'string', format: 'binary' }, description: 'one picture per marker (<|image|> or img), in order' },
+                  subject: {
+                    type: 'array',
+                    items: { type: 'string', format: 'binary' },
+                    description: 'one picture per marker (<|image|> or img), in order',
+                  },
                   region: {
                     type: 'array',
                     items: { type: 'string' },
@@ -96,7 +100,10 @@ export const openapiDocument = {
           "Events queued, progress (one per step), then done, failed or cancelled, after which the stream ends; each event's data is the job's JSON. " +
           'Dropping the stream does not cancel the job.',
         parameters: [idParam],
-        responses: { 200: { description: 'The event stream', content: { 'text/event-stream': { schema: { type: 'string' } } } }, 404: notFound },
+        responses: {
+          200: { description: 'The event stream', content: { 'text/event-stream': { schema: { type: 'string' } } } },
+          404: notFound,
+        },
       },
     },
     '/api/jobs/{id}/images/{n}': {
@@ -116,7 +123,9 @@ export const openapiDocument = {
     '/api/health': {
       get: {
         summary: 'The model, device, dtype, queue and limits',
-        responses: { 200: { description: 'The server', content: { 'application/json': { schema: { $ref: '#/components/schemas/Health' } } } } },
+        responses: {
+          200: { description: 'The server', content: { 'application/json': { schema: { $ref: '#/components/schemas/Health' } } } },
+        },
       },
     },
     '/api/openapi.json': { get: { summary: 'This document', responses: { 200: { description: 'OpenAPI 3.1' } } } },
@@ -126,7 +135,9 @@ export const openapiDocument = {
       Error: {
         type: 'object',
         required: ['error'],
-        properties: { error: { type: 'object', required: ['code', 'message'], properties: { code: { type: 'string' }, message: { type: 'string' } } } },
+        properties: {
+          error: { type: 'object', required: ['code', 'message'], properties: { code: { type: 'string' }, message: { type: 'string' } } },
+        },
       },
       Job: {
         type: 'object',
@@ -153,7 +164,11 @@ export const openapiDocument = {
         type: 'object',
         properties: {
           status: { type: 'string', enum: ['ok', 'closing'] },
-          backend: { type: 'string', enum: ['model', 'queue'], description: "a model in the server's process, or workers behind a job queue" },
+          backend: {
+            type: 'string',
+            enum: ['model', 'queue'],
+            description: "a model in the server's process, or workers behind a job queue",
+          },
           queueName: { type: 'string', description: 'the job queue (queue backend only)' },
           model: { type: 'string', description: "'queue' when workers behind a queue hold the model" },
           device: { type: 'string' },

@@ -16,7 +16,8 @@ type ImageParams = { Params: { id: string; n: string; s?: string } };
 /** A path index: digits only, below `count`; otherwise 404. */
 function index(value: string | undefined, count: number, what: string): number {
   const n = value !== undefined && /^\d{1,6}$/.test(value) ? Number(value) : NaN;
-  if (!(n < count)) throw new ApiError(404, 'ERR_NOT_FOUND', `No ${what} ${JSON.stringify(value)} (there ${count === 1 ? 'is 1' : `are ${count}`})`);
+  if (!(n < count))
+    throw new ApiError(404, 'ERR_NOT_FOUND', `No ${what} ${JSON.stringify(value)} (there ${count === 1 ? 'is 1' : `are ${count}`})`);
   return n;
 }
 

@@ -38,7 +38,11 @@ export function checkPageDefaults(given: PageDefaults = {}): PageDefaults {
     if (value === undefined) continue;
     const [min, max, multiple] = range;
     if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max || value % multiple !== 0) {
-      throw invalidArgument(multiple > 1 ? `multiple of ${multiple} between ${min} and ${max}` : `integer between ${min} and ${max}`, `pageDefaults.${key}`, value);
+      throw invalidArgument(
+        multiple > 1 ? `multiple of ${multiple} between ${min} and ${max}` : `integer between ${min} and ${max}`,
+        `pageDefaults.${key}`,
+        value,
+      );
     }
     out[key as keyof PageDefaults] = value;
   }

@@ -1,14 +1,14 @@
-#include "group_norm_nhwc.h"
-
 #include <ATen/Dispatch.h>
 #include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
 
 #include <algorithm>
 #include <limits>
 #include <map>
 #include <mutex>
+
+#include "group_norm_nhwc.h"
 
 namespace fc {
 namespace {
@@ -81,8 +81,7 @@ __global__ void partialMoments(const T* __restrict__ x, int hw, int c, int cg, i
 
 // One thread per (n, g): merges the splits into mean and 1/sqrt(var + eps) (biased variance,
 // as group_norm uses).
-__global__ void finishMoments(const float* __restrict__ partials, int count, int splits, float eps,
-                              float2* __restrict__ stats) {
+__global__ void finishMoments(const float* __restrict__ partials, int count, int splits, float eps, float2* __restrict__ stats) {
   const int ng = blockIdx.x * blockDim.x + threadIdx.x;
   if (ng >= count) return;
   Moments m{0.f, 0.f, 0.f};
@@ -96,8 +95,7 @@ __global__ void finishMoments(const float* __restrict__ partials, int count, int
 
 template <typename T, bool Silu>
 __global__ void normalize(const T* __restrict__ x, const T* __restrict__ weight, const T* __restrict__ bias,
-                          const float2* __restrict__ stats, T* __restrict__ y, int total, int hwc, int c, int cg,
-                          int groups) {
+                          const float2* __restrict__ stats, T* __restrict__ y, int total, int hwc, int c, int cg, int groups) {
   // The loop counter is 64-bit: i + stride may pass INT_MAX on its way out. Below `total`
   // (< 2^31), 32-bit index arithmetic is exact and cheaper.
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
@@ -130,8 +128,8 @@ bool hasKernelImage() {
 
 }  // namespace
 
-std::optional<at::Tensor> groupNormNhwcCuda(const at::Tensor& x, int64_t groups, const at::Tensor& weight,
-                                            const at::Tensor& bias, double eps, bool silu) {
+std::optional<at::Tensor> groupNormNhwcCuda(const at::Tensor& x, int64_t groups, const at::Tensor& weight, const at::Tensor& bias,
+                                            double eps, bool silu) {
   if (!x.is_cuda() || x.dim() != 4 || !x.is_contiguous(at::MemoryFormat::ChannelsLast)) return std::nullopt;
   const auto dtype = x.scalar_type();
   if (dtype != at::kHalf && dtype != at::kBFloat16 && dtype != at::kFloat) return std::nullopt;
@@ -159,16 +157,14 @@ std::optional<at::Tensor> groupNormNhwcCuda(const at::Tensor& x, int64_t groups,
   const int blocks = static_cast<int>(std::clamp<int64_t>((n * hw * c + kThreads - 1) / kThreads, 1, 65536));
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "fastcomposer_group_norm_nhwc", [&] {
-    partialMoments<scalar_t><<<dim3(ng, splits), kThreads, 0, stream>>>(
-        x.const_data_ptr<scalar_t>(), static_cast<int>(hw), static_cast<int>(c), cg, static_cast<int>(groups),
-        pixelsPerSplit, partials.mutable_data_ptr<float>());
+    partialMoments<scalar_t><<<dim3(ng, splits), kThreads, 0, stream>>>(x.const_data_ptr<scalar_t>(), static_cast<int>(hw),
+                                                                        static_cast<int>(c), cg, static_cast<int>(groups), pixelsPerSplit,
+                                                                        partials.mutable_data_ptr<float>());
     finishMoments<<<(ng + kThreads - 1) / kThreads, kThreads, 0, stream>>>(
-        partials.const_data_ptr<float>(), ng, splits, static_cast<float>(eps),
-        reinterpret_cast<float2*>(stats.mutable_data_ptr<float>()));
+        partials.const_data_ptr<float>(), ng, splits, static_cast<float>(eps), reinterpret_cast<float2*>(stats.mutable_data_ptr<float>()));
     auto args = std::make_tuple(x.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(), b.const_data_ptr<scalar_t>(),
-                                reinterpret_cast<const float2*>(stats.const_data_ptr<float>()),
-                                y.mutable_data_ptr<scalar_t>(), total, static_cast<int>(hw * c), static_cast<int>(c), cg,
-                                static_cast<int>(groups));
+                                reinterpret_cast<const float2*>(stats.const_data_ptr<float>()), y.mutable_data_ptr<scalar_t>(), total,
+                                static_cast<int>(hw * c), static_cast<int>(c), cg, static_cast<int>(groups));
     if (silu)
       std::apply([&](auto... a) { normalize<scalar_t, true><<<blocks, kThreads, 0, stream>>>(a...); }, args);
     else

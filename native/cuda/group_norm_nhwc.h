@@ -13,7 +13,7 @@ namespace fc {
 // y = silu?(group_norm(x)) for x [N,C,H,W] channels_last-contiguous on CUDA, float16, bfloat16
 // or float32, with weight and bias [C] of x's dtype. std::nullopt when the inputs are outside
 // that (the caller then uses ATen).
-std::optional<at::Tensor> groupNormNhwcCuda(const at::Tensor& x, int64_t groups, const at::Tensor& weight,
-                                            const at::Tensor& bias, double eps, bool silu);
+std::optional<at::Tensor> groupNormNhwcCuda(const at::Tensor& x, int64_t groups, const at::Tensor& weight, const at::Tensor& bias,
+                                            double eps, bool silu);
 
 }  // namespace fc

@@ -13,8 +13,7 @@ void unsupported(const std::string& key, const std::string& value, const std::st
   throw std::invalid_argument(msg.str());
 }
 
-void requireOneOf(const std::string& key, const std::string& value,
-                  const std::vector<std::string>& allowed) {
+void requireOneOf(const std::string& key, const std::string& value, const std::vector<std::string>& allowed) {
   for (const auto& a : allowed) {
     if (a == value) return;
   }
@@ -36,8 +35,7 @@ NoiseScheduleConfig resolveNoiseSchedule(const SchedulerConfig& cfg, bool rescal
   }
   if (c.trainedBetas) {
     if (static_cast<int64_t>(c.trainedBetas->size()) != c.numTrainTimesteps) {
-      unsupported("trained_betas", "[" + std::to_string(c.trainedBetas->size()) + " values]",
-                  "expected num_train_timesteps values");
+      unsupported("trained_betas", "[" + std::to_string(c.trainedBetas->size()) + " values]", "expected num_train_timesteps values");
     }
   } else {
     requireOneOf("beta_schedule", c.betaSchedule, {"linear", "scaled_linear", "squaredcos_cap_v2"});
@@ -95,9 +93,7 @@ at::Tensor makeBetas(const NoiseScheduleConfig& c) {
   } else if (c.betaSchedule == "linear") {
     betas = at::linspace(c.betaStart, c.betaEnd, c.numTrainTimesteps, f32);
   } else if (c.betaSchedule == "scaled_linear") {
-    betas = at::pow(at::linspace(std::pow(c.betaStart, 0.5), std::pow(c.betaEnd, 0.5),
-                                 c.numTrainTimesteps, f32),
-                    2);
+    betas = at::pow(at::linspace(std::pow(c.betaStart, 0.5), std::pow(c.betaEnd, 0.5), c.numTrainTimesteps, f32), 2);
   } else {
     betas = cosineBetas(c.numTrainTimesteps);
   }
@@ -111,9 +107,7 @@ at::Tensor makeAlphasCumprod(const NoiseScheduleConfig& c, bool pinLastForZeroSn
   return ac;
 }
 
-at::Tensor trainSigmas(const at::Tensor& alphasCumprod) {
-  return at::pow(at::rsub(alphasCumprod, 1) / alphasCumprod, 0.5);
-}
+at::Tensor trainSigmas(const at::Tensor& alphasCumprod) { return at::pow(at::rsub(alphasCumprod, 1) / alphasCumprod, 0.5); }
 
 std::vector<double> npLinspace(double start, double stop, int64_t num) {
   std::vector<double> y(static_cast<size_t>(std::max<int64_t>(num, 0)));
@@ -199,8 +193,8 @@ at::Tensor floatTensor(const std::vector<double>& v) {
 
 void checkStepIndex(const char* who, int64_t stepIndex, int64_t steps) {
   if (stepIndex < 0 || stepIndex >= steps) {
-    throw std::out_of_range(std::string(who) + ": step index " + std::to_string(stepIndex) +
-                            " is outside [0, " + std::to_string(steps) + ")");
+    throw std::out_of_range(std::string(who) + ": step index " + std::to_string(stepIndex) + " is outside [0, " + std::to_string(steps) +
+                            ")");
   }
 }
 
@@ -208,8 +202,7 @@ void checkStepIndex(const char* who, int64_t stepIndex, int64_t steps) {
 
 namespace fc::sched {
 
-EulerGrid eulerGrid(const at::Tensor& alphasCumprod, const std::string& spacing,
-                    int64_t stepsOffset, int64_t n) {
+EulerGrid eulerGrid(const at::Tensor& alphasCumprod, const std::string& spacing, int64_t stepsOffset, int64_t n) {
   const int64_t T = alphasCumprod.size(0);
   EulerGrid g;
   if (spacing == "linspace") {
@@ -232,12 +225,11 @@ EulerGrid eulerGrid(const at::Tensor& alphasCumprod, const std::string& spacing,
   return g;
 }
 
-void requireTimestepsBelow(const char* scheduler, const std::vector<int64_t>& timesteps, int64_t numTrainTimesteps,
-                           int64_t steps) {
+void requireTimestepsBelow(const char* scheduler, const std::vector<int64_t>& timesteps, int64_t numTrainTimesteps, int64_t steps) {
   for (int64_t t : timesteps) {
     if (t >= numTrainTimesteps || t < 0) {
-      throw std::invalid_argument(std::string(scheduler) + ": " + std::to_string(steps) + " steps reach timestep " +
-                                  std::to_string(t) + ", outside the model's " + std::to_string(numTrainTimesteps) +
+      throw std::invalid_argument(std::string(scheduler) + ": " + std::to_string(steps) + " steps reach timestep " + std::to_string(t) +
+                                  ", outside the model's " + std::to_string(numTrainTimesteps) +
                                   " training timesteps (steps_offset and timestep_spacing of its scheduler config); use " +
                                   "fewer steps with this scheduler");
     }
@@ -246,16 +238,12 @@ void requireTimestepsBelow(const char* scheduler, const std::vector<int64_t>& ti
 
 double eulerInitNoiseSigma(const at::Tensor& sigmas, const std::string& spacing) {
   const at::Tensor maxSigma = sigmas.max();
-  return (spacing == "linspace" || spacing == "trailing") ? maxSigma.item<double>()
-                                                           : at::pow(at::pow(maxSigma, 2) + 1, 0.5).item<double>();
+  return (spacing == "linspace" || spacing == "trailing") ? maxSigma.item<double>() : at::pow(at::pow(maxSigma, 2) + 1, 0.5).item<double>();
 }
 
-at::Tensor eulerScaleModelInput(const at::Tensor& x, const at::Tensor& sigma) {
-  return x / at::pow(at::pow(sigma, 2) + 1, 0.5);
-}
+at::Tensor eulerScaleModelInput(const at::Tensor& x, const at::Tensor& sigma) { return x / at::pow(at::pow(sigma, 2) + 1, 0.5); }
 
-std::vector<int64_t> discreteTimesteps(const std::string& spacing, int64_t numTrainTimesteps, int64_t steps,
-                                       int64_t offset) {
+std::vector<int64_t> discreteTimesteps(const std::string& spacing, int64_t numTrainTimesteps, int64_t steps, int64_t offset) {
   const int64_t T = numTrainTimesteps;
   std::vector<int64_t> ascending;
   if (spacing == "linspace") {

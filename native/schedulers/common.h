@@ -25,8 +25,7 @@ namespace fc::sched {
 // ---- config ---------------------------------------------------------------------------------
 
 // Throws std::invalid_argument("scheduler config: <key> = <value> is not supported (...)").
-[[noreturn]] void unsupported(const std::string& key, const std::string& value,
-                              const std::string& why);
+[[noreturn]] void unsupported(const std::string& key, const std::string& value, const std::string& why);
 
 // Checks `value` is one of `allowed`, else throws unsupported(key, value, "expected one of ...").
 // Euler-family helpers, shared by "euler" and "euler-ancestral": the initial noise sigma
@@ -38,16 +37,13 @@ at::Tensor eulerScaleModelInput(const at::Tensor& x, const at::Tensor& sigma);
 // The integer timestep grid of PNDM and DDIM, ascending: "linspace" (rounded linspace over
 // [0, T-1]), "leading" (i * (T / n) + offset) or "trailing" (rounded arange from T down, minus 1),
 // computed as diffusers does with NumPy float64.
-std::vector<int64_t> discreteTimesteps(const std::string& spacing, int64_t numTrainTimesteps, int64_t steps,
-                                       int64_t offset);
+std::vector<int64_t> discreteTimesteps(const std::string& spacing, int64_t numTrainTimesteps, int64_t steps, int64_t offset);
 
 // Leading spacing with a steps offset can ask for timestep T itself (e.g. 1000 steps with
 // steps_offset 1): diffusers then fails on an index; this names the limit instead.
-void requireTimestepsBelow(const char* scheduler, const std::vector<int64_t>& timesteps, int64_t numTrainTimesteps,
-                           int64_t steps);
+void requireTimestepsBelow(const char* scheduler, const std::vector<int64_t>& timesteps, int64_t numTrainTimesteps, int64_t steps);
 
-void requireOneOf(const std::string& key, const std::string& value,
-                  const std::vector<std::string>& allowed);
+void requireOneOf(const std::string& key, const std::string& value, const std::vector<std::string>& allowed);
 
 // The keys every beta-based scheduler shares, with one class's defaults applied.
 struct NoiseScheduleConfig {
@@ -103,8 +99,7 @@ struct EulerGrid {
   std::vector<float> timesteps;
   std::vector<double> sigmas;
 };
-EulerGrid eulerGrid(const at::Tensor& alphasCumprod, const std::string& spacing,
-                    int64_t stepsOffset, int64_t n);
+EulerGrid eulerGrid(const at::Tensor& alphasCumprod, const std::string& spacing, int64_t stepsOffset, int64_t n);
 
 // ---- scheduler constructors (one per file) --------------------------------------------------
 

@@ -42,8 +42,7 @@ class Ddim final : public Scheduler {
   double initNoiseSigma() const override { return 1.0; }
   at::Tensor scaleModelInput(const at::Tensor& x, int64_t) override { return x; }
 
-  at::Tensor step(const at::Tensor& eps, int64_t stepIndex, const at::Tensor& x,
-                  std::optional<at::Generator>) override {
+  at::Tensor step(const at::Tensor& eps, int64_t stepIndex, const at::Tensor& x, std::optional<at::Generator>) override {
     if (!timesteps_.defined()) throw std::logic_error("ddim: setTimesteps was not called");
     checkStepIndex("ddim", stepIndex, static_cast<int64_t>(ts_.size()));
     const int64_t t = ts_[static_cast<size_t>(stepIndex)];
@@ -91,8 +90,6 @@ class Ddim final : public Scheduler {
 
 }  // namespace
 
-std::unique_ptr<Scheduler> makeDdim(const SchedulerConfig& cfg) {
-  return std::make_unique<Ddim>(cfg);
-}
+std::unique_ptr<Scheduler> makeDdim(const SchedulerConfig& cfg) { return std::make_unique<Ddim>(cfg); }
 
 }  // namespace fc::sched

@@ -35,14 +35,12 @@ class DpmSolverMultistep final : public Scheduler {
     if (solverType_ == "logrho" || solverType_ == "bh1" || solverType_ == "bh2") {
       solverType_ = "midpoint";
     }
-    requireOneOf("algorithm_type", algorithm_,
-                 {"dpmsolver", "dpmsolver++", "sde-dpmsolver", "sde-dpmsolver++"});
+    requireOneOf("algorithm_type", algorithm_, {"dpmsolver", "dpmsolver++", "sde-dpmsolver", "sde-dpmsolver++"});
     requireOneOf("solver_type", solverType_, {"midpoint", "heun"});
     requireOneOf("final_sigmas_type", finalSigmas_, {"zero", "sigma_min"});
     requireOneOf("timestep_spacing", spacing_, {"linspace", "leading", "trailing"});
     if (finalSigmas_ == "zero" && algorithm_ != "dpmsolver++" && algorithm_ != "sde-dpmsolver++") {
-      unsupported("final_sigmas_type", "\"zero\"",
-                  "algorithm_type \"" + algorithm_ + "\" needs \"sigma_min\"");
+      unsupported("final_sigmas_type", "\"zero\"", "algorithm_type \"" + algorithm_ + "\" needs \"sigma_min\"");
     }
     if (cfg.useKarrasSigmas && *cfg.useKarrasSigmas) {
       unsupported("use_karras_sigmas", "true", "Karras sigmas are not implemented");
@@ -80,8 +78,7 @@ class DpmSolverMultistep final : public Scheduler {
     std::vector<double> s;
     for (int64_t t : ts_) {
       if (t < 0 || t >= T) {
-        throw std::invalid_argument("dpmpp-2m: timestep " + std::to_string(t) +
-                                    " is outside the training range (check steps_offset)");
+        throw std::invalid_argument("dpmpp-2m: timestep " + std::to_string(t) + " is outside the training range (check steps_offset)");
       }
       s.push_back(train[static_cast<size_t>(t)]);
     }
@@ -97,20 +94,16 @@ class DpmSolverMultistep final : public Scheduler {
   double initNoiseSigma() const override { return 1.0; }
   Tensor scaleModelInput(const Tensor& x, int64_t) override { return x; }
 
-  Tensor step(const Tensor& eps, int64_t stepIndex, const Tensor& x,
-              std::optional<at::Generator> generator) override {
+  Tensor step(const Tensor& eps, int64_t stepIndex, const Tensor& x, std::optional<at::Generator> generator) override {
     if (!timesteps_.defined()) throw std::logic_error("dpmpp-2m: setTimesteps was not called");
     const auto count = static_cast<int64_t>(ts_.size());
     checkStepIndex("dpmpp-2m", stepIndex, count);
     if (stepIndex != next_) {
-      throw std::invalid_argument("dpmpp-2m: steps must run in order (expected step " +
-                                  std::to_string(next_) + ", got " +
+      throw std::invalid_argument("dpmpp-2m: steps must run in order (expected step " + std::to_string(next_) + ", got " +
                                   std::to_string(stepIndex) + ")");
     }
     i_ = stepIndex;
-    const bool finalLower =
-        i_ == count - 1 &&
-        (eulerAtFinal_ || (lowerOrderFinal_ && count < 15) || finalSigmas_ == "zero");
+    const bool finalLower = i_ == count - 1 && (eulerAtFinal_ || (lowerOrderFinal_ && count < 15) || finalSigmas_ == "zero");
     const bool secondLower = i_ == count - 2 && lowerOrderFinal_ && count < 15;
 
     const Tensor m = convert(eps, x);
@@ -122,9 +115,7 @@ class DpmSolverMultistep final : public Scheduler {
     Tensor noise;
     if (sde_) {
       if (generator && generator->defined()) {
-        noise = at::randn(m.sizes(), *generator,
-                          at::TensorOptions().dtype(at::kFloat).device(generator->device()))
-                    .to(m.device());
+        noise = at::randn(m.sizes(), *generator, at::TensorOptions().dtype(at::kFloat).device(generator->device())).to(m.device());
       } else {
         noise = at::randn(m.sizes(), std::optional<at::Generator>(), m.options().dtype(at::kFloat));
       }
@@ -148,9 +139,7 @@ class DpmSolverMultistep final : public Scheduler {
     alpha = at::reciprocal(at::pow(at::pow(sigma, 2) + 1, 0.5)) * 1;
     sig = sigma * alpha;
   }
-  static Tensor lambdaOf(const Tensor& alpha, const Tensor& sig) {
-    return at::log(alpha) - at::log(sig);
-  }
+  static Tensor lambdaOf(const Tensor& alpha, const Tensor& sig) { return at::log(alpha) - at::log(sig); }
 
   // The model output as the solver wants it: x0 for the ++ variants, the noise otherwise.
   Tensor convert(const Tensor& mo, const Tensor& sample) const {
@@ -182,8 +171,7 @@ class DpmSolverMultistep final : public Scheduler {
       return (sT / sS * at::exp(-h)) * sample + (aT * at::rsub(at::exp(h * -2.0), 1)) * m +
              sT * at::sqrt(at::rsub(at::exp(h * -2), 1.0)) * noise;
     }
-    return (aT / aS) * sample - (sT * (at::exp(h) - 1.0)) * 2.0 * m +
-           sT * at::sqrt(at::exp(h * 2) - 1.0) * noise;
+    return (aT / aS) * sample - (sT * (at::exp(h) - 1.0)) * 2.0 * m + sT * at::sqrt(at::exp(h * 2) - 1.0) * noise;
   }
 
   Tensor secondOrder(const Tensor& sample, const Tensor& noise) const {
@@ -217,14 +205,12 @@ class DpmSolverMultistep final : public Scheduler {
       const Tensor first = (sT / s0 * at::exp(-h)) * sample + c * d0;
       const Tensor tail = sT * at::sqrt(at::rsub(at::exp(h * -2), 1.0)) * noise;
       if (mid) return first + (c * 0.5) * d1 + tail;
-      return first +
-             (aT * (at::rsub(at::exp(h * -2.0), 1.0) / (h * -2.0) + 1.0)) * d1 + tail;
+      return first + (aT * (at::rsub(at::exp(h * -2.0), 1.0) / (h * -2.0) + 1.0)) * d1 + tail;
     }
     const Tensor c = sT * (at::exp(h) - 1.0);
     const Tensor tail = sT * at::sqrt(at::exp(h * 2) - 1.0) * noise;
     if (mid) return (aT / a0) * sample - (c * 2.0) * d0 - c * d1 + tail;
-    return (aT / a0) * sample - (c * 2.0) * d0 -
-           ((sT * ((at::exp(h) - 1.0) / h - 1.0)) * 2.0) * d1 + tail;
+    return (aT / a0) * sample - (c * 2.0) * d0 - ((sT * ((at::exp(h) - 1.0) / h - 1.0)) * 2.0) * d1 + tail;
   }
 
   Tensor thirdOrder(const Tensor& sample) const {
@@ -252,12 +238,10 @@ class DpmSolverMultistep final : public Scheduler {
     const Tensor d1 = d10 + (r0 / (r0 + r1)) * (d10 - d11);
     const Tensor d2 = (at::reciprocal(r0 + r1) * 1.0) * (d10 - d11);
     if (algorithm_ == "dpmsolver++") {
-      return (sT / s0) * sample - (aT * (at::exp(-h) - 1.0)) * d0 +
-             (aT * ((at::exp(-h) - 1.0) / h + 1.0)) * d1 -
+      return (sT / s0) * sample - (aT * (at::exp(-h) - 1.0)) * d0 + (aT * ((at::exp(-h) - 1.0) / h + 1.0)) * d1 -
              (aT * ((at::exp(-h) - 1.0 + h) / at::pow(h, 2) - 0.5)) * d2;
     }
-    return (aT / a0) * sample - (sT * (at::exp(h) - 1.0)) * d0 -
-           (sT * ((at::exp(h) - 1.0) / h - 1.0)) * d1 -
+    return (aT / a0) * sample - (sT * (at::exp(h) - 1.0)) * d0 - (sT * ((at::exp(h) - 1.0) / h - 1.0)) * d1 -
            (sT * ((at::exp(h) - 1.0 - h) / at::pow(h, 2) - 0.5)) * d2;
   }
 
@@ -286,8 +270,6 @@ class DpmSolverMultistep final : public Scheduler {
 
 }  // namespace
 
-std::unique_ptr<Scheduler> makeDpmpp2m(const SchedulerConfig& cfg) {
-  return std::make_unique<DpmSolverMultistep>(cfg);
-}
+std::unique_ptr<Scheduler> makeDpmpp2m(const SchedulerConfig& cfg) { return std::make_unique<DpmSolverMultistep>(cfg); }
 
 }  // namespace fc::sched

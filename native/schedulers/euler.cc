@@ -19,8 +19,7 @@ class Euler final : public Scheduler {
     timestepType_ = cfg.timestepType.value_or("discrete");
     finalSigmas_ = cfg.finalSigmasType.value_or("zero");
     const std::string interpolation = cfg.interpolationType.value_or("linear");
-    requireOneOf("prediction_type", prediction_,
-                 {"epsilon", "v_prediction", "sample", "original_sample"});
+    requireOneOf("prediction_type", prediction_, {"epsilon", "v_prediction", "sample", "original_sample"});
     requireOneOf("timestep_spacing", spacing_, {"linspace", "leading", "trailing"});
     requireOneOf("timestep_type", timestepType_, {"discrete", "continuous"});
     requireOneOf("final_sigmas_type", finalSigmas_, {"zero", "sigma_min"});
@@ -49,9 +48,7 @@ class Euler final : public Scheduler {
       ts = at::empty({sigmas_.size(0) - 1}, at::kFloat);
       for (int64_t i = 0; i + 1 < sigmas_.size(0); ++i) ts[i] = at::log(sigmas_[i]) * 0.25;
     } else {
-      ts = at::from_blob(g.timesteps.data(), {static_cast<int64_t>(g.timesteps.size())},
-                         at::kFloat)
-               .clone();
+      ts = at::from_blob(g.timesteps.data(), {static_cast<int64_t>(g.timesteps.size())}, at::kFloat).clone();
     }
     timesteps_ = ts.to(device);
     initSigma_ = eulerInitNoiseSigma(sigmas_, spacing_);
@@ -65,8 +62,7 @@ class Euler final : public Scheduler {
     return eulerScaleModelInput(x, sigmas_[stepIndex]);
   }
 
-  at::Tensor step(const at::Tensor& eps, int64_t stepIndex, const at::Tensor& x,
-                  std::optional<at::Generator>) override {
+  at::Tensor step(const at::Tensor& eps, int64_t stepIndex, const at::Tensor& x, std::optional<at::Generator>) override {
     if (!timesteps_.defined()) throw std::logic_error("euler: setTimesteps was not called");
     checkStepIndex("euler", stepIndex, steps());
     const at::Tensor sample = x.to(at::kFloat);
@@ -101,8 +97,6 @@ class Euler final : public Scheduler {
 
 }  // namespace
 
-std::unique_ptr<Scheduler> makeEuler(const SchedulerConfig& cfg) {
-  return std::make_unique<Euler>(cfg);
-}
+std::unique_ptr<Scheduler> makeEuler(const SchedulerConfig& cfg) { return std::make_unique<Euler>(cfg); }
 
 }  // namespace fc::sched

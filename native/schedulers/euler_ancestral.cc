@@ -28,10 +28,7 @@ class EulerAncestral final : public Scheduler {
     EulerGrid g = eulerGrid(alphasCumprod_, spacing_, offset_, n);
     g.sigmas.push_back(0.0);
     sigmas_ = floatTensor(g.sigmas);  // stays on the CPU: its entries are per-step scalars
-    timesteps_ = at::from_blob(g.timesteps.data(), {static_cast<int64_t>(g.timesteps.size())},
-                               at::kFloat)
-                     .clone()
-                     .to(device);
+    timesteps_ = at::from_blob(g.timesteps.data(), {static_cast<int64_t>(g.timesteps.size())}, at::kFloat).clone().to(device);
     initSigma_ = eulerInitNoiseSigma(sigmas_, spacing_);
   }
 
@@ -43,8 +40,7 @@ class EulerAncestral final : public Scheduler {
     return eulerScaleModelInput(x, sigmas_[stepIndex]);
   }
 
-  at::Tensor step(const at::Tensor& eps, int64_t stepIndex, const at::Tensor& x,
-                  std::optional<at::Generator> generator) override {
+  at::Tensor step(const at::Tensor& eps, int64_t stepIndex, const at::Tensor& x, std::optional<at::Generator> generator) override {
     if (!timesteps_.defined()) {
       throw std::logic_error("euler-ancestral: setTimesteps was not called");
     }
@@ -69,9 +65,7 @@ class EulerAncestral final : public Scheduler {
     at::Tensor noise;
     if (generator && generator->defined()) {
       // A CPU generator draws on the CPU, then the noise moves to the model output's device.
-      noise = at::randn(eps.sizes(), *generator,
-                        at::TensorOptions().dtype(eps.scalar_type()).device(generator->device()))
-                  .to(eps.device());
+      noise = at::randn(eps.sizes(), *generator, at::TensorOptions().dtype(eps.scalar_type()).device(generator->device())).to(eps.device());
     } else {
       noise = at::randn(eps.sizes(), std::optional<at::Generator>(), eps.options());
     }
@@ -93,8 +87,6 @@ class EulerAncestral final : public Scheduler {
 
 }  // namespace
 
-std::unique_ptr<Scheduler> makeEulerAncestral(const SchedulerConfig& cfg) {
-  return std::make_unique<EulerAncestral>(cfg);
-}
+std::unique_ptr<Scheduler> makeEulerAncestral(const SchedulerConfig& cfg) { return std::make_unique<EulerAncestral>(cfg); }
 
 }  // namespace fc::sched

@@ -12,8 +12,7 @@ std::unique_ptr<Scheduler> makeScheduler(const std::string& name, const Schedule
   if (name == "euler") return sched::makeEuler(config);
   if (name == "euler-ancestral") return sched::makeEulerAncestral(config);
   if (name == "dpmpp-2m") return sched::makeDpmpp2m(config);
-  throw std::invalid_argument("unknown scheduler \"" + name +
-                              "\" (expected pndm, ddim, euler, euler-ancestral or dpmpp-2m)");
+  throw std::invalid_argument("unknown scheduler \"" + name + "\" (expected pndm, ddim, euler, euler-ancestral or dpmpp-2m)");
 }
 
 }  // namespace fc

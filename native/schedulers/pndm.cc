@@ -42,8 +42,7 @@ class Pndm final : public Scheduler {
       plms.assign(fwd.rbegin(), fwd.rend());
     } else {
       if (m < 4) {
-        throw std::invalid_argument(
-            "pndm: with skip_prk_steps = false at least 4 inference steps are needed");
+        throw std::invalid_argument("pndm: with skip_prk_steps = false at least 4 inference steps are needed");
       }
       const int64_t half = T / n / 2;
       std::vector<int64_t> grid;  // base[-4:] each twice, plus (0, half) alternately
@@ -61,9 +60,7 @@ class Pndm final : public Scheduler {
     }
     all_ = prk_;
     all_.insert(all_.end(), plms.begin(), plms.end());
-    timesteps_ = at::tensor(all_, at::TensorOptions().dtype(at::kLong))
-                     .to(at::kFloat)
-                     .to(device);
+    timesteps_ = at::tensor(all_, at::TensorOptions().dtype(at::kLong)).to(at::kFloat).to(device);
     ets_.clear();
     curSample_ = at::Tensor();
     curModelOutput_ = at::Tensor();
@@ -75,19 +72,15 @@ class Pndm final : public Scheduler {
 
   at::Tensor scaleModelInput(const at::Tensor& x, int64_t) override { return x; }
 
-  at::Tensor step(const at::Tensor& eps, int64_t stepIndex, const at::Tensor& x,
-                  std::optional<at::Generator>) override {
+  at::Tensor step(const at::Tensor& eps, int64_t stepIndex, const at::Tensor& x, std::optional<at::Generator>) override {
     if (!timesteps_.defined()) throw std::logic_error("pndm: setTimesteps was not called");
     checkStepIndex("pndm", stepIndex, static_cast<int64_t>(all_.size()));
     if (stepIndex != counter_) {
-      throw std::invalid_argument("pndm: steps must run in order (expected step " +
-                                  std::to_string(counter_) + ", got " +
+      throw std::invalid_argument("pndm: steps must run in order (expected step " + std::to_string(counter_) + ", got " +
                                   std::to_string(stepIndex) + ")");
     }
     const int64_t t = all_[static_cast<size_t>(stepIndex)];
-    at::Tensor out = (!skipPrk_ && counter_ < static_cast<int64_t>(prk_.size()))
-                         ? stepPrk(eps, t, x)
-                         : stepPlms(eps, t, x);
+    at::Tensor out = (!skipPrk_ && counter_ < static_cast<int64_t>(prk_.size())) ? stepPrk(eps, t, x) : stepPlms(eps, t, x);
     ++counter_;
     return out;
   }
@@ -147,15 +140,13 @@ class Pndm final : public Scheduler {
     } else if (k == 3) {
       mo = (ets_[2] * 23 - ets_[1] * 16 + ets_[0] * 5) / 12;
     } else {
-      mo = (ets_[k - 1] * 55 - ets_[k - 2] * 59 + ets_[k - 3] * 37 - ets_[k - 4] * 9) *
-           (1.0 / 24);
+      mo = (ets_[k - 1] * 55 - ets_[k - 2] * 59 + ets_[k - 3] * 37 - ets_[k - 4] * 9) * (1.0 / 24);
     }
     return prevSample(sample, curT, prevT, mo);
   }
 
   // Formula (9) of the PNDM paper. The coefficients are 0-dim float32 CPU tensors.
-  at::Tensor prevSample(const at::Tensor& sample, int64_t t, int64_t prevT,
-                        at::Tensor mo) const {
+  at::Tensor prevSample(const at::Tensor& sample, int64_t t, int64_t prevT, at::Tensor mo) const {
     const at::Tensor a = alphasCumprod_[t];
     const at::Tensor aPrev = prevT >= 0 ? alphasCumprod_[prevT] : finalAlphaCumprod_;
     const at::Tensor b = at::rsub(a, 1);
@@ -188,8 +179,6 @@ class Pndm final : public Scheduler {
 
 }  // namespace
 
-std::unique_ptr<Scheduler> makePndm(const SchedulerConfig& cfg) {
-  return std::make_unique<Pndm>(cfg);
-}
+std::unique_ptr<Scheduler> makePndm(const SchedulerConfig& cfg) { return std::make_unique<Pndm>(cfg); }
 
 }  // namespace fc::sched

@@ -6,27 +6,23 @@
 
 namespace fc {
 
-std::vector<at::Tensor> replayScheduler(const std::string& name, const SchedulerConfig& cfg,
-                                        int64_t steps, const at::Tensor& x0,
-                                        const std::vector<at::Tensor>& eps,
-                                        std::optional<int64_t> seed) {
+std::vector<at::Tensor> replayScheduler(const std::string& name, const SchedulerConfig& cfg, int64_t steps, const at::Tensor& x0,
+                                        const std::vector<at::Tensor>& eps, std::optional<int64_t> seed) {
   if (!x0.defined()) throw std::invalid_argument("replayScheduler: x0 is undefined");
   std::unique_ptr<Scheduler> s = makeScheduler(name, cfg);
   const at::Device device = x0.device();
   s->setTimesteps(steps, device);
   const int64_t n = s->steps();
   if (static_cast<int64_t>(eps.size()) < n) {
-    throw std::invalid_argument("replayScheduler: " + name + " with " + std::to_string(steps) +
-                                " steps needs " + std::to_string(n) + " model outputs, got " +
-                                std::to_string(eps.size()));
+    throw std::invalid_argument("replayScheduler: " + name + " with " + std::to_string(steps) + " steps needs " + std::to_string(n) +
+                                " model outputs, got " + std::to_string(eps.size()));
   }
 
   std::optional<at::Generator> gen;
   at::Tensor x;
   if (seed) {
     gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(*seed));
-    x = at::randn(x0.sizes(), *gen, at::TensorOptions().dtype(at::kFloat)).to(device) *
-        s->initNoiseSigma();
+    x = at::randn(x0.sizes(), *gen, at::TensorOptions().dtype(at::kFloat)).to(device) * s->initNoiseSigma();
   } else {
     x = x0;
   }

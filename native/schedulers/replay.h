@@ -34,9 +34,7 @@ namespace fc {
 //   [N + 2 + i]    s_i = scaleModelInput(x_i, i) for i = 0..N-1, on the CPU
 //   [2N + 2]       initNoiseSigma(), float64 [1]
 // so the result holds 2N + 3 tensors.
-std::vector<at::Tensor> replayScheduler(const std::string& name, const SchedulerConfig& cfg,
-                                        int64_t steps, const at::Tensor& x0,
-                                        const std::vector<at::Tensor>& eps,
-                                        std::optional<int64_t> seed);
+std::vector<at::Tensor> replayScheduler(const std::string& name, const SchedulerConfig& cfg, int64_t steps, const at::Tensor& x0,
+                                        const std::vector<at::Tensor>& eps, std::optional<int64_t> seed);
 
 }  // namespace fc

@@ -15,29 +15,29 @@ namespace fc {
 // struct. Absent keys stay empty: each scheduler applies its own class's default, as diffusers'
 // from_config does (DDIM's defaults differ from PNDM's, for example).
 struct SchedulerConfig {
-  std::optional<int64_t> numTrainTimesteps;     // num_train_timesteps
-  std::optional<double> betaStart;              // beta_start
-  std::optional<double> betaEnd;                // beta_end
-  std::optional<std::string> betaSchedule;      // beta_schedule
+  std::optional<int64_t> numTrainTimesteps;         // num_train_timesteps
+  std::optional<double> betaStart;                  // beta_start
+  std::optional<double> betaEnd;                    // beta_end
+  std::optional<std::string> betaSchedule;          // beta_schedule
   std::optional<std::vector<double>> trainedBetas;  // trained_betas (null = absent)
-  std::optional<bool> setAlphaToOne;            // set_alpha_to_one
-  std::optional<bool> skipPrkSteps;             // skip_prk_steps
-  std::optional<int64_t> stepsOffset;           // steps_offset
-  std::optional<bool> clipSample;               // clip_sample
-  std::optional<double> clipSampleRange;        // clip_sample_range
-  std::optional<std::string> predictionType;    // prediction_type
-  std::optional<std::string> timestepSpacing;   // timestep_spacing
-  std::optional<std::string> timestepType;      // timestep_type (euler)
-  std::optional<std::string> interpolationType; // interpolation_type (euler)
-  std::optional<bool> useKarrasSigmas;          // use_karras_sigmas
-  std::optional<int64_t> solverOrder;           // solver_order (dpm++)
-  std::optional<std::string> algorithmType;     // algorithm_type (dpm++)
-  std::optional<std::string> solverType;        // solver_type (dpm++)
-  std::optional<bool> lowerOrderFinal;          // lower_order_final (dpm++)
-  std::optional<bool> eulerAtFinal;             // euler_at_final (dpm++)
-  std::optional<std::string> finalSigmasType;   // final_sigmas_type (dpm++)
-  std::optional<bool> thresholding;             // thresholding (must be false: unsupported)
-  std::optional<bool> rescaleBetasZeroSnr;      // rescale_betas_zero_snr
+  std::optional<bool> setAlphaToOne;                // set_alpha_to_one
+  std::optional<bool> skipPrkSteps;                 // skip_prk_steps
+  std::optional<int64_t> stepsOffset;               // steps_offset
+  std::optional<bool> clipSample;                   // clip_sample
+  std::optional<double> clipSampleRange;            // clip_sample_range
+  std::optional<std::string> predictionType;        // prediction_type
+  std::optional<std::string> timestepSpacing;       // timestep_spacing
+  std::optional<std::string> timestepType;          // timestep_type (euler)
+  std::optional<std::string> interpolationType;     // interpolation_type (euler)
+  std::optional<bool> useKarrasSigmas;              // use_karras_sigmas
+  std::optional<int64_t> solverOrder;               // solver_order (dpm++)
+  std::optional<std::string> algorithmType;         // algorithm_type (dpm++)
+  std::optional<std::string> solverType;            // solver_type (dpm++)
+  std::optional<bool> lowerOrderFinal;              // lower_order_final (dpm++)
+  std::optional<bool> eulerAtFinal;                 // euler_at_final (dpm++)
+  std::optional<std::string> finalSigmasType;       // final_sigmas_type (dpm++)
+  std::optional<bool> thresholding;                 // thresholding (must be false: unsupported)
+  std::optional<bool> rescaleBetasZeroSnr;          // rescale_betas_zero_snr
 };
 
 class Scheduler {
@@ -61,8 +61,7 @@ class Scheduler {
 
   // One denoising step: eps is the (guided) model output for x at step `stepIndex`; returns the
   // latents for the next step. `generator` (CPU) feeds the ancestral noise; others ignore it.
-  virtual at::Tensor step(const at::Tensor& eps, int64_t stepIndex, const at::Tensor& x,
-                          std::optional<at::Generator> generator) = 0;
+  virtual at::Tensor step(const at::Tensor& eps, int64_t stepIndex, const at::Tensor& x, std::optional<at::Generator> generator) = 0;
 };
 
 // name: "pndm" | "ddim" | "euler" | "euler-ancestral" | "dpmpp-2m". Throws std::invalid_argument

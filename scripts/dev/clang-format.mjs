@@ -33,7 +33,9 @@ const files = sources(join(pkgRoot, 'native')).map((file) => relative(pkgRoot, f
 const args = mode === '--check' ? ['--dry-run', '--Werror', ...files] : ['-i', ...files];
 const r = spawnSync(binary(), ['--style=file', ...args], { stdio: 'inherit', cwd: pkgRoot });
 if (r.error) {
-  console.error(`clang-format could not start (${r.error.message}): run npm install, or install clang-format (apt-get install clang-format)`);
+  console.error(
+    `clang-format could not start (${r.error.message}): run npm install, or install clang-format (apt-get install clang-format)`,
+  );
   process.exit(1);
 }
 if (r.status !== 0 && mode === '--check') console.error('clang-format: native/ is not formatted; npm run format fixes it');

@@ -76,13 +76,15 @@ def main() -> None:
         raw = special.encode(prompt)
         input_ids, mask = mask_noun_phrase_ends(raw, image_token_id, plain.pad_token_id)
         text_only = plain(prompt.replace("img", ""), padding="max_length", max_length=MAX_LENGTH, truncation=True).input_ids
-        cases.append({
-            "prompt": prompt,
-            "raw_ids": raw,
-            "input_ids": input_ids,
-            "subject_token_mask": mask,
-            "text_only_ids": text_only,
-        })
+        cases.append(
+            {
+                "prompt": prompt,
+                "raw_ids": raw,
+                "input_ids": input_ids,
+                "subject_token_mask": mask,
+                "text_only_ids": text_only,
+            }
+        )
     # one case a line: the file stays readable in a diff
     lines = ",\n".join("  " + json.dumps(c) for c in cases)
     OUT.write_text(f'{{\n "image_token_id": {image_token_id},\n "cases": [\n{lines}\n ]\n}}\n', encoding="utf-8")

@@ -86,16 +86,14 @@ EXTENDED_CASES = [
     ("pndm", 17, "trailing-v", {"timestep_spacing": "trailing", "prediction_type": "v_prediction"}),
     ("pndm", 10, "alpha1-linear", {"set_alpha_to_one": True, "beta_schedule": "linear"}),
     ("ddim", 20, "clip", {"clip_sample": True, "clip_sample_range": 0.5}),
-    ("ddim", 15, "trailing-v-zsnr", {"timestep_spacing": "trailing", "prediction_type": "v_prediction",
-                                     "rescale_betas_zero_snr": True}),
+    ("ddim", 15, "trailing-v-zsnr", {"timestep_spacing": "trailing", "prediction_type": "v_prediction", "rescale_betas_zero_snr": True}),
     ("ddim", 12, "linspace-sample", {"timestep_spacing": "linspace", "prediction_type": "sample"}),
     ("ddim", 9, "cosine", {"beta_schedule": "squaredcos_cap_v2"}),
     ("euler", 25, "leading", {"timestep_spacing": "leading"}),
     ("euler", 17, "trailing-v", {"timestep_spacing": "trailing", "prediction_type": "v_prediction"}),
     ("euler", 14, "sigmamin", {"final_sigmas_type": "sigma_min"}),
     ("euler", 11, "continuous-v", {"timestep_type": "continuous", "prediction_type": "v_prediction"}),
-    ("euler", 13, "zsnr-v", {"rescale_betas_zero_snr": True, "prediction_type": "v_prediction",
-                             "timestep_spacing": "trailing"}),
+    ("euler", 13, "zsnr-v", {"rescale_betas_zero_snr": True, "prediction_type": "v_prediction", "timestep_spacing": "trailing"}),
     ("euler-ancestral", 25, "leading", {"timestep_spacing": "leading"}),
     ("euler-ancestral", 17, "trailing-v", {"timestep_spacing": "trailing", "prediction_type": "v_prediction"}),
     ("dpmpp-2m", 10, "short", {}),
@@ -106,13 +104,16 @@ EXTENDED_CASES = [
     ("dpmpp-2m", 21, "trailing", {"timestep_spacing": "trailing"}),
     ("dpmpp-2m", 20, "o1", {"solver_order": 1}),
     ("dpmpp-2m", 20, "dpmsolver", {"algorithm_type": "dpmsolver", "final_sigmas_type": "sigma_min"}),
-    ("dpmpp-2m", 18, "dpmsolver-o3-heun", {"algorithm_type": "dpmsolver", "final_sigmas_type": "sigma_min",
-                                           "solver_order": 3, "solver_type": "heun"}),
+    (
+        "dpmpp-2m",
+        18,
+        "dpmsolver-o3-heun",
+        {"algorithm_type": "dpmsolver", "final_sigmas_type": "sigma_min", "solver_order": 3, "solver_type": "heun"},
+    ),
     ("dpmpp-2m", 20, "sde", {"algorithm_type": "sde-dpmsolver++"}),
     ("dpmpp-2m", 16, "sde-heun", {"algorithm_type": "sde-dpmsolver++", "solver_type": "heun"}),
     ("dpmpp-2m", 20, "sde-plain", {"algorithm_type": "sde-dpmsolver", "final_sigmas_type": "sigma_min"}),
-    ("dpmpp-2m", 20, "eulerfinal-sample", {"euler_at_final": True, "prediction_type": "sample",
-                                           "final_sigmas_type": "sigma_min"}),
+    ("dpmpp-2m", 20, "eulerfinal-sample", {"euler_at_final": True, "prediction_type": "sample", "final_sigmas_type": "sigma_min"}),
 ]
 
 
@@ -167,8 +168,7 @@ def main():
         tensors[f"{key}.x"] = xs
         if name in ("euler", "euler-ancestral"):
             tensors[f"{key}.scaled"] = scaled
-        cases.append({"case": key, "scheduler": name, "class": cls.__name__, "steps": steps,
-                      "overrides": overrides})
+        cases.append({"case": key, "scheduler": name, "class": cls.__name__, "steps": steps, "overrides": overrides})
         manifest.append(f"{key} {name} {steps} {json.dumps(config, separators=(',', ':'))}")
     meta = {
         "seed": str(SEED),
@@ -176,8 +176,7 @@ def main():
         "shape": json.dumps(list(SHAPE)),
         "base_config": json.dumps(base, sort_keys=True),
         "cases": json.dumps(cases),
-        "generator": f"scripts/dev/make_scheduler_fixtures.py, diffusers {diffusers.__version__}, "
-        f"torch {torch.__version__}",
+        "generator": f"scripts/dev/make_scheduler_fixtures.py, diffusers {diffusers.__version__}, torch {torch.__version__}",
     }
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     save_file(tensors, args.out, metadata=meta)

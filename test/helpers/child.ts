@@ -12,12 +12,7 @@ export interface ChildRun<T> {
   lastCase: string | undefined;
 }
 
-export function runChild<T>(
-  script: string,
-  args: string[],
-  timeoutMs: number,
-  env: NodeJS.ProcessEnv = process.env,
-): Promise<ChildRun<T>> {
+export function runChild<T>(script: string, args: string[], timeoutMs: number, env: NodeJS.ProcessEnv = process.env): Promise<ChildRun<T>> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
     let stdout = '';

@@ -3,7 +3,15 @@ import { readFileSync } from 'node:fs';
 
 import type { DType, Tensor } from '../../lib/tensor.js';
 
-const DTYPES: Record<string, DType> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16', I64: 'int64', I32: 'int32', U8: 'uint8', BOOL: 'bool' };
+const DTYPES: Record<string, DType> = {
+  F32: 'float32',
+  F16: 'float16',
+  BF16: 'bfloat16',
+  I64: 'int64',
+  I32: 'int32',
+  U8: 'uint8',
+  BOOL: 'bool',
+};
 
 export interface SafetensorsFile {
   tensors: Record<string, Tensor>;

@@ -71,8 +71,14 @@ describe('downloads into the hub cache', () => {
     const events: string[] = [];
     const r = await pull({ env, downloadOnly: true, onProgress: (e) => e.type === 'file-done' && events.push(`${e.repo} ${e.file}`) });
     expect(events).toEqual([
-      `${BASE} text_encoder/config.json`, `${BASE} unet/config.json`, `${BASE} vae/config.json`, `${BASE} scheduler/scheduler_config.json`,
-      `${BASE} tokenizer/vocab.json`, `${BASE} tokenizer/merges.txt`, `${CLIP} config.json`, `${CKPT} pytorch_model.bin`,
+      `${BASE} text_encoder/config.json`,
+      `${BASE} unet/config.json`,
+      `${BASE} vae/config.json`,
+      `${BASE} scheduler/scheduler_config.json`,
+      `${BASE} tokenizer/vocab.json`,
+      `${BASE} tokenizer/merges.txt`,
+      `${CLIP} config.json`,
+      `${CKPT} pytorch_model.bin`,
     ]);
     expect(r.dir).toBeUndefined();
     expect(r.checkpoint).toBe(join(hubCache(), 'models--mit-han-lab--fastcomposer', 'snapshots', fake.commit(CKPT), 'pytorch_model.bin'));
@@ -81,7 +87,14 @@ describe('downloads into the hub cache', () => {
     expect(readFileSync(join(hubCache(), 'models--mit-han-lab--fastcomposer', 'refs', 'main'), 'utf8')).toBe(fake.commit(CKPT));
     // small files are named by their git blob sha1, as the hub's ETag and Python name them
     expect(readdirSync(blobDir(BASE)).sort()).toEqual(
-      ['text_encoder/config.json', 'unet/config.json', 'vae/config.json', 'scheduler/scheduler_config.json', 'tokenizer/vocab.json', 'tokenizer/merges.txt']
+      [
+        'text_encoder/config.json',
+        'unet/config.json',
+        'vae/config.json',
+        'scheduler/scheduler_config.json',
+        'tokenizer/vocab.json',
+        'tokenizer/merges.txt',
+      ]
         .map((p) => fake.file(BASE, p).gitOid)
         .sort(),
     );
@@ -138,7 +151,7 @@ describe('downloads into the hub cache', () => {
     expect(readdirSync(blobDir(CKPT))).toEqual([]);
   });
 
-  it('refuses content whose sha256 differs from the hub\'s, and keeps no part of it', async () => {
+  it("refuses content whose sha256 differs from the hub's, and keeps no part of it", async () => {
     fake.faults[CKPT_KEY] = { corrupt: true };
     const e = await pullCode({ env, downloadOnly: true });
     expect(e.code).toBe('ERR_DOWNLOAD_INTEGRITY');
@@ -146,7 +159,7 @@ describe('downloads into the hub cache', () => {
     expect(readdirSync(blobDir(CKPT))).toEqual([]);
   });
 
-  it('checks small files against their git hash (the hub\'s ETag)', async () => {
+  it("checks small files against their git hash (the hub's ETag)", async () => {
     fake.faults[`${CLIP}/config.json`] = { corrupt: true };
     const e = await pullCode({ env, downloadOnly: true });
     expect(e.code).toBe('ERR_DOWNLOAD_INTEGRITY');
@@ -244,7 +257,13 @@ describe('refusals name the repo and the file', () => {
   }, 30_000);
 
   it('bad arguments are ERR_INVALID_ARGUMENT before any request', async () => {
-    for (const options of [{ base: 'not a repo' }, { checkpoint: '../x/y' }, { revision: '../../etc' }, { name: '../x' }, { checkpointUrl: 'file:///etc/passwd' }]) {
+    for (const options of [
+      { base: 'not a repo' },
+      { checkpoint: '../x/y' },
+      { revision: '../../etc' },
+      { name: '../x' },
+      { checkpointUrl: 'file:///etc/passwd' },
+    ]) {
       expect((await pullCode({ env, downloadOnly: true, ...options })).code).toBe('ERR_INVALID_ARGUMENT');
     }
     expect(fake.requests).toEqual([]);
@@ -288,7 +307,7 @@ describe('a cache that is already there', () => {
     expect(readlinkSync(r.checkpoint)).toBe(`../../blobs/${checkpointSha}`);
   });
 
-  it('downloads again a cached file whose size is not the hub\'s', async () => {
+  it("downloads again a cached file whose size is not the hub's", async () => {
     pythonCache(CKPT, ['pytorch_model.bin'], join(release, 'fastcomposer'));
     writeFileSync(join(blobDir(CKPT), checkpointSha), checkpointBytes.subarray(0, 100));
     const r = await pull({ env, downloadOnly: true });
@@ -317,7 +336,7 @@ describe('a cache that is already there', () => {
 describe('--checkpoint-url: the checkpoint from a plain URL', () => {
   const url = (): string => `${fake.cdn}/mirror/pytorch_model.bin`;
 
-  it('downloads it resumably into fastcomposer\'s cache, checks the sha256 given, and reuses it next time', async () => {
+  it("downloads it resumably into fastcomposer's cache, checks the sha256 given, and reuses it next time", async () => {
     fake.faults['mirror/pytorch_model.bin'] = { dropAfter: 3_000_000 };
     const r = await pull({ env, downloadOnly: true, checkpointUrl: url(), checkpointSha256: checkpointSha });
     expect(r.checkpoint.startsWith(join(tmp, 'fc', 'downloads'))).toBe(true);
@@ -364,6 +383,13 @@ async function closedPort(): Promise<string> {
 
 /** Bytes of the small files a fresh pull downloads besides the checkpoint. */
 function smallFiles(): number {
-  const base = ['text_encoder/config.json', 'unet/config.json', 'vae/config.json', 'scheduler/scheduler_config.json', 'tokenizer/vocab.json', 'tokenizer/merges.txt'];
+  const base = [
+    'text_encoder/config.json',
+    'unet/config.json',
+    'vae/config.json',
+    'scheduler/scheduler_config.json',
+    'tokenizer/vocab.json',
+    'tokenizer/merges.txt',
+  ];
   return base.reduce((n, p) => n + fake.file(BASE, p).size, 0) + fake.file(CLIP, 'config.json').size;
 }

@@ -91,7 +91,12 @@ export async function startFakeHub(options) {
         res.writeHead(416, { 'Content-Range': `bytes */${body.length}` });
         return res.end();
       }
-      res.writeHead(206, { ...headers, 'Accept-Ranges': 'bytes', 'Content-Length': body.length - start, 'Content-Range': `bytes ${start}-${body.length - 1}/${body.length}` });
+      res.writeHead(206, {
+        ...headers,
+        'Accept-Ranges': 'bytes',
+        'Content-Length': body.length - start,
+        'Content-Range': `bytes ${start}-${body.length - 1}/${body.length}`,
+      });
     } else {
       res.writeHead(200, { ...headers, 'Accept-Ranges': 'bytes', 'Content-Length': body.length });
     }
@@ -105,7 +110,10 @@ export async function startFakeHub(options) {
   }
 
   function refuse(res, status, errorCode, message) {
-    res.writeHead(status, { 'Content-Type': 'application/json', ...(errorCode ? { 'X-Error-Code': errorCode, 'X-Error-Message': message } : {}) });
+    res.writeHead(status, {
+      'Content-Type': 'application/json',
+      ...(errorCode ? { 'X-Error-Code': errorCode, 'X-Error-Message': message } : {}),
+    });
     res.end(JSON.stringify({ error: message }));
   }
 
@@ -154,8 +162,15 @@ export async function startFakeHub(options) {
       res.writeHead(200, { 'Content-Type': 'application/json' });
       return res.end(
         JSON.stringify({
-          _id: sha('sha1', repo.name).slice(0, 24), id: repo.name, sha: commit, private: repo.private, gated: repo.gated ? 'manual' : false,
-          downloads: 0, likes: 0, lastModified: '2023-05-01T00:00:00.000Z', pipeline_tag: 'text-to-image',
+          _id: sha('sha1', repo.name).slice(0, 24),
+          id: repo.name,
+          sha: commit,
+          private: repo.private,
+          gated: repo.gated ? 'manual' : false,
+          downloads: 0,
+          likes: 0,
+          lastModified: '2023-05-01T00:00:00.000Z',
+          pipeline_tag: 'text-to-image',
           siblings: [...repo.files.keys()].map((rfilename) => ({ rfilename })),
         }),
       );
@@ -175,7 +190,13 @@ export async function startFakeHub(options) {
       // Python's snapshot_download lists the files this way (we don't).
       const repo = access(req, res, m[1]);
       if (!repo || !commitOf(res, repo, m[2])) return;
-      const items = [...repo.files.values()].map((f) => ({ type: 'file', oid: f.gitOid, size: f.size, path: f.path, ...(f.lfs ? { lfs: f.lfs } : {}) }));
+      const items = [...repo.files.values()].map((f) => ({
+        type: 'file',
+        oid: f.gitOid,
+        size: f.size,
+        path: f.path,
+        ...(f.lfs ? { lfs: f.lfs } : {}),
+      }));
       res.writeHead(200, { 'Content-Type': 'application/json' });
       return res.end(JSON.stringify(items));
     }
@@ -189,11 +210,17 @@ export async function startFakeHub(options) {
       if (file.lfs) {
         res.writeHead(302, {
           Location: `${cdnOrigin}/lfs/${repo.name}/${file.lfs.oid}`,
-          'X-Repo-Commit': commit, 'X-Linked-Size': String(file.lfs.size), 'X-Linked-Etag': `"${file.lfs.oid}"`, ETag: `"${file.gitOid}"`,
+          'X-Repo-Commit': commit,
+          'X-Linked-Size': String(file.lfs.size),
+          'X-Linked-Etag': `"${file.lfs.oid}"`,
+          ETag: `"${file.gitOid}"`,
         });
         return res.end();
       }
-      return sendContent(req, res, `${repo.name}/${file.path}`, readFileSync(file.abs), { ETag: `"${file.gitOid}"`, 'X-Repo-Commit': commit });
+      return sendContent(req, res, `${repo.name}/${file.path}`, readFileSync(file.abs), {
+        ETag: `"${file.gitOid}"`,
+        'X-Repo-Commit': commit,
+      });
     }
     refuse(res, 404, undefined, 'Not found');
   };
@@ -211,7 +238,10 @@ export async function startFakeHub(options) {
     }
     if ((m = /^\/mirror\/(.+)$/.exec(path)) && options.mirror?.[m[1]]) {
       const content = readFileSync(options.mirror[m[1]]);
-      return sendContent(req, res, `mirror/${m[1]}`, content, { ETag: `"${sha('sha256', content).slice(0, 32)}"`, 'Last-Modified': mirrorStamp });
+      return sendContent(req, res, `mirror/${m[1]}`, content, {
+        ETag: `"${sha('sha256', content).slice(0, 32)}"`,
+        'Last-Modified': mirrorStamp,
+      });
     }
     refuse(res, 404, undefined, 'Not found');
   });
@@ -232,7 +262,16 @@ export async function startFakeHub(options) {
     /** Commit sha of a repo's main. */
     commit: (name) => repos.get(name).commit,
     file: (name, path) => repos.get(name).files.get(path),
-    close: () => Promise.all([hub, cdn].map((s) => new Promise((r) => { s.closeAllConnections(); s.close(() => r(undefined)); }))),
+    close: () =>
+      Promise.all(
+        [hub, cdn].map(
+          (s) =>
+            new Promise((r) => {
+              s.closeAllConnections();
+              s.close(() => r(undefined));
+            }),
+        ),
+      ),
   };
 }
 

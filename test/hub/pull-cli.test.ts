@@ -23,7 +23,10 @@ let fake: Fake;
 let tmp: string;
 let env: NodeJS.ProcessEnv;
 
-function run(args: string[], onSpawn?: (child: ReturnType<typeof spawn>) => void): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function run(
+  args: string[],
+  onSpawn?: (child: ReturnType<typeof spawn>) => void,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [cli, ...args], { env, cwd: tmp, stdio: ['ignore', 'pipe', 'pipe'] });
     onSpawn?.(child);
@@ -94,12 +97,31 @@ describe('fastcomposer pull, then generate --model fastcomposer', () => {
     }
   });
 
-  it('generate --model fastcomposer (MMagic\'s prompt dialect too) writes a PNG', async () => {
+  it("generate --model fastcomposer (MMagic's prompt dialect too) writes a PNG", async () => {
     const out = join(tmp, 'out.png');
     const r = await run([
-      'generate', '--model', 'fastcomposer', '--prompt', 'a man img and a woman img in a park', '--image-token', 'img',
-      '--subject', join(root, 'examples', 'subject-a.png'), '--subject', join(root, 'examples', 'subject-b.png'),
-      '--steps', '2', '--width', '64', '--height', '64', '--device', 'cpu', '--out', out, '--no-progress',
+      'generate',
+      '--model',
+      'fastcomposer',
+      '--prompt',
+      'a man img and a woman img in a park',
+      '--image-token',
+      'img',
+      '--subject',
+      join(root, 'examples', 'subject-a.png'),
+      '--subject',
+      join(root, 'examples', 'subject-b.png'),
+      '--steps',
+      '2',
+      '--width',
+      '64',
+      '--height',
+      '64',
+      '--device',
+      'cpu',
+      '--out',
+      out,
+      '--no-progress',
     ]);
     expect(r.code, r.stderr).toBe(0);
     expect(readFileSync(out).readUInt32BE(0)).toBe(0x89504e47);

@@ -82,7 +82,10 @@ describe('resolveModel', () => {
 
 describe('listModels', () => {
   it('lists exports with their sizes and sources, and skips what is not one', async () => {
-    fakeModel(join(tmp, 'cache', 'models', 'b-model'), { source: { checkpoint: 'hf://a/b@' + '1'.repeat(40) + '/pytorch_model.bin' }, weightsDtype: 'float16' });
+    fakeModel(join(tmp, 'cache', 'models', 'b-model'), {
+      source: { checkpoint: 'hf://a/b@' + '1'.repeat(40) + '/pytorch_model.bin' },
+      weightsDtype: 'float16',
+    });
     fakeModel(join(tmp, 'cache', 'models', 'a-model'), { source: { preset: 'tiny' } });
     mkdirSync(join(tmp, 'cache', 'models', '.b-model.partial-123')); // an export under way
     mkdirSync(join(tmp, 'cache', 'models', 'empty'));

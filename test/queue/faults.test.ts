@@ -140,17 +140,29 @@ describe('faults, with worker processes', () => {
   it('a caller that aborts stops the job within one step on the worker that runs it', async () => {
     const controller = new AbortController();
     let abortedAt = 0;
-    const run = call(200, 3, () => {
-      abortedAt = 3;
-      controller.abort(new Error('gone'));
-    }, { signal: controller.signal });
+    const run = call(
+      200,
+      3,
+      () => {
+        abortedAt = 3;
+        controller.abort(new Error('gone'));
+      },
+      { signal: controller.signal },
+    );
     const e = await rejection(run.result);
     expect(e.code).toBe('ERR_ABORTED');
     const jobId = log.events.filter((x) => x.event === 'active').at(-1)!.jobId!;
     const failed = await waitFor('the job to stop', () => log.of(jobId, 'failed')[0], 30_000);
     expect(failed.failedReason).toMatch(/^ERR_ABORTED: /);
     // The worker's own account: at most the step under way when the cancel reached it.
-    const line = await waitFor('the worker to log it', () => new RegExp(`job ${jobId} cancelled by its caller at step (\\d+), stopped after step (\\d+)`).exec([...workers.values()].map((w) => w.output()).join('')) ?? undefined, 10_000);
+    const line = await waitFor(
+      'the worker to log it',
+      () =>
+        new RegExp(`job ${jobId} cancelled by its caller at step (\\d+), stopped after step (\\d+)`).exec(
+          [...workers.values()].map((w) => w.output()).join(''),
+        ) ?? undefined,
+      10_000,
+    );
     expect(Number(line[1])).toBeGreaterThanOrEqual(abortedAt);
     expect(Number(line[2]) - Number(line[1])).toBeLessThanOrEqual(1);
     expect((await bull.getJob(jobId))!.attemptsStarted).toBe(1);

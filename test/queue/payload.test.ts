@@ -22,7 +22,11 @@ describe('job data', () => {
     const { data, opts } = await encodeJob(
       {
         prompt: 'a man <|image|> and a dog <|image|> and a cat <|image|>',
-        subjects: [subjectA, { image: readFileSync(subjectA), region: { x: 0, y: 0, width: 32, height: 64 } }, { image: raw, mask: raw, subjectMask: subjectA }],
+        subjects: [
+          subjectA,
+          { image: readFileSync(subjectA), region: { x: 0, y: 0, width: 32, height: 64 } },
+          { image: raw, mask: raw, subjectMask: subjectA },
+        ],
         width: 64,
         height: 64,
         steps: 3,
@@ -54,7 +58,7 @@ describe('job data', () => {
     expect(validateGenerateOptions(back.options, { subjectCount: 3 }).seed).toBe(opts.seed);
   });
 
-  it('rejects bad options before anything is queued, with the library\'s errors', async () => {
+  it("rejects bad options before anything is queued, with the library's errors", async () => {
     const base = { prompt: 'a man <|image|>', subjects: [subjectA] };
     let e = await rejection(encodeJob({ ...base, steps: 0 }, 1000));
     expect(e.code).toBe('ERR_INVALID_ARGUMENT');
@@ -69,15 +73,23 @@ describe('job data', () => {
   });
 
   it("carries MMagic's img marker: the subject count follows the chosen marker; the default adds no key", async () => {
-    const { data } = await encodeJob({ prompt: 'a man img and a dog img', imageToken: 'img', subjects: [subjectA, subjectA], seed: 1 }, 1000);
+    const { data } = await encodeJob(
+      { prompt: 'a man img and a dog img', imageToken: 'img', subjects: [subjectA, subjectA], seed: 1 },
+      1000,
+    );
     const back = decodeJob(JSON.parse(JSON.stringify(data)));
     expect(back.options).toMatchObject({ prompt: 'a man img and a dog img', imageToken: 'img' });
     expect((back.options.subjects as unknown[]).length).toBe(2);
     // Jobs in the default dialect stay what workers from before the img dialect accept.
     expect('imageToken' in (await encodeJob({ prompt: 'a man <|image|>', subjects: [subjectA] }, 1000)).data.options).toBe(false);
     const e = await rejection(encodeJob({ prompt: 'a man <|image|>', imageToken: 'img', subjects: [subjectA] }, 1000));
-    expect([e.code, e.message]).toEqual(['ERR_SUBJECT_COUNT', 'Expected 0 subjects (one per img in the prompt) for subjects but received array of length 1']);
-    expect((await rejection(encodeJob({ prompt: 'a man img', imageToken: 'IMG' as never, subjects: [subjectA] }, 1000))).message).toMatch(/for imageToken/);
+    expect([e.code, e.message]).toEqual([
+      'ERR_SUBJECT_COUNT',
+      'Expected 0 subjects (one per img in the prompt) for subjects but received array of length 1',
+    ]);
+    expect((await rejection(encodeJob({ prompt: 'a man img', imageToken: 'IMG' as never, subjects: [subjectA] }, 1000))).message).toMatch(
+      /for imageToken/,
+    );
   });
 
   it('the worker refuses malformed data, naming the field', async () => {
@@ -119,7 +131,10 @@ describe('errors across the queue', () => {
     }
     const oom = jobFailure(new FastComposerError('ERR_OUT_OF_MEMORY', 'CUDA out of memory.\nTried to allocate 2 GiB'));
     expect(oom).not.toBeInstanceOf(UnrecoverableError);
-    expect(failureError(oom.message, '7')).toMatchObject({ code: 'ERR_OUT_OF_MEMORY', message: 'CUDA out of memory.\nTried to allocate 2 GiB' });
+    expect(failureError(oom.message, '7')).toMatchObject({
+      code: 'ERR_OUT_OF_MEMORY',
+      message: 'CUDA out of memory.\nTried to allocate 2 GiB',
+    });
     // A plain error inside a worker is a native error.
     expect(jobFailure(new TypeError('boom')).message).toBe('ERR_NATIVE: boom');
   });

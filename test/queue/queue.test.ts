@@ -82,7 +82,11 @@ describe('FastComposerQueue with an in-process worker', () => {
 
   it('reports every step, in order, and draws the seed on the producer', async () => {
     const steps: number[] = [];
-    const r = await queue.generate({ ...base, subjects: [readFileSync(subjectA)], onStep: ({ step, steps: n }) => (expect(n).toBe(5), steps.push(step)) });
+    const r = await queue.generate({
+      ...base,
+      subjects: [readFileSync(subjectA)],
+      onStep: ({ step, steps: n }) => (expect(n).toBe(5), steps.push(step)),
+    });
     expect(steps).toEqual([1, 2, 3, 4, 5]); // PNDM's 4 steps run 5 UNet steps
     const job = await bull.getJob(r.jobId);
     expect(job!.data.options.seed).toBe(r.seed);
@@ -90,7 +94,7 @@ describe('FastComposerQueue with an in-process worker', () => {
     expect(r.jobId).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
   });
 
-  it("input errors reach the caller unchanged, without a retry; bad options are refused before queueing", async () => {
+  it('input errors reach the caller unchanged, without a retry; bad options are refused before queueing', async () => {
     const cases = [
       { ...base, prompt: '<|image|> in a park' }, // ERR_PROMPT: only a tokenizer finds it
       { ...base, subjects: [Buffer.from('not a picture')] }, // ERR_IMAGE
@@ -119,7 +123,11 @@ describe('FastComposerQueue with an in-process worker', () => {
   });
 
   it('a job written by another client with malformed data fails at once, naming the field', async () => {
-    const job = await bull.add('generate', { format: 'fastcomposer-job', version: 1, options: { prompt: 'x' }, subjects: 'nope', resultTtl: 1000 }, { attempts: 3 });
+    const job = await bull.add(
+      'generate',
+      { format: 'fastcomposer-job', version: 1, options: { prompt: 'x' }, subjects: 'nope', resultTtl: 1000 },
+      { attempts: 3 },
+    );
     await waitFor('the failure', () => log.of(job.id!, 'failed')[0]);
     const failed = await bull.getJob(job.id!);
     expect(failed!.failedReason).toBe('ERR_INVALID_ARGUMENT: Expected array for job data subjects but received "nope" of type string');
@@ -129,10 +137,14 @@ describe('FastComposerQueue with an in-process worker', () => {
   it('a retried job keeps the seed the producer drew; exhausted retries give the last coded error', async () => {
     await worker.close(); // a flaky worker takes the first attempt
     const seen: number[] = [];
-    const flaky = new Worker(name, (job) => {
-      seen.push(job.data.options.seed);
-      return Promise.reject(new Error('ERR_NATIVE: the device fell over'));
-    }, { connection: { url: redis.url } });
+    const flaky = new Worker(
+      name,
+      (job) => {
+        seen.push(job.data.options.seed);
+        return Promise.reject(new Error('ERR_NATIVE: the device fell over'));
+      },
+      { connection: { url: redis.url } },
+    );
     const call = queue.generate({ ...base });
     await waitFor('the flaky attempt', () => (seen.length > 0 ? true : undefined));
     await flaky.close();
@@ -142,7 +154,9 @@ describe('FastComposerQueue with an in-process worker', () => {
     expect((await bull.getJob(r.jobId))!.attemptsMade).toBe(2);
 
     const once = new FastComposerQueue({ connection: redis.url, name: 'flaky-only', attempts: 2 });
-    const failing = new Worker('flaky-only', () => Promise.reject(new Error('ERR_OUT_OF_MEMORY: CUDA out of memory')), { connection: { url: redis.url } });
+    const failing = new Worker('flaky-only', () => Promise.reject(new Error('ERR_OUT_OF_MEMORY: CUDA out of memory')), {
+      connection: { url: redis.url },
+    });
     const e = await rejection(once.generate({ ...base }));
     expect([e.code, e.message]).toEqual(['ERR_OUT_OF_MEMORY', 'CUDA out of memory']);
     await failing.close();
@@ -240,8 +254,12 @@ describe('FastComposerQueue with an in-process worker', () => {
     expect(e.code).toBe('ERR_QUEUE');
     expect(Date.now() - started).toBeLessThan(8000);
     await nowhere.close();
-    expect(() => new FastComposerQueue({ connection: 'http://127.0.0.1' })).toThrow('Expected redis:// or rediss:// URL for connection but received "http://127.0.0.1" of type string');
+    expect(() => new FastComposerQueue({ connection: 'http://127.0.0.1' })).toThrow(
+      'Expected redis:// or rediss:// URL for connection but received "http://127.0.0.1" of type string',
+    );
     expect(() => new FastComposerQueue({ connection: redis.url, name: 'a:b' })).toThrow(/for name/);
-    expect(() => new FastComposerQueue({ connection: redis.url, timeout: -1 })).toThrow('Expected integer between 0 and 604800000 for timeout but received -1 of type number');
+    expect(() => new FastComposerQueue({ connection: redis.url, timeout: -1 })).toThrow(
+      'Expected integer between 0 and 604800000 for timeout but received -1 of type number',
+    );
   });
 });

@@ -19,7 +19,9 @@ const PROMPT = 'a man <|image|> and a woman <|image|> in a park';
 const LONG = { prompt: 'a house', steps: 500, width: 64, height: 64, scheduler: 'ddim' };
 
 async function pixels(png: Buffer | ArrayBuffer): Promise<Buffer> {
-  const { data, info } = await sharp(Buffer.from(png as ArrayBuffer)).raw().toBuffer({ resolveWithObject: true });
+  const { data, info } = await sharp(Buffer.from(png as ArrayBuffer))
+    .raw()
+    .toBuffer({ resolveWithObject: true });
   expect(info.channels).toBe(3);
   return data;
 }
@@ -46,7 +48,18 @@ describe('HTTP API', () => {
 
   it('runs a full job: events, PNGs, heat maps, the seed, and the same pixels as generate() with that seed', async () => {
     const region = { x: 0, y: 0, width: 32, height: 64 };
-    const fields = { prompt: PROMPT, steps: 6, width: 64, height: 64, numImages: 2, scheduler: 'ddim', alpha: 0.5, guidanceScale: 4, attentionMaps: true, region: [JSON.stringify(region), ''] };
+    const fields = {
+      prompt: PROMPT,
+      steps: 6,
+      width: 64,
+      height: 64,
+      numImages: 2,
+      scheduler: 'ddim',
+      alpha: 0.5,
+      guidanceScale: 4,
+      attentionMaps: true,
+      region: [JSON.stringify(region), ''],
+    };
     const queued = await post(base, fields, [subjectA, subjectB]);
     expect(queued.status).toBe(202);
     const id = queued.body.id as string;
@@ -61,7 +74,9 @@ describe('HTTP API', () => {
     const job = last.data;
     expect(job).toMatchObject({ status: 'done', step: 6, steps: 6, seed: queued.body.seed, error: null });
     expect(job.images).toEqual([0, 1].map((n) => `/api/jobs/${id}/images/${n}`));
-    expect(job.attentionMaps).toEqual(['0/attention/0', '0/attention/1', '1/attention/0', '1/attention/1'].map((p) => `/api/jobs/${id}/images/${p}`));
+    expect(job.attentionMaps).toEqual(
+      ['0/attention/0', '0/attention/1', '1/attention/0', '1/attention/1'].map((p) => `/api/jobs/${id}/images/${p}`),
+    );
     expect((await getJson(base, `api/jobs/${id}`)).body).toEqual(job);
 
     const direct = await fc.generate({
@@ -107,13 +122,29 @@ describe('HTTP API', () => {
   });
 
   it("takes MMagic's img marker (imageToken=img): the subject count follows it, the pixels are its <|image|> twin's", async () => {
-    const fields = { prompt: 'a man img and a woman img in a park', imageToken: 'img', seed: 77, steps: 3, width: 64, height: 64, scheduler: 'ddim' };
+    const fields = {
+      prompt: 'a man img and a woman img in a park',
+      imageToken: 'img',
+      seed: 77,
+      steps: 3,
+      width: 64,
+      height: 64,
+      scheduler: 'ddim',
+    };
     const queued = await post(base, fields, [subjectA, subjectB]);
     expect(queued.status).toBe(202);
     expect(queued.body).toMatchObject({ subjects: 2, seed: 77 });
     const last = (await readEvents(base, queued.body.id)).at(-1)!;
     expect(last).toMatchObject({ event: 'done', data: { status: 'done', subjects: 2 } });
-    const twin = await fc.generate({ prompt: PROMPT, subjects: [subjectA, subjectB], seed: 77, steps: 3, width: 64, height: 64, scheduler: 'ddim' });
+    const twin = await fc.generate({
+      prompt: PROMPT,
+      subjects: [subjectA, subjectB],
+      seed: 77,
+      steps: 3,
+      width: 64,
+      height: 64,
+      scheduler: 'ddim',
+    });
     const png = await (await fetch(new URL(last.data.images[0]!, base))).arrayBuffer();
     expect((await pixels(png)).equals(twin.images[0]!.data)).toBe(true);
 
@@ -133,7 +164,9 @@ describe('HTTP API', () => {
   describe('refuses bad requests at once with the library codes', () => {
     const one = { prompt: 'a man <|image|>', steps: 2, width: 64, height: 64 };
     it('no prompt', async () => {
-      expect(expectError(await post(base, { steps: 2 }, []), 400, 'ERR_INVALID_ARGUMENT')).toBe('Expected string for prompt but received undefined');
+      expect(expectError(await post(base, { steps: 2 }, []), 400, 'ERR_INVALID_ARGUMENT')).toBe(
+        'Expected string for prompt but received undefined',
+      );
     });
     it('a subject count that does not match the prompt', async () => {
       const message = expectError(await post(base, one, [subjectA, subjectB]), 400, 'ERR_SUBJECT_COUNT');
@@ -153,10 +186,16 @@ describe('HTTP API', () => {
       );
       expectError(await post(base, { ...one, width: 65 }, [subjectA]), 400, 'ERR_INVALID_ARGUMENT');
       expectError(await post(base, { ...one, attentionMaps: 'maybe' }, [subjectA]), 400, 'ERR_INVALID_ARGUMENT');
-      expect(expectError(await post(base, { ...one, colour: 'red' }, [subjectA]), 400, 'ERR_INVALID_ARGUMENT')).toMatch(/^Unknown field "colour"/);
-      expect(expectError(await post(base, { ...one, region: '{"x": 0, "y": 0, "width": 65, "height": 8}' }, [subjectA]), 400, 'ERR_INVALID_ARGUMENT')).toBe(
-        'Expected integer between 1 and 64 for subjects[0].region.width but received 65 of type number',
+      expect(expectError(await post(base, { ...one, colour: 'red' }, [subjectA]), 400, 'ERR_INVALID_ARGUMENT')).toMatch(
+        /^Unknown field "colour"/,
       );
+      expect(
+        expectError(
+          await post(base, { ...one, region: '{"x": 0, "y": 0, "width": 65, "height": 8}' }, [subjectA]),
+          400,
+          'ERR_INVALID_ARGUMENT',
+        ),
+      ).toBe('Expected integer between 1 and 64 for subjects[0].region.width but received 65 of type number');
       expectError(await post(base, { ...one, region: '{"x": 0' }, [subjectA]), 400, 'ERR_INVALID_ARGUMENT');
       expectError(await post(base, { ...one, region: ['', ''] }, [subjectA]), 400, 'ERR_INVALID_ARGUMENT');
     });
@@ -165,7 +204,11 @@ describe('HTTP API', () => {
       expectError(await post(base, five, [subjectA, subjectA, subjectA, subjectA, subjectA]), 400, 'ERR_SUBJECT_COUNT');
     });
     it('a body that is not multipart', async () => {
-      const res = await getJson(base, 'api/generate', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"prompt":"x"}' });
+      const res = await getJson(base, 'api/generate', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{"prompt":"x"}',
+      });
       expectError(res, 400, 'ERR_INVALID_ARGUMENT');
     });
     it('unknown job ids and routes', async () => {
@@ -249,7 +292,9 @@ describe('HTTP API limits', () => {
   it('refuses oversize files, requests and fields with 413', async () => {
     const one = { prompt: 'a man <|image|>', steps: 2, width: 64, height: 64 };
     const big = Buffer.concat([subjectA, Buffer.alloc(2000)]);
-    expect(expectError(await post(base, one, [big]), 413, 'ERR_UPLOAD_TOO_LARGE')).toBe(`A subject file is larger than ${subjectA.length + 1000} bytes`);
+    expect(expectError(await post(base, one, [big]), 413, 'ERR_UPLOAD_TOO_LARGE')).toBe(
+      `A subject file is larger than ${subjectA.length + 1000} bytes`,
+    );
     const two = { ...one, prompt: 'a man <|image|> and a woman <|image|>' };
     expect(expectError(await post(base, two, [subjectA, subjectB]), 413, 'ERR_UPLOAD_TOO_LARGE')).toMatch(/^The request is larger than/);
     expect(expectError(await post(base, { ...one, negativePrompt: 'x'.repeat(2000) }, [subjectA]), 413, 'ERR_UPLOAD_TOO_LARGE')).toBe(

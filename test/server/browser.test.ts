@@ -67,7 +67,9 @@ describe('demo page in headless Chromium', () => {
     await expect.poll(() => files.count()).toBe(2);
     await files.nth(0).setInputFiles(join(root, 'examples', 'subject-a.png'));
     await files.nth(1).setInputFiles(join(root, 'examples', 'subject-b.png'));
-    await expect.poll(() => page.locator('#subjects .preview').evaluateAll((imgs) => imgs.map((i) => (i as HTMLImageElement).naturalWidth > 0))).toEqual([true, true]);
+    await expect
+      .poll(() => page.locator('#subjects .preview').evaluateAll((imgs) => imgs.map((i) => (i as HTMLImageElement).naturalWidth > 0)))
+      .toEqual([true, true]);
 
     // Subject 1's box over the left part of the frame: from 10%, 10% to 50%, 90%.
     await page.locator('#subjects .draw').first().click();
@@ -96,7 +98,13 @@ describe('demo page in headless Chromium', () => {
     const regions = await page.evaluate(() => (window as unknown as { regionFields: string[] }).regionFields);
     expect(regions[1]).toBe('');
     const region = JSON.parse(regions[0]!) as { x: number; y: number; width: number; height: number };
-    for (const [got, want] of [[region.x, 6.4], [region.y, 6.4], [region.width, 25.6], [region.height, 51.2]] as const) expect(Math.abs(got - want)).toBeLessThanOrEqual(1);
+    for (const [got, want] of [
+      [region.x, 6.4],
+      [region.y, 6.4],
+      [region.width, 25.6],
+      [region.height, 51.2],
+    ] as const)
+      expect(Math.abs(got - want)).toBeLessThanOrEqual(1);
 
     await expect.poll(() => page.locator('#status').textContent(), { timeout: 240_000, interval: 200 }).toBe('Done: 2 images, seed 7.'); // no warning: the prefilled negative prompt fits in 77 tokens
     const values = await page.evaluate(() => (window as unknown as { progressValues: number[] }).progressValues);
@@ -108,24 +116,43 @@ describe('demo page in headless Chromium', () => {
     const rows = page.locator('#gallery .result');
     await expect.poll(() => rows.count()).toBe(2);
     for (let n = 0; n < 2; n++) {
-      const sizes = await rows.nth(n).locator('img').evaluateAll((imgs) =>
-        Promise.all(imgs.map(async (i) => (await (i as HTMLImageElement).decode(), [(i as HTMLImageElement).className, (i as HTMLImageElement).naturalWidth]))),
-      );
-      expect(sizes).toEqual([['image', 64], ['heatmap', 64], ['heatmap', 64]]);
+      const sizes = await rows
+        .nth(n)
+        .locator('img')
+        .evaluateAll((imgs) =>
+          Promise.all(
+            imgs.map(
+              async (i) => (
+                await (i as HTMLImageElement).decode(),
+                [(i as HTMLImageElement).className, (i as HTMLImageElement).naturalWidth]
+              ),
+            ),
+          ),
+        );
+      expect(sizes).toEqual([
+        ['image', 64],
+        ['heatmap', 64],
+        ['heatmap', 64],
+      ]);
     }
 
     const shot = join(work, 'demo.png');
     await page.screenshot({ path: shot, fullPage: true });
     expect(readFileSync(shot).readUInt32BE(0)).toBe(0x89504e47);
     // A palette PNG: a third of the size, and it ships with the package's docs.
-    if (process.env.UPDATE_SCREENSHOT === '1') await sharp(shot).png({ palette: true, effort: 10 }).toFile(join(root, 'docs', 'images', 'demo.png'));
+    if (process.env.UPDATE_SCREENSHOT === '1')
+      await sharp(shot)
+        .png({ palette: true, effort: 10 })
+        .toFile(join(root, 'docs', 'images', 'demo.png'));
   }, 300_000);
 
   it('Cancel stops a running job', async () => {
     await page.locator('#steps').fill('300'); // the most the page allows, as the seed's demo
     await page.locator('#run').click();
     await expect.poll(() => page.locator('#status').textContent()).toMatch(/^Running/);
-    await expect.poll(() => page.locator('#progress').evaluate((p: HTMLProgressElement) => p.value), { timeout: 120_000, interval: 100 }).toBeGreaterThan(0);
+    await expect
+      .poll(() => page.locator('#progress').evaluate((p: HTMLProgressElement) => p.value), { timeout: 120_000, interval: 100 })
+      .toBeGreaterThan(0);
     await page.locator('#cancel').click();
     await expect.poll(() => page.locator('#status').textContent(), { timeout: 60_000 }).toBe('Cancelled.');
     expect(await page.locator('#run').isDisabled()).toBe(false);
@@ -138,7 +165,9 @@ describe('demo page in headless Chromium', () => {
     await page.locator('#run').click();
     const status = page.locator('#status');
     await expect.poll(() => status.getAttribute('class')).toBe('error');
-    expect(await status.textContent()).toBe('Expected 1 subject (one per <|image|> in the prompt) for subjects but received array of length 2 [ERR_SUBJECT_COUNT]');
+    expect(await status.textContent()).toBe(
+      'Expected 1 subject (one per <|image|> in the prompt) for subjects but received array of length 2 [ERR_SUBJECT_COUNT]',
+    );
     expect(await page.locator('#run').isDisabled()).toBe(false);
 
     // MMagic's marker: the prompt's markers, the hint and the insert button follow it, and the server counts it.
@@ -147,7 +176,9 @@ describe('demo page in headless Chromium', () => {
     expect(await page.locator('.marker').allTextContents()).toEqual(['img', 'img']);
     await page.locator('#status').evaluate((el) => (el.textContent = ''));
     await page.locator('#run').click();
-    await expect.poll(() => status.textContent()).toBe('Expected 1 subject (one per img in the prompt) for subjects but received array of length 2 [ERR_SUBJECT_COUNT]');
+    await expect
+      .poll(() => status.textContent())
+      .toBe('Expected 1 subject (one per img in the prompt) for subjects but received array of length 2 [ERR_SUBJECT_COUNT]');
     await page.locator('#imageToken').selectOption('<|image|>');
     expect(await page.locator('#prompt').inputValue()).toBe('a man <|image|> in a park');
   });

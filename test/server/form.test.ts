@@ -25,10 +25,18 @@ async function send(agent: Agent, url: string, fields: Fields, files: Buffer[]):
   const encoded = new Response(form(fields, files));
   const body = Buffer.from(await encoded.arrayBuffer());
   return new Promise((resolve, reject) => {
-    const req = request(url, { method: 'POST', agent, timeout: 20_000, headers: { 'content-type': encoded.headers.get('content-type')!, 'content-length': body.length } });
+    const req = request(url, {
+      method: 'POST',
+      agent,
+      timeout: 20_000,
+      headers: { 'content-type': encoded.headers.get('content-type')!, 'content-length': body.length },
+    });
     req.on('response', (res) => {
       let text = '';
-      res.setEncoding('utf8').on('data', (d: string) => (text += d)).on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(text) }));
+      res
+        .setEncoding('utf8')
+        .on('data', (d: string) => (text += d))
+        .on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(text) }));
     });
     req.on('timeout', () => req.destroy(new Error('no answer in 20 s')));
     req.on('error', reject);
@@ -41,7 +49,13 @@ describe('a refused upload leaves the connection usable', () => {
   let url: string;
   beforeAll(async () => {
     const backend = { generate: () => new Promise<never>(() => undefined) }; // jobs stay queued or running: only the answers matter here
-    const limits = { maxFileBytes: subject.length + 100, maxRequestBytes: 64 * 1024 * 1024, maxFieldBytes: 1024, maxSubjects: 2, maxQueued: 100 };
+    const limits = {
+      maxFileBytes: subject.length + 100,
+      maxRequestBytes: 64 * 1024 * 1024,
+      maxFieldBytes: 1024,
+      maxSubjects: 2,
+      maxQueued: 100,
+    };
     server = await startServer({ backend, info: { model: 'm', device: 'cpu', dtype: 'float32' }, port: 0, limits });
     url = new URL('api/generate', server.url).href;
   });

@@ -52,7 +52,10 @@ export async function readEvents(base: string, id: string, stopAfter?: (e: SseEv
         const lines = block.split('\n').filter((l) => !l.startsWith(':'));
         if (lines.length === 0) continue;
         const event = lines.find((l) => l.startsWith('event: '))?.slice(7) ?? 'message';
-        const data = lines.filter((l) => l.startsWith('data: ')).map((l) => l.slice(6)).join('\n');
+        const data = lines
+          .filter((l) => l.startsWith('data: '))
+          .map((l) => l.slice(6))
+          .join('\n');
         const e = { event, data: JSON.parse(data) as JobJson };
         events.push(e);
         if (stopAfter?.(e)) {

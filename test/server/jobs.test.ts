@@ -27,14 +27,27 @@ function scriptedBackend(): GenerateBackend & { calls: Call[] } {
         const h = options.height ?? 64;
         const s = options.subjects?.length ?? 0;
         const result: BackendResult = {
-          images: Array.from({ length: n }, (_, i) => ({ data: Buffer.alloc(w * h * 3, 40 * i), width: w, height: h, channels: 3 as const })),
+          images: Array.from({ length: n }, (_, i) => ({
+            data: Buffer.alloc(w * h * 3, 40 * i),
+            width: w,
+            height: h,
+            channels: 3 as const,
+          })),
           seed: options.seed!,
           warnings: [],
           ...(options.attentionMaps
-            ? { attentionMaps: { data: Buffer.from(new Float32Array(n * s * (h / 8) * (w / 8)).map((_, i) => i).buffer), shape: [n, s, h / 8, w / 8], dtype: 'float32' as const } }
+            ? {
+                attentionMaps: {
+                  data: Buffer.from(new Float32Array(n * s * (h / 8) * (w / 8)).map((_, i) => i).buffer),
+                  shape: [n, s, h / 8, w / 8],
+                  dtype: 'float32' as const,
+                },
+              }
             : {}),
         };
-        options.signal?.addEventListener('abort', () => reject(Object.assign(new Error('The operation was aborted'), { code: 'ERR_ABORTED' })));
+        options.signal?.addEventListener('abort', () =>
+          reject(Object.assign(new Error('The operation was aborted'), { code: 'ERR_ABORTED' })),
+        );
         calls.push({ options, finish: () => resolve(result), fail: reject });
       });
     },
@@ -60,7 +73,11 @@ describe('job queue', () => {
     const jobs = store(backend);
     const [a, b, c] = [jobs.add(job(1)), jobs.add(job(2)), jobs.add(job(3))];
     expect(backend.calls.map((call) => call.options.seed)).toEqual([1]);
-    expect([a, b, c].map((j) => jobs.json(j)).map((j) => [j.status, j.position])).toEqual([['running', null], ['queued', 0], ['queued', 1]]);
+    expect([a, b, c].map((j) => jobs.json(j)).map((j) => [j.status, j.position])).toEqual([
+      ['running', null],
+      ['queued', 0],
+      ['queued', 1],
+    ]);
     const seen: JobEvent[] = [];
     jobs.subscribe(c.id, (e) => seen.push(e));
     backend.calls[0]!.finish();
@@ -95,7 +112,10 @@ describe('job queue', () => {
     expect(call.options.seed).toBe(5);
     call.options.onStep!({ step: 1, steps: 11, timestep: 901 });
     call.options.onStep!({ step: 2, steps: 11, timestep: 801 });
-    expect(seen.map((e) => [e.type, e.job.step, e.job.steps])).toEqual([['progress', 1, 11], ['progress', 2, 11]]);
+    expect(seen.map((e) => [e.type, e.job.step, e.job.steps])).toEqual([
+      ['progress', 1, 11],
+      ['progress', 2, 11],
+    ]);
     call.finish();
     await settle(jobs, j.id);
     expect(j.images).toHaveLength(2);
@@ -181,8 +201,12 @@ describe('job queue', () => {
 describe('server options and document', () => {
   const info = { model: 'm', device: 'cpu', dtype: 'float32' };
   it('checks its options and limits', async () => {
-    await expect(createServer({ backend: {} as GenerateBackend, info })).rejects.toThrow('Expected object with a generate() method for backend');
-    await expect(createServer({ backend: scriptedBackend(), info: { ...info, device: 1 as unknown as string } })).rejects.toThrow('info.device');
+    await expect(createServer({ backend: {} as GenerateBackend, info })).rejects.toThrow(
+      'Expected object with a generate() method for backend',
+    );
+    await expect(createServer({ backend: scriptedBackend(), info: { ...info, device: 1 as unknown as string } })).rejects.toThrow(
+      'info.device',
+    );
     await expect(createServer({ backend: scriptedBackend(), info, concurrency: 0 })).rejects.toThrow('concurrency');
     await expect(createServer({ backend: scriptedBackend(), info, pageDefaults: { width: 100 } })).rejects.toThrow(
       'Expected multiple of 8 between 64 and 2048 for pageDefaults.width but received 100 of type number',
@@ -190,10 +214,17 @@ describe('server options and document', () => {
     await expect(createServer({ backend: scriptedBackend(), info, pageDefaults: { steps: 301 } })).rejects.toThrow('pageDefaults.steps');
     const server = await createServer({ backend: scriptedBackend(), info, pageDefaults: { width: 128, steps: 20 } });
     const health = await server.app.inject({ method: 'GET', url: '/api/health' });
-    expect(health.json()).toMatchObject({ status: 'ok', ...info, pageDefaults: { width: 128, steps: 20 }, queue: { queued: 0, running: 0 } });
+    expect(health.json()).toMatchObject({
+      status: 'ok',
+      ...info,
+      pageDefaults: { width: 128, steps: 20 },
+      queue: { queued: 0, running: 0 },
+    });
     await server.close();
     expect(() => resolveLimits({ maxQueue: 3 } as Partial<ServerLimits>)).toThrow('Unknown limit "maxQueue"');
-    expect(() => resolveLimits({ maxFileBytes: 1.5 })).toThrow('Expected positive integer for limits.maxFileBytes but received 1.5 of type number');
+    expect(() => resolveLimits({ maxFileBytes: 1.5 })).toThrow(
+      'Expected positive integer for limits.maxFileBytes but received 1.5 of type number',
+    );
     expect(() => resolveLimits({ maxSubjects: 5 })).toThrow('limits.maxSubjects');
     expect(resolveLimits({ maxQueued: 3 })).toEqual({ ...DEFAULT_LIMITS, maxQueued: 3 });
   });

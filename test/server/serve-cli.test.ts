@@ -13,51 +13,59 @@ function serve(): ServeProcess {
 }
 
 describe('fastcomposer serve', () => {
-  it.each(['SIGINT', 'SIGTERM'] as const)('stops cleanly on %s: running job aborted, queued one cancelled, exit code 0', async (signal) => {
-    const { child, url, exit } = serve();
-    try {
-      const base = await url;
-      expect((await getJson(base, 'api/health')).body).toMatchObject({
-        status: 'ok',
-        model: 'tiny',
-        device: 'cpu',
-        pageDefaults: { width: 128, height: 128, steps: 20, numImages: 2 }, // the embedded model's pictures are noise: the page starts small
-      });
-      const long = { prompt: 'a house', steps: 500, width: 64, height: 64, scheduler: 'ddim' };
-      const running = await post(base, long);
-      await readEvents(base, running.body.id, (e) => e.data.step >= 1);
-      const queued = await post(base, long);
-      expect(queued.body.status).toBe('queued');
-      const streams = [readEvents(base, running.body.id), readEvents(base, queued.body.id)];
-      await new Promise((r) => setTimeout(r, 200)); // both streams subscribed
-      child.kill(signal);
-      const [runningEvents, queuedEvents] = await Promise.all(streams);
-      for (const events of [runningEvents!, queuedEvents!]) {
-        expect(events.at(-1)).toMatchObject({ event: 'cancelled', data: { status: 'cancelled', error: { code: 'ERR_SHUTTING_DOWN' } } });
+  it.each(['SIGINT', 'SIGTERM'] as const)(
+    'stops cleanly on %s: running job aborted, queued one cancelled, exit code 0',
+    async (signal) => {
+      const { child, url, exit } = serve();
+      try {
+        const base = await url;
+        expect((await getJson(base, 'api/health')).body).toMatchObject({
+          status: 'ok',
+          model: 'tiny',
+          device: 'cpu',
+          pageDefaults: { width: 128, height: 128, steps: 20, numImages: 2 }, // the embedded model's pictures are noise: the page starts small
+        });
+        const long = { prompt: 'a house', steps: 500, width: 64, height: 64, scheduler: 'ddim' };
+        const running = await post(base, long);
+        await readEvents(base, running.body.id, (e) => e.data.step >= 1);
+        const queued = await post(base, long);
+        expect(queued.body.status).toBe('queued');
+        const streams = [readEvents(base, running.body.id), readEvents(base, queued.body.id)];
+        await new Promise((r) => setTimeout(r, 200)); // both streams subscribed
+        child.kill(signal);
+        const [runningEvents, queuedEvents] = await Promise.all(streams);
+        for (const events of [runningEvents!, queuedEvents!]) {
+          expect(events.at(-1)).toMatchObject({ event: 'cancelled', data: { status: 'cancelled', error: { code: 'ERR_SHUTTING_DOWN' } } });
+        }
+        expect(runningEvents!.at(-1)!.data.step).toBeLessThan(500);
+        const result = await exit;
+        expect(result).toMatchObject({ code: 0, signal: null });
+        expect(result.stderr).toContain(`fastcomposer: ${signal}: stopping`);
+        expect(result.stderr).toContain('fastcomposer: stopped');
+        expect(result.stderr).not.toMatch(/\n\s+at /);
+        await expect(fetch(base)).rejects.toThrow();
+      } finally {
+        child.kill('SIGKILL');
       }
-      expect(runningEvents!.at(-1)!.data.step).toBeLessThan(500);
-      const result = await exit;
-      expect(result).toMatchObject({ code: 0, signal: null });
-      expect(result.stderr).toContain(`fastcomposer: ${signal}: stopping`);
-      expect(result.stderr).toContain('fastcomposer: stopped');
-      expect(result.stderr).not.toMatch(/\n\s+at /);
-      await expect(fetch(base)).rejects.toThrow();
-    } finally {
-      child.kill('SIGKILL');
-    }
-  }, 240_000);
+    },
+    240_000,
+  );
 
   it('says so when the port is taken, and exits 1', async () => {
     const taken = createServer();
     await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
     const port = (taken.address() as AddressInfo).port;
     try {
-      const child = spawn(process.execPath, [cli, 'serve', '--port', String(port), '--device', 'cpu'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, [cli, 'serve', '--port', String(port), '--device', 'cpu'], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       let stderr = '';
       child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
       const code = await new Promise((resolve) => child.on('exit', resolve));
       expect(code).toBe(1);
-      expect(stderr).toContain(`fastcomposer: Cannot listen on 127.0.0.1:${port} (EADDRINUSE); pick another --host or --port [ERR_INVALID_ARGUMENT]\n`);
+      expect(stderr).toContain(
+        `fastcomposer: Cannot listen on 127.0.0.1:${port} (EADDRINUSE); pick another --host or --port [ERR_INVALID_ARGUMENT]\n`,
+      );
     } finally {
       taken.close();
     }
@@ -69,6 +77,8 @@ describe('fastcomposer serve', () => {
     child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     const code = await new Promise((resolve) => child.on('exit', resolve));
     expect(code).toBe(1);
-    expect(stderr).toBe('fastcomposer: Expected integer between 0 and 65535 for --port but received "70000" of type string [ERR_INVALID_ARGUMENT]\n');
+    expect(stderr).toBe(
+      'fastcomposer: Expected integer between 0 and 65535 for --port but received "70000" of type string [ERR_INVALID_ARGUMENT]\n',
+    );
   });
 });

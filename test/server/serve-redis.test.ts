@@ -24,7 +24,9 @@ const LONG = { prompt: 'a house', steps: 500, width: 64, height: 64, scheduler: 
 const QUEUE = 'web';
 
 async function pixels(png: Buffer | ArrayBuffer): Promise<Buffer> {
-  return sharp(Buffer.from(png as ArrayBuffer)).raw().toBuffer();
+  return sharp(Buffer.from(png as ArrayBuffer))
+    .raw()
+    .toBuffer();
 }
 
 function cancelledOnWorker(events: WorkerEvent[]): Extract<WorkerEvent, { type: 'cancelled' }>[] {
@@ -64,12 +66,22 @@ describe('fastcomposer serve --redis', () => {
       dtype: 'queue',
       queue: { concurrency: 8, running: 0 },
     });
-    expect(serve.stdout()).toMatch(new RegExp(`^fastcomposer: serving through queue ${QUEUE} on redis://127\\.0\\.0\\.1:${redis.port} \\(8 jobs at once\\) at http`));
+    expect(serve.stdout()).toMatch(
+      new RegExp(`^fastcomposer: serving through queue ${QUEUE} on redis://127\\.0\\.0\\.1:${redis.port} \\(8 jobs at once\\) at http`),
+    );
     // Neither libtorch nor the addon is mapped into the server's process.
     const maps = readFileSync(`/proc/${serve.child.pid}/maps`, 'utf8');
     expect(maps).not.toMatch(/libtorch|fastcomposer\.node/);
 
-    const fields = { prompt: 'a man <|image|> in a park', steps: 4, width: 64, height: 64, scheduler: 'ddim' as const, numImages: 2, attentionMaps: true };
+    const fields = {
+      prompt: 'a man <|image|> in a park',
+      steps: 4,
+      width: 64,
+      height: 64,
+      scheduler: 'ddim' as const,
+      numImages: 2,
+      attentionMaps: true,
+    };
     const queued = await post(base, fields, [subjectA]);
     expect(queued.status).toBe(202);
     const events = await readEvents(base, queued.body.id);
@@ -88,11 +100,17 @@ describe('fastcomposer serve --redis', () => {
     }
 
     // MMagic's img dialect goes through the queue too; a bad request is refused before anything is queued.
-    const img = await post(base, { ...fields, prompt: 'a man img in a park', imageToken: 'img', numImages: 1, attentionMaps: false, seed: 5 }, [subjectA]);
+    const img = await post(
+      base,
+      { ...fields, prompt: 'a man img in a park', imageToken: 'img', numImages: 1, attentionMaps: false, seed: 5 },
+      [subjectA],
+    );
     const imgDone = (await readEvents(base, img.body.id)).at(-1)!;
     expect(imgDone).toMatchObject({ event: 'done', data: { seed: 5, subjects: 1 } });
     const twin = await fc.generate({ ...fields, numImages: 1, attentionMaps: false, subjects: [subjectA], seed: 5 });
-    expect((await pixels(await (await fetch(new URL(imgDone.data.images[0]!, base))).arrayBuffer())).equals(twin.images[0]!.data)).toBe(true);
+    expect((await pixels(await (await fetch(new URL(imgDone.data.images[0]!, base))).arrayBuffer())).equals(twin.images[0]!.data)).toBe(
+      true,
+    );
     expectError(await post(base, { ...fields, steps: 'ten' }, [subjectA]), 400, 'ERR_INVALID_ARGUMENT');
   }, 120_000);
 
@@ -118,10 +136,14 @@ describe('fastcomposer serve --redis', () => {
     try {
       const ids = [(await post(base, LONG)).body.id as string, (await post(base, LONG)).body.id as string];
       // Both running and past their first step at the same time: one on each worker.
-      await waitFor('both jobs to run at once', async () => {
-        const jobs = await Promise.all(ids.map(async (id) => (await getJson(base, `api/jobs/${id}`)).body));
-        return jobs.every((j) => j.status === 'running' && j.step >= 1) ? true : undefined;
-      }, 60_000);
+      await waitFor(
+        'both jobs to run at once',
+        async () => {
+          const jobs = await Promise.all(ids.map(async (id) => (await getJson(base, `api/jobs/${id}`)).body));
+          return jobs.every((j) => j.status === 'running' && j.step >= 1) ? true : undefined;
+        },
+        60_000,
+      );
       expect((await getJson(base, 'api/health')).body.queue).toMatchObject({ running: 2, queued: 0 });
       for (const id of ids) expect((await getJson(base, `api/jobs/${id}`, { method: 'DELETE' })).status).toBe(202);
       for (const id of ids) expect((await readEvents(base, id)).at(-1)!.event).toBe('cancelled');
@@ -158,13 +180,17 @@ describe('fastcomposer serve --redis', () => {
     expect(result.code).toBe(1);
     expect(Date.now() - started).toBeLessThan(20_000);
     expect(result.stderr).toMatch(
-      new RegExp(`^fastcomposer: Cannot use the queue fastcomposer on redis://127\\.0\\.0\\.1:${port}: Cannot connect to Redis: .*ECONNREFUSED.* \\[ERR_QUEUE\\]\\n$`),
+      new RegExp(
+        `^fastcomposer: Cannot use the queue fastcomposer on redis://127\\.0\\.0\\.1:${port}: Cannot connect to Redis: .*ECONNREFUSED.* \\[ERR_QUEUE\\]\\n$`,
+      ),
     );
 
     const child = spawn(process.execPath, [cli, 'serve', '--concurrency', '4'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     expect(await new Promise((resolve) => child.on('exit', resolve))).toBe(1);
-    expect(stderr).toBe('fastcomposer: --concurrency needs --redis (without it, one model in this process runs one job at a time) [ERR_INVALID_ARGUMENT]\n');
+    expect(stderr).toBe(
+      'fastcomposer: --concurrency needs --redis (without it, one model in this process runs one job at a time) [ERR_INVALID_ARGUMENT]\n',
+    );
   }, 60_000);
 });

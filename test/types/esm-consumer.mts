@@ -1,5 +1,15 @@
 // Compiled (not run) by test/package.test.ts: the public types as an ESM user sees them.
-import { FastComposer, FastComposerError, type GenerateOptions, type GenerateResult, type ModelVerification, type PullResult, type Tensor, listModels, pull } from 'fastcomposer';
+import {
+  FastComposer,
+  FastComposerError,
+  type GenerateOptions,
+  type GenerateResult,
+  type ModelVerification,
+  type PullResult,
+  type Tensor,
+  listModels,
+  pull,
+} from 'fastcomposer';
 import { createServer, type GenerateBackend, type JobJson } from 'fastcomposer/server';
 
 export async function main(): Promise<unknown[]> {
@@ -12,7 +22,12 @@ export async function main(): Promise<unknown[]> {
   const ids: number[] = fc.tokenize('a man <|image|>').inputIds;
   // A loaded model is a backend; so is anything with the same generate().
   const backend: GenerateBackend = fc;
-  const server = await createServer({ backend, info: { model: 'm', device: 'cpu', dtype: 'float32' }, concurrency: 2, limits: { maxQueued: 4 } });
+  const server = await createServer({
+    backend,
+    info: { model: 'm', device: 'cpu', dtype: 'float32' },
+    concurrency: 2,
+    limits: { maxQueued: 4 },
+  });
   const url: string = await server.listen({ port: 0 });
   const status: JobJson['status'] = 'queued';
   // @ts-expect-error: not a limit

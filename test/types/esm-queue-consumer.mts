@@ -4,7 +4,11 @@ import { FastComposerError, FastComposerQueue, FastComposerWorker, type QueueGen
 
 async function main(): Promise<void> {
   await using queue = new FastComposerQueue({ connection: 'redis://127.0.0.1:6379', name: 'images', timeout: 60_000 });
-  const r: QueueGenerateResult = await queue.generate({ prompt: 'a man <|image|>', subjects: ['man.png'], onStep: ({ step }) => void step });
+  const r: QueueGenerateResult = await queue.generate({
+    prompt: 'a man <|image|>',
+    subjects: ['man.png'],
+    onStep: ({ step }) => void step,
+  });
   // The queue's result is a FastComposer.generate() result.
   const plain: GenerateResult = r;
   const where: string = `${r.jobId} on ${r.worker} in ${r.timings.workerMs} ms`;

@@ -115,7 +115,7 @@
   let dragStart = null;
   frame.addEventListener('pointerdown', (event) => {
     if (drawing < 0) {
-      setStatus('Pick a subject\'s Box button first, then drag over the frame.');
+      setStatus("Pick a subject's Box button first, then drag over the frame.");
       return;
     }
     frame.setPointerCapture(event.pointerId);
@@ -125,8 +125,10 @@
     if (!dragStart || drawing < 0) return;
     const p = framePoint(event);
     subjects[drawing].box = {
-      x: Math.min(dragStart.x, p.x), y: Math.min(dragStart.y, p.y),
-      w: Math.abs(p.x - dragStart.x), h: Math.abs(p.y - dragStart.y),
+      x: Math.min(dragStart.x, p.x),
+      y: Math.min(dragStart.y, p.y),
+      w: Math.abs(p.x - dragStart.x),
+      h: Math.abs(p.y - dragStart.y),
     };
     drawBoxes();
   });
@@ -147,7 +149,8 @@
     const x = Math.min(width - 1, Math.round(box.x * width));
     const y = Math.min(height - 1, Math.round(box.y * height));
     return {
-      x, y,
+      x,
+      y,
       width: Math.max(1, Math.min(width - x, Math.round(box.w * width))),
       height: Math.max(1, Math.min(height - y, Math.round(box.h * height))),
     };
@@ -156,7 +159,19 @@
   // ---- running a job ----
   function formData() {
     const data = new FormData();
-    for (const name of ['prompt', 'imageToken', 'negativePrompt', 'alpha', 'numImages', 'guidanceScale', 'steps', 'width', 'height', 'scheduler', 'regionStrength']) {
+    for (const name of [
+      'prompt',
+      'imageToken',
+      'negativePrompt',
+      'alpha',
+      'numImages',
+      'guidanceScale',
+      'steps',
+      'width',
+      'height',
+      'scheduler',
+      'regionStrength',
+    ]) {
       data.append(name, $(name).value);
     }
     data.append('attentionMaps', $('attentionMaps').checked ? 'true' : 'false');
@@ -209,7 +224,11 @@
   }
   function show(type, state) {
     if (type === 'queued') {
-      setStatus(state.position > 0 ? `Queued: ${state.position} job${state.position === 1 ? '' : 's'} ahead (seed ${state.seed})` : `Starting (seed ${state.seed})…`);
+      setStatus(
+        state.position > 0
+          ? `Queued: ${state.position} job${state.position === 1 ? '' : 's'} ahead (seed ${state.seed})`
+          : `Starting (seed ${state.seed})…`,
+      );
       setProgress(0, state.steps);
     } else if (type === 'progress') {
       setStatus(`Running (seed ${state.seed})…`);
@@ -290,7 +309,8 @@
   $('imageToken').addEventListener('change', () => {
     const next = $('imageToken').value;
     const prompt = $('prompt');
-    prompt.value = marker === 'img' ? prompt.value.replace(/(^|\s)img(?=\s|$|[,.;:!?])/g, `$1${next}`) : prompt.value.split(marker).join(next);
+    prompt.value =
+      marker === 'img' ? prompt.value.replace(/(^|\s)img(?=\s|$|[,.;:!?])/g, `$1${next}`) : prompt.value.split(marker).join(next);
     marker = next;
     for (const el of document.querySelectorAll('.marker')) el.textContent = next;
   });
@@ -305,9 +325,10 @@
         $(name).value = String(value);
         $(name).dispatchEvent(new Event('input'));
       }
-      $('model-line').textContent = health.backend === 'queue'
-        ? `jobs go to the queue ${health.queueName}, run by its workers`
-        : `model ${health.model} on ${health.device} (${health.dtype})`;
+      $('model-line').textContent =
+        health.backend === 'queue'
+          ? `jobs go to the queue ${health.queueName}, run by its workers`
+          : `model ${health.model} on ${health.device} (${health.dtype})`;
       renumber();
     })
     .catch(() => ($('model-line').textContent = 'the server did not answer'));
