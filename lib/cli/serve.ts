@@ -90,7 +90,7 @@ async function modelBackend(flags: ServeFlags): Promise<Backend> {
     ...(embedded
       ? {
           notice:
-            'the embedded tiny model makes noise, quickly: the page starts at 128x128, 20 steps, 2 images (real pictures: --model <dir>)',
+            'the embedded tiny model makes noise, quickly: the page starts at 128x128, 20 steps, 2 images (real pictures: npx fastcomposer pull, then --model fastcomposer)',
         }
       : {}),
     close: () => fc.dispose(),
