@@ -10,17 +10,10 @@ import { afterAll, afterEach, describe, expect, inject, it } from 'vitest';
 
 import { FastComposer } from '../lib/index.js';
 import { float32View } from '../lib/tensor.js';
+import { TWO_SUBJECT_JOB } from './helpers/jobs.js';
 import { relativeError } from './helpers/safetensors.js';
 
-const SUBJECTS = join(import.meta.dirname, 'fixtures', 'tiny-a', 'release', 'subjects');
-const JOB = {
-  prompt: 'a man <|image|> and a woman <|image|> sitting in a park, oil painting',
-  subjects: [join(SUBJECTS, 's0_224x224.png'), join(SUBJECTS, 's1_224x224.png')],
-  steps: 6,
-  seed: 3,
-  width: 128,
-  height: 96,
-};
+const JOB = TWO_SUBJECT_JOB;
 
 async function loadWith(
   env: Record<string, string>,

@@ -2,23 +2,15 @@
 // fastcomposer::group_norm, and in channels_last models the transformer's NCHW .contiguous()
 // goes. On CPU the op runs ATen's group norm and silu, so the numbers must stay those of the
 // unrewritten graphs (the CUDA kernel is checked by bench/gpu-check.sh).
-import { join } from 'node:path';
 
 import { afterEach, describe, expect, inject, it } from 'vitest';
 
 import { FastComposer } from '../lib/index.js';
 import { float32View } from '../lib/tensor.js';
+import { TWO_SUBJECT_JOB } from './helpers/jobs.js';
 import { relativeError } from './helpers/safetensors.js';
 
-const SUBJECTS = join(import.meta.dirname, 'fixtures', 'tiny-a', 'release', 'subjects');
-const JOB = {
-  prompt: 'a man <|image|> and a woman <|image|> sitting in a park, oil painting',
-  subjects: [join(SUBJECTS, 's0_224x224.png'), join(SUBJECTS, 's1_224x224.png')],
-  steps: 6,
-  seed: 3,
-  width: 128,
-  height: 96,
-};
+const JOB = TWO_SUBJECT_JOB;
 
 async function loadWith(env: Record<string, string>): Promise<FastComposer> {
   const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
