@@ -346,7 +346,7 @@ describe('generate() keeps the event loop free while it prepares a large subject
       };
       const first = await fc.generate(opts); // warm-up
       let worst = Infinity;
-      for (let r = 0; r < 3 && worst >= 150; r++) {
+      for (let r = 0; r < 5 && worst >= 150; r++) {
         let last = performance.now();
         let maxGap = 0;
         const timer = setInterval(() => {
@@ -360,7 +360,7 @@ describe('generate() keeps the event loop free while it prepares a large subject
         expect(Buffer.compare(res.images[0]!.data, first.images[0]!.data)).toBe(0);
         worst = Math.min(worst, maxGap);
       }
-      // The best of up to 3 tries, so a busy machine does not fail it; the old path never got under 380 ms.
+      // The best of up to 5 tries, so a busy machine does not fail it; the old path never got under 380 ms.
       expect(worst).toBeLessThan(150);
     } finally {
       await fc.dispose();

@@ -188,14 +188,35 @@ describe('downloads into the hub cache', () => {
   it('stops on abort, keeping what it has for the next run', async () => {
     fake.faults[CKPT_KEY] = { dropAfter: 2_000_000, dropTimes: 100 };
     const controller = new AbortController();
+    let had = 0;
     const p = pull({
       env,
       downloadOnly: true,
       signal: controller.signal,
-      onProgress: (e) => e.type === 'progress' && e.file === 'pytorch_model.bin' && e.bytes >= 2_000_000 && controller.abort(),
+      onProgress: (e) => {
+        if (e.type !== 'progress' || e.file !== 'pytorch_model.bin' || e.bytes < 2_000_000 || controller.signal.aborted) return;
+        had = e.bytes;
+        controller.abort();
+      },
     });
     await expect(p).rejects.toMatchObject({ code: 'ERR_ABORTED' });
-    expect(readFileSync(join(blobDir(CKPT), `${checkpointSha}.incomplete`)).length).toBe(2_000_000);
+    // Exactly the bytes it had when aborted (more than the first 2 MB when a dropped connection
+    // lost data still in flight and the resume crossed the mark), and they are the file's own.
+    const kept = readFileSync(join(blobDir(CKPT), `${checkpointSha}.incomplete`));
+    expect(had).toBeGreaterThanOrEqual(2_000_000);
+    expect(kept.length).toBe(had);
+    expect(kept.equals(checkpointBytes.subarray(0, had))).toBe(true);
+    // The next run starts from them.
+    delete fake.faults[CKPT_KEY];
+    let resumedFrom: number | undefined;
+    await pull({
+      env,
+      downloadOnly: true,
+      onProgress: (e) => {
+        if (e.type === 'progress' && e.file === 'pytorch_model.bin') resumedFrom ??= e.resumedFrom;
+      },
+    });
+    expect(resumedFrom).toBe(had);
   });
 });
 

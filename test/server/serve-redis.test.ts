@@ -21,6 +21,8 @@ import { cli, type ServeProcess, serveProcess } from './serve-process.js';
 
 const subjectA = readFileSync(join(import.meta.dirname, '..', '..', 'examples', 'subject-a.png'));
 const LONG = { prompt: 'a house', steps: 500, width: 64, height: 64, scheduler: 'ddim' };
+// Steps long enough (tens of ms) that a step report still on its way to JavaScript is at most one.
+const SLOW_STEPS = { ...LONG, width: 256, height: 256 };
 const QUEUE = 'web';
 
 async function pixels(png: Buffer | ArrayBuffer): Promise<Buffer> {
@@ -115,7 +117,7 @@ describe('fastcomposer serve --redis', () => {
   }, 120_000);
 
   it('DELETE stops the job on its worker within a step', async () => {
-    const running = await post(base, LONG);
+    const running = await post(base, SLOW_STEPS);
     await readEvents(base, running.body.id, (e) => e.data.step >= 1);
     const before = cancelledOnWorker(workerEvents).length;
     const events = readEvents(base, running.body.id);
@@ -124,7 +126,9 @@ describe('fastcomposer serve --redis', () => {
     const last = (await events).at(-1)!;
     expect(last).toMatchObject({ event: 'cancelled', data: { status: 'cancelled', images: [], error: { code: 'ERR_ABORTED' } } });
     const onWorker = await waitFor('the worker to stop the job', () => cancelledOnWorker(workerEvents)[before], 30_000);
-    expect(onWorker.lastStep - onWorker.atStep).toBeLessThanOrEqual(1);
+    // atStep is the last step the worker's JavaScript had heard of when the cancel came; the native
+    // loop may be one report ahead of it, and finishes the step under way: two at most.
+    expect(onWorker.lastStep - onWorker.atStep).toBeLessThanOrEqual(2);
     expect(onWorker.lastStep).toBeLessThan(500);
     // The worker takes the next job.
     const next = await post(base, { prompt: 'a tree', steps: 2, width: 64, height: 64 });
@@ -155,7 +159,7 @@ describe('fastcomposer serve --redis', () => {
   }, 240_000);
 
   it('SIGTERM: the running job is cancelled on its worker, the queue connection closed, exit code 0', async () => {
-    const running = await post(base, LONG);
+    const running = await post(base, SLOW_STEPS);
     await readEvents(base, running.body.id, (e) => e.data.step >= 1);
     const before = cancelledOnWorker(workerEvents).length;
     const stream = readEvents(base, running.body.id);
