@@ -11,6 +11,7 @@
 
 #include "abort_flag.h"
 #include "addon_data.h"
+#include "cpu_memory.h"
 #include "device_memory.h"
 #include "errors.h"
 #include "job_thread.h"
@@ -103,6 +104,7 @@ Napi::Value PrepareExit(const Napi::CallbackInfo& info) {
 }  // namespace
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  preferHugePagesForLargeTensors();
   recordDefaultThreads();
   quietNnpack();
   auto* data = new AddonData();
