@@ -27,6 +27,7 @@ import {
   validateSubjectList,
 } from './options.js';
 import { defaultModelDir } from './paths.js';
+import { prepackCacheSettings } from './prepack-cache.js';
 import { PromptTokenizer, type TokenizedPrompt } from './prompt.js';
 import { JobQueue, queueFor } from './call-queue.js';
 import { regionGrid } from './regions.js';
@@ -162,6 +163,7 @@ export class FastComposer {
         vaeScaleFactor: model.manifest.vaeScaleFactor,
         latentChannels: model.manifest.latentChannels,
         maxLength: model.manifest.maxLength,
+        ...(device === 'cpu' ? prepackCacheSettings() : {}),
       });
     } catch (error) {
       throw asFastComposerError(error);

@@ -18,6 +18,8 @@ export interface NativeModelSpec {
   vaeScaleFactor: number;
   latentChannels: number;
   maxLength: number; // the text encoder's context length (model.json maxLength): token ids are [1, maxLength]
+  prepackCacheDir?: string; // CPU: where prepacked weights are kept between loads (native/prepack_cache.h); '' or absent: nowhere
+  prepackCacheMinBytes?: number; // modules with fewer packed bytes are not kept
 }
 
 export interface NativePromptJob {
@@ -137,7 +139,7 @@ export interface NativeModel {
     cudaGraph: boolean;
     graphPasses: { groupNorms: number; fusedSilus: number; droppedContiguous: number; nhwcGroupNormKernel: boolean };
     /** What was reordered at load for oneDNN's CPU kernels (native/prepack.h); zeros elsewhere. */
-    prepacked: { convolutions: number; linears: number; bytes: number };
+    prepacked: { convolutions: number; linears: number; weights: number; bytes: number; fromCache: number };
     load: NativeLoadTimings;
   };
   /** Settles once the model's memory is freed (or later, when in-flight calls end). */

@@ -111,6 +111,8 @@ ModelSpec modelSpecFromJs(const Napi::Object& obj) {
   spec.vaeScaleFactor = getInt(obj, "vaeScaleFactor", 1, 64);
   spec.latentChannels = getInt(obj, "latentChannels", 1, 64);
   spec.maxLength = getInt(obj, "maxLength", 1, 4096);
+  if (!obj.Get("prepackCacheDir").IsUndefined()) spec.prepackCacheDir = getString(obj, "prepackCacheDir");
+  if (!obj.Get("prepackCacheMinBytes").IsUndefined()) spec.prepackCacheMinBytes = getInt(obj, "prepackCacheMinBytes", 0, int64_t{1} << 50);
   return spec;
 }
 

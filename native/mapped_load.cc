@@ -14,42 +14,30 @@
 
 namespace fc {
 
-class MappedFile {
- public:
-  explicit MappedFile(const std::string& path) {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    TORCH_CHECK(fd >= 0, "cannot open ", path, ": ", std::strerror(errno));
-    struct stat st {};
-    if (::fstat(fd, &st) != 0) {
-      const int err = errno;
-      ::close(fd);
-      TORCH_CHECK(false, "cannot stat ", path, ": ", std::strerror(err));
-    }
-    size_ = static_cast<size_t>(st.st_size);
-    if (size_ > 0) {
-      // Read-only: MAP_POPULATE on a writable private mapping would copy every page.
-      void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
-      const int err = errno;
-      ::close(fd);
-      TORCH_CHECK(p != MAP_FAILED, "cannot map ", path, ": ", std::strerror(err));
-      data_ = static_cast<char*>(p);
-    } else {
-      ::close(fd);
-    }
+MappedFile::MappedFile(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  TORCH_CHECK(fd >= 0, "cannot open ", path, ": ", std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    const int err = errno;
+    ::close(fd);
+    TORCH_CHECK(false, "cannot stat ", path, ": ", std::strerror(err));
   }
-  ~MappedFile() {
-    if (data_) ::munmap(data_, size_);
+  size_ = static_cast<size_t>(st.st_size);
+  if (size_ > 0) {
+    // Read-only: MAP_POPULATE on a writable private mapping would copy every page.
+    void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+    const int err = errno;
+    ::close(fd);
+    TORCH_CHECK(p != MAP_FAILED, "cannot map ", path, ": ", std::strerror(err));
+    data_ = static_cast<char*>(p);
+  } else {
+    ::close(fd);
   }
-  MappedFile(const MappedFile&) = delete;
-  MappedFile& operator=(const MappedFile&) = delete;
-
-  const char* data() const { return data_; }
-  size_t size() const { return size_; }
-
- private:
-  char* data_ = nullptr;
-  size_t size_ = 0;
-};
+}
+MappedFile::~MappedFile() {
+  if (data_) ::munmap(data_, size_);
+}
 
 namespace {
 

@@ -19,10 +19,23 @@
 
 namespace fc {
 
-class MappedFile;
-
 // The whole file mapped read-only with its pages populated (read from disk if not cached).
-// Throws c10::Error when it cannot be opened or mapped.
+class MappedFile {
+ public:
+  // Throws c10::Error when it cannot be opened or mapped.
+  explicit MappedFile(const std::string& path);
+  ~MappedFile();
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+
+  const char* data() const { return data_; }
+  size_t size() const { return size_; }
+
+ private:
+  char* data_ = nullptr;
+  size_t size_ = 0;
+};
+
 std::shared_ptr<MappedFile> mapFile(const std::string& path);
 
 // The archive reader's view of the mapping (copies what it is asked for: the small records).

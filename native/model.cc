@@ -12,10 +12,12 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <utility>
 
 #include "errors.h"
 #include "mapped_load.h"
 #include "module_loader.h"
+#include "prepack_cache.h"
 
 namespace fc {
 namespace {
@@ -188,11 +190,23 @@ void Model::prepackWeights() {
   PrepackOptions options;
   options.channelsLast = channelsLast_;
   options.linears = envFlag("FASTCOMPOSER_PREPACK_LINEAR", true);
-  for (torch::jit::Module* module : {&textEncoder, &imageEncoder, &postfuse, &unet, &vaeDecoder}) {
+  const std::string variant = spec_.dtype + (options.channelsLast ? " nhwc" : " nchw") + (options.linears ? " linear" : " no-linear");
+  const std::pair<torch::jit::Module*, const std::string*> modules[] = {{&textEncoder, &spec_.textEncoderPath},
+                                                                        {&imageEncoder, &spec_.imageEncoderPath},
+                                                                        {&postfuse, &spec_.postfusePath},
+                                                                        {&unet, &spec_.unetPath},
+                                                                        {&vaeDecoder, &spec_.vaeDecoderPath}};
+  for (const auto& [module, path] : modules) {
+    PackedWeightCache cache(spec_.prepackCacheDir, *path, variant, spec_.prepackCacheMinBytes);
+    options.cache = &cache;
     PrepackCounts c = prepackForCpu(*module, options);
+    cache.save();
+    if (std::shared_ptr<MappedFile> mapping = cache.mapping()) packedMappings_.push_back(std::move(mapping));
     prepacked_.convolutions += c.convolutions;
     prepacked_.linears += c.linears;
+    prepacked_.weights += c.weights;
     prepacked_.bytes += c.bytes;
+    prepacked_.fromCache += c.fromCache;
   }
 }
 

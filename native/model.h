@@ -8,6 +8,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "cuda_graph.h"
 #include "graph_passes.h"
@@ -30,6 +31,9 @@ struct ModelSpec {
   int64_t vaeScaleFactor = 8;
   int64_t latentChannels = 4;
   int64_t maxLength = 77;  // the text encoder's context length (model.json maxLength)
+  // CPU: where prepacked weights are kept between loads (prepack_cache.h); empty: not kept.
+  std::string prepackCacheDir;
+  int64_t prepackCacheMinBytes = 0;  // modules with fewer packed bytes are not kept
 };
 
 // Where a load's time went, in milliseconds (wall clock on the job thread).
@@ -79,6 +83,12 @@ class Model {
   // What prepack.h reordered at load (CPU only).
   const PrepackCounts& prepacked() const { return prepacked_; }
 
+ private:
+  // Declared before the modules, so destroyed after them: their prepacked weights may point into
+  // these cache files (prepack_cache.h).
+  std::vector<std::shared_ptr<MappedFile>> packedMappings_;
+
+ public:
   torch::jit::Module textEncoder, imageEncoder, postfuse, unet, vaeDecoder;
 
   // TorchScript modules are not meant to run two forwards at once from two threads on one

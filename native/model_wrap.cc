@@ -292,7 +292,9 @@ Napi::Value ModelWrap::Info(const Napi::CallbackInfo& info) {
   Napi::Object prepacked = Napi::Object::New(env);
   prepacked.Set("convolutions", model->prepacked().convolutions);
   prepacked.Set("linears", model->prepacked().linears);
+  prepacked.Set("weights", model->prepacked().weights);
   prepacked.Set("bytes", static_cast<double>(model->prepacked().bytes));
+  prepacked.Set("fromCache", model->prepacked().fromCache);
   out.Set("prepacked", prepacked);
   const LoadTimings& t = model->loadTimings();
   Napi::Object load = Napi::Object::New(env);

@@ -125,18 +125,52 @@ class Prepacker {
   }
 
   // The prepacked copy of the weight at `path` (made once, shared by every method), read from self.
-  Value* packedWeight(Graph& graph, const AttrPath& path, const std::function<at::Tensor(const at::Tensor&)>& reorder) {
+  // `op` names the reorder and its parameters: the cache's key with the path.
+  Value* packedWeight(Graph& graph, const AttrPath& path, const std::string& op,
+                      const std::function<at::Tensor(const at::Tensor&)>& reorder) {
     auto found = packedNames_.find(path.key());
     if (found == packedNames_.end()) {
       at::Tensor dense = ownerOf(module_, path).attr(path.name).toTensor();
-      at::Tensor packed = reorder(dense);
+      at::Tensor packed = cachedOrReorder(path.key() + " " + op, dense, reorder);
       const std::string name = "fc_prepacked_" + std::to_string(packedNames_.size());
       module_.register_attribute(name, c10::TensorType::get(), packed, false, false);
       counts_.bytes += static_cast<int64_t>(dense.numel()) * static_cast<int64_t>(dense.element_size());
+      ++counts_.weights;
       found = packedNames_.emplace(path.key(), name).first;
       packedPaths_.push_back(path);
     }
     return graph.insertGetAttr(graph.inputs()[0], found->second);
+  }
+
+  at::Tensor cachedOrReorder(const std::string& name, const at::Tensor& dense,
+                             const std::function<at::Tensor(const at::Tensor&)>& reorder) {
+    PackedWeightCache* cache = options_.cache;
+    if (!cache) return reorder(dense);
+    if (at::Tensor stored = cache->find(name, dense); stored.defined()) {
+      if (checkedCache_) {
+        ++counts_.fromCache;
+        return stored;
+      }
+      // The first weight found is packed again and compared (prepack_cache.h).
+      checkedCache_ = true;
+      at::Tensor fresh = reorder(dense);
+      if (samePackedBytes(fresh, stored)) {
+        ++counts_.fromCache;
+        return stored;
+      }
+      cache->discard();
+      cache->add(name, dense, fresh);
+      return fresh;
+    }
+    at::Tensor packed = reorder(dense);
+    cache->add(name, dense, packed);
+    return packed;
+  }
+
+  static std::string ints(const std::vector<int64_t>& v) {
+    std::string s;
+    for (int64_t x : v) s += (s.empty() ? "" : ",") + std::to_string(x);
+    return s;
   }
 
   void rewriteConvolution(Graph& graph, Node* node) {
@@ -153,8 +187,9 @@ class Prepacker {
     }
     if (ownerOf(module_, *path).attr(path->name).toTensor().dim() != 4) return;
     torch::jit::WithInsertPoint guard(node);
-    Value* weight =
-        packedWeight(graph, *path, [&](const at::Tensor& w) { return reorderConvolutionWeight(w, *padding, *stride, *dilation, *groups); });
+    const std::string op = "conv p" + ints(*padding) + " s" + ints(*stride) + " d" + ints(*dilation) + " g" + std::to_string(*groups);
+    Value* weight = packedWeight(graph, *path, op,
+                                 [&](const at::Tensor& w) { return reorderConvolutionWeight(w, *padding, *stride, *dilation, *groups); });
     Value* x = node->input(0);
     if (options_.channelsLast)
       x = graph.insert(kContiguous, {x}, {NamedValue("memory_format", c10::IValue(static_cast<int64_t>(at::MemoryFormat::ChannelsLast)))});
@@ -169,7 +204,7 @@ class Prepacker {
     std::optional<AttrPath> path = attrPath(node->input(1), graph.inputs()[0]);
     if (!path || ownerOf(module_, *path).attr(path->name).toTensor().dim() != 2) return;
     torch::jit::WithInsertPoint guard(node);
-    Value* weight = packedWeight(graph, *path, reorderLinearWeight);
+    Value* weight = packedWeight(graph, *path, "linear", reorderLinearWeight);
     Value* y = graph.insert(kLinearPointwise,
                             {node->input(0), weight, node->input(2), c10::IValue(std::string("none")), emptyScalars(graph), c10::IValue()});
     node->output()->replaceAllUsesWith(y);
@@ -210,6 +245,7 @@ class Prepacker {
   Module& module_;
   PrepackOptions options_;
   PrepackCounts counts_;
+  bool checkedCache_ = false;
   std::map<std::string, std::string> packedNames_;  // weight path -> packed attribute on the top module
   std::vector<AttrPath> packedPaths_;
 };

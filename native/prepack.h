@@ -7,12 +7,16 @@
 
 #include <torch/script.h>
 
+#include "prepack_cache.h"
+
 namespace fc {
 
 struct PrepackCounts {
   int convolutions = 0;  // aten::_convolution / conv2d -> mkldnn::_convolution_pointwise
   int linears = 0;       // aten::linear -> mkldnn::_linear_pointwise
+  int weights = 0;       // distinct weights packed (methods that read one share its packed copy)
   int64_t bytes = 0;     // of prepacked weights
+  int fromCache = 0;     // weights read from the cache (prepack_cache.h) rather than reordered
 };
 
 struct PrepackOptions {
@@ -21,6 +25,8 @@ struct PrepackOptions {
   // Convolution inputs made channels_last first, as ATen does when the weight is channels_last,
   // so that outputs keep the layout (and the numbers) of the unpacked model.
   bool channelsLast = true;
+  // Where packed weights are found and kept between loads; none: every weight is reordered.
+  PackedWeightCache* cache = nullptr;
 };
 
 // For every method of `module` (a CPU module, after graph_passes.h): convolutions and linear

@@ -11,29 +11,10 @@ import { afterAll, afterEach, describe, expect, inject, it } from 'vitest';
 import { FastComposer } from '../lib/index.js';
 import { float32View } from '../lib/tensor.js';
 import { TWO_SUBJECT_JOB } from './helpers/jobs.js';
+import { loadWithEnv as loadWith, prepackedOf } from './helpers/load-with-env.js';
 import { relativeError } from './helpers/safetensors.js';
 
 const JOB = TWO_SUBJECT_JOB;
-
-async function loadWith(
-  env: Record<string, string>,
-  options: { dtype?: 'float32' | 'float16' | 'bfloat16' } = {},
-  dir: string = inject('goldenModelDir'),
-): Promise<FastComposer> {
-  const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
-  Object.assign(process.env, env);
-  try {
-    return await FastComposer.load(dir, { device: 'cpu', ...options });
-  } finally {
-    for (const [k, v] of Object.entries(saved)) {
-      if (v === undefined) delete process.env[k];
-      else process.env[k] = v;
-    }
-  }
-}
-
-type Prepacked = { convolutions: number; linears: number; bytes: number };
-const prepackedOf = (fc: FastComposer) => (fc as unknown as { native: { info(): { prepacked: Prepacked } } }).native.info().prepacked;
 
 describe('CPU load', () => {
   const open: FastComposer[] = [];
@@ -78,7 +59,7 @@ describe('CPU load', () => {
     open.push(packed, plain, packedConvOnly);
     expect(prepackedOf(packed).convolutions).toBeGreaterThan(0);
     expect(prepackedOf(packed).linears).toBeGreaterThan(0);
-    expect(prepackedOf(plain)).toEqual({ convolutions: 0, linears: 0, bytes: 0 });
+    expect(prepackedOf(plain)).toEqual({ convolutions: 0, linears: 0, weights: 0, bytes: 0, fromCache: 0 });
     expect(prepackedOf(packedConvOnly).linears).toBe(0);
     const a = await packed.generate(JOB);
     const b = await plain.generate(JOB);

@@ -3,27 +3,15 @@
 // goes. On CPU the op runs ATen's group norm and silu, so the numbers must stay those of the
 // unrewritten graphs (the CUDA kernel is checked by bench/gpu-check.sh).
 
-import { afterEach, describe, expect, inject, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 
 import { FastComposer } from '../lib/index.js';
 import { float32View } from '../lib/tensor.js';
 import { TWO_SUBJECT_JOB } from './helpers/jobs.js';
+import { loadWithEnv as loadWith } from './helpers/load-with-env.js';
 import { relativeError } from './helpers/safetensors.js';
 
 const JOB = TWO_SUBJECT_JOB;
-
-async function loadWith(env: Record<string, string>): Promise<FastComposer> {
-  const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
-  Object.assign(process.env, env);
-  try {
-    return await FastComposer.load(inject('goldenModelDir'), { device: 'cpu' });
-  } finally {
-    for (const [k, v] of Object.entries(saved)) {
-      if (v === undefined) delete process.env[k];
-      else process.env[k] = v;
-    }
-  }
-}
 
 function passesOf(fc: FastComposer) {
   return (fc as unknown as { native: { info(): { graphPasses: Record<string, number | boolean> } } }).native.info().graphPasses;
