@@ -26,10 +26,14 @@ export function warmPageCache(dir) {
   return { bytes, seconds: (performance.now() - t0) / 1e3 };
 }
 
-/** Spawns this file as a child that loads the model; returns what it measured. */
-export function loadInFreshProcess(root, opts) {
+/** Spawns this file as a child that loads the model (`env` added to this process's); returns what it measured. */
+export function loadInFreshProcess(root, opts, env = {}) {
   const t0 = performance.now();
-  const r = spawnSync(process.execPath, [here, opts.model, String(opts.threads)], { encoding: 'utf8', cwd: root });
+  const r = spawnSync(process.execPath, [here, opts.model, String(opts.threads)], {
+    encoding: 'utf8',
+    cwd: root,
+    env: { ...process.env, ...env },
+  });
   const processSeconds = (performance.now() - t0) / 1e3;
   if (r.status !== 0) throw new Error(`loading ${opts.model} in a fresh process failed:\n${r.stderr}`);
   return { ...JSON.parse(r.stdout.trim().split('\n').at(-1)), processSeconds };
@@ -50,6 +54,7 @@ async function child(model, threads) {
       userSeconds: (usage.userCPUTime - usage0.userCPUTime) / 1e6,
       systemSeconds: (usage.systemCPUTime - usage0.systemCPUTime) / 1e6,
       minorPageFaults: usage.minorPageFault - usage0.minorPageFault,
+      prepacked: fc.native.info().prepacked,
       maxRssBytes: usage.maxRSS * 1024,
     }) + '\n',
   );

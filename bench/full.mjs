@@ -6,7 +6,8 @@
 //   - the roofline: a large matrix product's measured rate, float32 and bfloat16
 //     (bench/roofline.py peak), and each job's FLOPs (bench/roofline.py flops);
 //   - load: FastComposer.load() in a fresh process with the files in the page cache, its phases
-//     (manifest, tokenizer, read, deserialise, conversions, passes, prepacking, warm-up) and RSS;
+//     (manifest, tokenizer, read, deserialise, conversions, passes, prepacking, warm-up) and RSS,
+//     three times: without the prepack cache, writing it, and reading it;
 //   - float32 speed: generate() against the released diffusers pipeline on the same weights
 //     (bench/diffusers_reference.py --model), alternating run by run, at each size: seconds and CPU
 //     seconds per image, stages, the ratio, the share of the float32 peak (job and UNet);
@@ -233,10 +234,19 @@ export async function runFull(argv) {
   console.error(`bench: ${report.machine.cpu}, ${report.machine.cores} CPUs, load average ${loadAverageText(report.machine.loadAverage)}`);
   report.model = ensureModel(opts);
   report.peak = roofline(opts, ['peak', '--threads', String(opts.threads)]);
+  // The prepack cache (native/prepack_cache.h) of this run: empty at first, so that the three
+  // loads below are without it, writing it, and reading it; the float32 model loads from it.
+  const prepackCache = mkdtempSync(join(tmpdir(), 'fastcomposer-full-bench-prepacked-'));
+  process.once('exit', () => rmSync(prepackCache, { recursive: true, force: true })); // 5 GB at full size
   if (opts.parts.has('load')) {
     report.pageCache = warmPageCache(opts.model);
-    report.coldStart = loadInFreshProcess(root, opts);
+    report.loads = {
+      noCache: loadInFreshProcess(root, opts, { FASTCOMPOSER_PREPACK_CACHE: '0' }),
+      writesCache: loadInFreshProcess(root, opts, { FASTCOMPOSER_PREPACK_CACHE: prepackCache }),
+      readsCache: loadInFreshProcess(root, opts, { FASTCOMPOSER_PREPACK_CACHE: prepackCache }),
+    };
   }
+  process.env.FASTCOMPOSER_PREPACK_CACHE = prepackCache;
   const { FastComposer, runtimeInfo } = await import(distEntry);
   const threadOpt = opts.threads > 0 ? { threads: opts.threads } : {};
   const fc = await FastComposer.load(opts.model, { device: 'cpu', dtype: 'float32', ...threadOpt });
