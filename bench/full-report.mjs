@@ -220,7 +220,8 @@ export function printReport(report) {
   const float32 = printFloat32(report, peak);
   if (report.baseline)
     console.log(
-      `\n${report.baseline.name} baseline: load ${s(report.baseline.loadSeconds)}, ${JSON.stringify(report.baseline.config?.diffusers ?? report.baseline.config?.torch)}`,
+      `\n${report.baseline.name} baseline: load ${s(report.baseline.loadSeconds)}, ${JSON.stringify(report.baseline.config?.diffusers ?? report.baseline.config?.torch)}, ` +
+        `THP_MEM_ALLOC_ENABLE ${report.baseline.thpMemAllocEnable} (node: ${process.env.THP_MEM_ALLOC_ENABLE})`,
     );
   if (report.baselineError) console.log(`baseline failed: ${report.baselineError}`);
   const lastPy = report.float32?.at(-1)?.python.at(-1);

@@ -267,7 +267,13 @@ export async function runFull(argv) {
       try {
         if (baseline) {
           const ready = await baseline.next();
-          report.baseline = { name: started.name, config: ready.config, loadSeconds: ready.loadSeconds, maxRssBytes: ready.maxRssBytes };
+          report.baseline = {
+            name: started.name,
+            config: ready.config,
+            loadSeconds: ready.loadSeconds,
+            maxRssBytes: ready.maxRssBytes,
+            thpMemAllocEnable: started.served.hugePages,
+          };
         }
         report.float32 = await float32Part(opts, fc, baseline, job, latentsFile);
       } catch (error) {

@@ -5,11 +5,26 @@ import { spawn } from 'node:child_process';
 import { basename } from 'node:path';
 import { createInterface } from 'node:readline';
 
+// The user's THP_MEM_ALLOC_ENABLE, read before the addon loads and sets its own default
+// (native/cpu_memory.h): a Python baseline runs with the environment its users give it, so
+// huge pages only where the user asked for them (THP_MEM_ALLOC_ENABLE=1 before the bench gives
+// both sides huge pages).
+const userThp = process.env.THP_MEM_ALLOC_ENABLE;
+
+/** `env` with THP_MEM_ALLOC_ENABLE as the user set it (or unset). */
+export function baselineEnv(env) {
+  const out = { ...env };
+  if (userThp === undefined) delete out.THP_MEM_ALLOC_ENABLE;
+  else out.THP_MEM_ALLOC_ENABLE = userThp;
+  return out;
+}
+
 export class ServedBaseline {
   /** python: the interpreter; script: the baseline's path; args: its options (without --serve). */
   constructor(python, script, args, env = process.env) {
     this.script = basename(script);
-    this.child = spawn(python, [script, '--serve', '--json', ...args], { env, stdio: ['pipe', 'pipe', 'inherit'] });
+    this.hugePages = userThp ?? 'unset';
+    this.child = spawn(python, [script, '--serve', '--json', ...args], { env: baselineEnv(env), stdio: ['pipe', 'pipe', 'inherit'] });
     this.child.stdin.on('error', () => {}); // a child that died is reported by next()
     this.lines = createInterface({ input: this.child.stdout })[Symbol.asyncIterator]();
     this.exited = new Promise((resolve) => {

@@ -98,6 +98,9 @@ at::Tensor reorderLinearWeight(const at::Tensor& weight) {
   return op.call(weight.contiguous(), std::nullopt);
 }
 
+// The size of the weight whose fresh reorder must match the cache's before the rest is trusted.
+constexpr size_t kCheckedCacheBytes = 64 * 1024;
+
 class Prepacker {
  public:
   Prepacker(Module& module, const PrepackOptions& options) : module_(module), options_(options) {}
@@ -151,12 +154,13 @@ class Prepacker {
         ++counts_.fromCache;
         return stored;
       }
-      // The first weight found is packed again and compared (prepack_cache.h).
-      checkedCache_ = true;
+      // Packed again and compared, up to the first large weight (prepack_cache.h). The fresh copy
+      // is the one used: should a later check fail, nothing points into the file.
       at::Tensor fresh = reorder(dense);
       if (samePackedBytes(fresh, stored)) {
+        checkedCache_ = dense.nbytes() >= kCheckedCacheBytes;
         ++counts_.fromCache;
-        return stored;
+        return fresh;
       }
       cache->discard();
       cache->add(name, dense, fresh);

@@ -16,7 +16,7 @@ struct PrepackCounts {
   int linears = 0;       // aten::linear -> mkldnn::_linear_pointwise
   int weights = 0;       // distinct weights packed (methods that read one share its packed copy)
   int64_t bytes = 0;     // of prepacked weights
-  int fromCache = 0;     // weights read from the cache (prepack_cache.h) rather than reordered
+  int fromCache = 0;     // weights found in the cache (prepack_cache.h): all but the few checked are not reordered
 };
 
 struct PrepackOptions {

@@ -12,9 +12,10 @@
 // layout's size against its bytes); anything unexpected makes it a miss. Its name
 // comes from the module file's path, and its header records what it was made from (the module
 // file's device, inode, size and modification time, torch's version, the CPU, the options): any
-// difference is a miss, and the next save replaces it. As a last check, the first weight found in
-// a file is reordered again and compared byte for byte (a CPU that reports the same features but
-// picks other layouts).
+// difference is a miss, and the next save replaces it. As a last check, the weights found in a
+// file are reordered again and compared byte for byte until one of 64 kB or more has been (a CPU
+// that reports the same features but picks other layouts; small weights can look the same in two
+// layouts).
 #pragma once
 
 #include <torch/script.h>
@@ -40,7 +41,8 @@ struct PackedBytes {
 // None where `t` is not a CPU oneDNN tensor, or this torch cannot say (then nothing is cached).
 std::optional<PackedBytes> packedBytes(const at::Tensor& t);
 
-// Same shape, dtype, layout and bytes.
+// Same shape, dtype and bytes (a layout that differs shows in the bytes of any weight larger than
+// its blocks).
 bool samePackedBytes(const at::Tensor& a, const at::Tensor& b);
 
 class PackedWeightCache {
