@@ -22,15 +22,19 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr char kMagic[8] = {'F', 'C', 'P', 'A', 'C', 'K', '\x01', '\n'};
+constexpr char kMagic[8] = {'F', 'C', 'P', 'A', 'C', 'K', '\x02', '\n'};
+// magic, the header's size, the header's FNV-1a digest: a header damaged on disk is never parsed
+// (its layout descriptors go to oneDNN, which trusts them).
+constexpr size_t kPrefix = 24;
 constexpr uint64_t kAlign = 4096;  // data offsets: page-aligned, as oneDNN wants its weights (64 at least)
 constexpr size_t kMaxDims = 8;
 
-uint64_t fnv1a(const std::string& s) {
+uint64_t fnv1a(const char* p, size_t n) {
   uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+  for (size_t i = 0; i < n; ++i) h = (h ^ static_cast<unsigned char>(p[i])) * 1099511628211ull;
   return h;
 }
+uint64_t fnv1a(const std::string& s) { return fnv1a(s.data(), s.size()); }
 
 std::string hex(uint64_t v) {
   char buf[17];
@@ -226,11 +230,12 @@ void PackedWeightCache::readFile() {
   }
   const char* base = file->data();
   const size_t size = file->size();
-  if (size < 16 || std::memcmp(base, kMagic, sizeof kMagic) != 0) return;
-  uint64_t headerBytes = 0;
+  if (size < kPrefix || std::memcmp(base, kMagic, sizeof kMagic) != 0) return;
+  uint64_t headerBytes = 0, digest = 0;
   std::memcpy(&headerBytes, base + 8, sizeof headerBytes);
-  if (headerBytes > size - 16) return;
-  Reader r(base + 16, headerBytes);
+  std::memcpy(&digest, base + 16, sizeof digest);
+  if (headerBytes > size - kPrefix || fnv1a(base + kPrefix, headerBytes) != digest) return;
+  Reader r(base + kPrefix, headerBytes);
   if (r.str() != identity_ || !r.ok()) return;
   const uint32_t count = r.get<uint32_t>();
   std::map<std::string, Entry> entries;
@@ -248,7 +253,7 @@ void PackedWeightCache::readFile() {
     try {
       t = fromDataPtr()(const_cast<char*>(base + offset), dims, type, at::Device(at::kCPU), reinterpret_cast<const uint8_t*>(md.data()),
                         static_cast<int64_t>(md.size()));
-    } catch (const c10::Error&) {
+    } catch (const std::exception&) {  // c10::Error, or oneDNN's own (ideep::error) for a descriptor it refuses
       return;
     }
     // The layout the descriptor describes must fit in the bytes recorded for it.
@@ -317,7 +322,7 @@ void PackedWeightCache::save() {
   writeHeader(sizing, {});
   const uint64_t headerBytes = sizing.bytes().size();
   std::vector<uint64_t> offsets;
-  uint64_t offset = alignUp(16 + headerBytes);
+  uint64_t offset = alignUp(kPrefix + headerBytes);
   for (const auto& [e, b] : bytes) {
     offsets.push_back(offset);
     offset = alignUp(offset + b.nbytes);
@@ -331,10 +336,12 @@ void PackedWeightCache::save() {
   const std::string tmpPath = finalPath + ".tmp-" + std::to_string(::getpid());
   const int fd = ::open(tmpPath.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   bool ok = fd >= 0;
-  char prefix[16];
+  char prefix[kPrefix];
+  const uint64_t digest = fnv1a(header.bytes());
   std::memcpy(prefix, kMagic, 8);
   std::memcpy(prefix + 8, &headerBytes, 8);
-  ok = ok && writeAll(fd, prefix, sizeof prefix, 0) && writeAll(fd, header.bytes().data(), header.bytes().size(), 16);
+  std::memcpy(prefix + 16, &digest, 8);
+  ok = ok && writeAll(fd, prefix, sizeof prefix, 0) && writeAll(fd, header.bytes().data(), header.bytes().size(), kPrefix);
   for (size_t i = 0; ok && i < bytes.size(); ++i) ok = writeAll(fd, bytes[i].second.data, bytes[i].second.nbytes, offsets[i]);
   // Data on disk before the name: a crash must not leave a complete-looking file of holes.
   ok = ok && ::fdatasync(fd) == 0;

@@ -8,8 +8,10 @@
 //
 // The file is ours, never a user's: written under a temporary name and renamed into place, never
 // changed after. It holds raw tensor bytes and a small header of names, shapes, oneDNN layout
-// descriptors and offsets, every field checked against the file's size before use (and each
-// layout's size against its bytes); anything unexpected makes it a miss. Its name
+// descriptors and offsets, with a digest of the header: a header damaged on disk is never read,
+// and every field is checked against the file's size before use (and each layout's size against
+// its bytes); anything unexpected makes it a miss. A file crafted to pass these checks needs
+// write access to the user's cache folder, like the rest of the user's own files. Its name
 // comes from the module file's path, and its header records what it was made from (the module
 // file's device, inode, size and modification time, torch's version, the CPU, the options): any
 // difference is a miss, and the next save replaces it. As a last check, the weights found in a

@@ -96,7 +96,7 @@ describe('prepacked weights cached between CPU loads', () => {
     const unet = fileOf('unet');
     const bytes = readFileSync(unet);
     const headerBytes = Number(bytes.readBigUInt64LE(8));
-    const dataStart = Math.ceil((16 + headerBytes) / 4096) * 4096;
+    const dataStart = Math.ceil((24 + headerBytes) / 4096) * 4096;
     bytes.fill(0, dataStart); // every weight zeroed, the header intact
     writeFileSync(unet, bytes);
 
@@ -110,23 +110,30 @@ describe('prepacked weights cached between CPU loads', () => {
     ).toBe(true);
   });
 
-  it('a header whose entries point past the end, or claim more bytes than their shape, is not used', async () => {
+  it('a header whose entries point past the end, claim more bytes than their layout, or fail its digest is not used', async () => {
     const packed = packedCount(await load());
     const unet = fileOf('unet');
     const good = readFileSync(unet);
     const entries = parseEntries(good);
     expect(entries.length).toBeGreaterThan(0);
 
+    // Each with the header's digest made to match, so that the field checks themselves are tried.
     const pastEnd = Buffer.from(good);
     pastEnd.writeBigUInt64LE(BigInt(good.length + 4096), entries[0]!.offsetAt);
-    writeFileSync(unet, pastEnd);
+    writeFileSync(unet, sealHeader(pastEnd));
     expect(prepackedOf(await load()).fromCache).toBeLessThan(packed);
 
     // More bytes than the layout holds (the data still inside the file).
     const tooLong = Buffer.from(readFileSync(fileOf('unet')));
     const e = parseEntries(tooLong)[0]!;
     tooLong.writeBigUInt64LE(tooLong.readBigUInt64LE(e.offsetAt + 8) + 4n, e.offsetAt + 8);
-    writeFileSync(fileOf('unet'), tooLong);
+    writeFileSync(fileOf('unet'), sealHeader(tooLong));
+    expect(prepackedOf(await load()).fromCache).toBeLessThan(packed);
+
+    // A header damaged on disk (one bit of a layout descriptor, which goes to oneDNN) fails its digest.
+    const flipped = Buffer.from(readFileSync(fileOf('unet')));
+    flipped[parseEntries(flipped)[0]!.offsetAt - 40]! ^= 1;
+    writeFileSync(fileOf('unet'), flipped);
     const again = await load();
     expect(prepackedOf(again).fromCache).toBeLessThan(packed);
     expect((await pixels(again)).equals(reference)).toBe(true);
@@ -192,9 +199,18 @@ describe('prepacked weights cached between CPU loads', () => {
   });
 });
 
+/** The header's FNV-1a digest written for its bytes as they are now (native/prepack_cache.cc). */
+function sealHeader(file: Buffer): Buffer {
+  const size = Number(file.readBigUInt64LE(8));
+  let h = 0xcbf29ce484222325n;
+  for (const byte of file.subarray(24, 24 + size)) h = ((h ^ BigInt(byte)) * 0x100000001b3n) & 0xffffffffffffffffn;
+  file.writeBigUInt64LE(h, 16);
+  return file;
+}
+
 /** Where each entry's offset field sits in a cache file (the layout of native/prepack_cache.cc). */
 function parseEntries(file: Buffer): { name: string; offsetAt: number }[] {
-  let at = 16;
+  let at = 24;
   const str = (): string => {
     const n = file.readUInt32LE(at);
     const s = file.toString('utf8', at + 4, at + 4 + n);
