@@ -330,7 +330,9 @@ describe('generate() keeps the event loop free while it prepares a large subject
   // The pad + resize runs on the native worker; sharp decodes on libuv's pool. Left on the main
   // thread: copying the raw pixels (twice, ~36 MB each here) and the tiny model's own JS work.
   // Measured on a 2-core x86-64 machine: 4000x3000 raw took 380-600 ms of blocked loop with the old
-  // TypeScript resize; now 35-40 ms (the copy of the raw input, lib/subjects.ts rawToRgb).
+  // TypeScript resize; now 35-40 ms (the copy of the raw input, lib/subjects.ts rawToRgb), and
+  // 130-220 ms on a virtual machine where each fresh 4 kB page of that copy costs a slow fault.
+  // The bound sits between the two paths.
   it('4000x3000 raw: a 10 ms interval keeps ticking', async () => {
     const fc = await FastComposer.load(inject('goldenModelDir'), { device: 'cpu' });
     try {
@@ -346,7 +348,7 @@ describe('generate() keeps the event loop free while it prepares a large subject
       };
       const first = await fc.generate(opts); // warm-up
       let worst = Infinity;
-      for (let r = 0; r < 5 && worst >= 150; r++) {
+      for (let r = 0; r < 5 && worst >= 300; r++) {
         let last = performance.now();
         let maxGap = 0;
         const timer = setInterval(() => {
@@ -361,7 +363,7 @@ describe('generate() keeps the event loop free while it prepares a large subject
         worst = Math.min(worst, maxGap);
       }
       // The best of up to 5 tries, so a busy machine does not fail it; the old path never got under 380 ms.
-      expect(worst).toBeLessThan(150);
+      expect(worst).toBeLessThan(300);
     } finally {
       await fc.dispose();
     }
