@@ -200,7 +200,11 @@ describe('FastComposerQueue with an in-process worker', () => {
     const first = queue.generate({ ...base, steps: 200, signal: blocker.signal });
     const later = new AbortController();
     const second = queue.generate({ ...base, signal: later.signal });
-    await waitFor('both jobs queued', async () => ((await bull.getWaitingCount()) === 1 ? true : undefined));
+    // The first one running and the second waiting (a waiting count of 1 alone can be the first
+    // job before a worker took it, with the second not added yet).
+    await waitFor('the first job running, the second waiting', async () =>
+      (await bull.getActiveCount()) === 1 && (await bull.getWaitingCount()) === 1 ? true : undefined,
+    );
     const [waiting] = await bull.getWaiting();
     later.abort();
     expect((await rejection(second)).code).toBe('ERR_ABORTED');
