@@ -198,13 +198,12 @@ describe('FastComposerQueue with an in-process worker', () => {
     // Queued behind a long job, then aborted: it never runs.
     const blocker = new AbortController();
     const first = queue.generate({ ...base, steps: 200, signal: blocker.signal });
+    // The second call only once the first one runs: calls made together reach Redis in either
+    // order, and the worker would take the short one first.
+    await waitFor('the first job running', async () => ((await bull.getActiveCount()) === 1 ? true : undefined));
     const later = new AbortController();
     const second = queue.generate({ ...base, signal: later.signal });
-    // The first one running and the second waiting (a waiting count of 1 alone can be the first
-    // job before a worker took it, with the second not added yet).
-    await waitFor('the first job running, the second waiting', async () =>
-      (await bull.getActiveCount()) === 1 && (await bull.getWaitingCount()) === 1 ? true : undefined,
-    );
+    await waitFor('the second job waiting', async () => ((await bull.getWaitingCount()) === 1 ? true : undefined));
     const [waiting] = await bull.getWaiting();
     later.abort();
     expect((await rejection(second)).code).toBe('ERR_ABORTED');
