@@ -8,7 +8,15 @@ import { AbortError, DisposedError, FastComposerError, asFastComposerError, inva
 import { encodeImage, type PixelImage, renderHeatmap, saveImage } from './images.js';
 import { readModelDir, type ModelDir } from './model-dir.js';
 import { loadNative } from './native.js';
-import type { NativeAbortFlag, NativeDenoiseJob, NativeLoadTimings, NativeModel, NativeTimings } from './native-contract.js';
+import type {
+  NativeAbortFlag,
+  NativeDenoiseJob,
+  NativeGenerateJob,
+  NativeGenerateResult,
+  NativeLoadTimings,
+  NativeModel,
+  NativeTimings,
+} from './native-contract.js';
 import { isInteger, isRecord } from './is.js';
 import { verifyModelDir, type ModelVerification } from './verify.js';
 import { emitLibtorchWarnings, emitWarning } from './warnings.js';
@@ -30,6 +38,7 @@ import { defaultModelDir } from './paths.js';
 import { prepackCacheSettings } from './prepack-cache.js';
 import { PromptTokenizer, type TokenizedPrompt } from './prompt.js';
 import { JobQueue, queueFor } from './call-queue.js';
+import { type BatchMember, CallBatcher } from './call-batcher.js';
 import { regionGrid } from './regions.js';
 import { latentsToDecode, promptArgs, promptEmbeddings, subjectEmbeds as checkSubjectEmbeds } from './stage-inputs.js';
 import { decodeSubjects, rgbTensor } from './subjects.js';
@@ -111,10 +120,21 @@ function idsTensor(ids: readonly number[]): Tensor {
   return { data: Buffer.from(BigInt64Array.from(ids, (v) => BigInt(v)).buffer), shape: [1, ids.length], dtype: 'int64' };
 }
 
+/** A generate() call waiting in a batch (load option maxBatchSize). */
+interface BatchedCall {
+  job: NativeGenerateJob;
+  opts: NormalizedGenerateOptions;
+  failure: CallbackFailure;
+  /** Moves the call from waiting to running in counters(). */
+  started: () => void;
+}
+
 export class FastComposer {
   private native: NativeModel | undefined;
   private readonly queue: JobQueue;
+  private readonly batcher: CallBatcher<BatchedCall, NativeGenerateResult> | undefined;
   private readonly running = new Set<NativeAbortFlag>();
+  private readonly calls = { waiting: 0, running: 0 };
   private disposing: Promise<void> | undefined;
 
   private constructor(
@@ -125,9 +145,12 @@ export class FastComposer {
     readonly dtype: string,
     /** Where load()'s time went (native phases, manifest and tokenizer), in milliseconds. */
     readonly loadTimings: LoadTimings,
+    /** Load option maxBatchSize: images of waiting generate() calls run as one UNet batch (1: no batching). */
+    readonly maxBatchSize: number,
   ) {
     this.native = native;
     this.queue = queueFor(device);
+    if (maxBatchSize > 1) this.batcher = new CallBatcher(this.queue, maxBatchSize, (members) => this.runBatch(members));
   }
 
   /**
@@ -171,7 +194,7 @@ export class FastComposer {
       emitLibtorchWarnings(binding);
     }
     const loadTimings = { ...native.info().load, manifestMs, tokenizerMs, loadMs: performance.now() - started };
-    return new FastComposer(native, model, tokenizer, device, opts.dtype, loadTimings);
+    return new FastComposer(native, model, tokenizer, device, opts.dtype, loadTimings, opts.maxBatchSize);
   }
 
   /**
@@ -189,6 +212,15 @@ export class FastComposer {
     return { inputIds: t.inputIds, subjectTokenMask: t.subjectTokenMask, textOnlyIds: t.textOnlyIds };
   }
 
+  /**
+   * This model's calls (generate() and the stage calls) that wait for it, and those it runs now
+   * (more than one when a batch runs, load option maxBatchSize). For load balancing and health
+   * checks; cf. sharp.counters().
+   */
+  counters(): { waiting: number; running: number } {
+    return { ...this.calls };
+  }
+
   async generate(options: GenerateOptions): Promise<GenerateResult> {
     const started = performance.now();
     const native = this.alive();
@@ -204,7 +236,9 @@ export class FastComposer {
     const failure: CallbackFailure = {};
     const out = await callbackChecked(
       failure,
-      this.run(opts.signal, (flag) => native.generate(job, this.stepCallback(opts, flag, failure), flag)),
+      this.batcher && batchable(job)
+        ? this.counted((started) => this.batcher!.submit(batchKey(job), job.numImages, { job, opts, failure, started }, opts.signal))
+        : this.run(opts.signal, (flag) => native.generate(job, this.stepCallback(opts, flag, failure), flag)),
     );
     const images = splitImages(out.images);
     if (opts.output !== 'raw') {
@@ -393,25 +427,106 @@ export class FastComposer {
       return Promise.reject(error);
     }
     if (signal?.aborted) return Promise.reject(new AbortError(signal.reason));
+    return this.counted((started) =>
+      this.queue.run(async () => {
+        started();
+        if (!this.native) throw new DisposedError('This FastComposer model was disposed before the call ran');
+        const { flags, release } = this.flagsFor([signal]);
+        const flag = flags[0]!;
+        try {
+          return await call(flag);
+        } catch (error) {
+          throw this.callError(error, signal, flag);
+        } finally {
+          release();
+        }
+      }, signal),
+    );
+  }
+
+  /** Counts a call as waiting until it calls started(), then as running until it settles. */
+  private counted<T>(call: (started: () => void) => Promise<T>): Promise<T> {
+    let state: 'waiting' | 'running' = 'waiting';
+    this.calls.waiting++;
+    const started = (): void => {
+      if (state !== 'waiting') return;
+      state = 'running';
+      this.calls.waiting--;
+      this.calls.running++;
+    };
+    const settled = (): void => {
+      if (state === 'waiting') this.calls.waiting--;
+      else this.calls.running--;
+    };
+    const promise = call(started);
+    promise.then(settled, settled);
+    return promise;
+  }
+
+  /** A batch the model's queue reached (load option maxBatchSize): one native call for all its members. */
+  private async runBatch(members: BatchMember<BatchedCall, NativeGenerateResult>[]): Promise<void> {
+    const native = this.native;
+    if (!native) throw new DisposedError('This FastComposer model was disposed before the call ran');
+    for (const member of members) member.job.started();
+    const { flags, release } = this.flagsFor(members.map((m) => m.signal));
+    const callbacks = members.map((m, k) => this.stepCallback(m.job.opts, flags[k]!, m.job.failure));
+    try {
+      const results =
+        members.length === 1
+          ? [await native.generate(members[0]!.job.job, callbacks[0], flags[0])]
+          : await native.generateBatch(
+              members.map((m) => m.job.job),
+              callbacks.some(Boolean) ? (event) => callbacks[event.member!]?.(event) : undefined,
+              flags,
+            );
+      results.forEach((result, k) => {
+        const member = members[k]!;
+        if ('aborted' in result) member.reject(this.callError(new AbortError(member.signal?.reason), member.signal, flags[k]!));
+        else member.resolve(result);
+      });
+    } catch (error) {
+      members.forEach((member, k) => member.reject(this.callError(error, member.signal, flags[k]!)));
+    } finally {
+      release();
+    }
+  }
+
+  /** One abort flag per call, set by its signal and by dispose(); release() unlinks them once the calls have settled. */
+  private flagsFor(signals: (AbortSignal | undefined)[]): { flags: NativeAbortFlag[]; release: () => void } {
     const { binding } = loadNative();
-    return this.queue.run(async () => {
-      if (!this.native) throw new DisposedError('This FastComposer model was disposed before the call ran');
+    const unlinks: (() => void)[] = [];
+    const flags = signals.map((signal) => {
       const flag = new binding.AbortFlag();
       const onAbort = (): void => flag.abort();
       signal?.addEventListener('abort', onAbort, { once: true });
+      unlinks.push(() => signal?.removeEventListener('abort', onAbort));
       this.running.add(flag);
-      try {
-        return await call(flag);
-      } catch (error) {
-        if (this.disposing && flag.aborted && !signal?.aborted) throw new DisposedError('The model was disposed during the call');
-        throw asFastComposerError(error, signal);
-      } finally {
-        this.running.delete(flag);
-        signal?.removeEventListener('abort', onAbort);
-        emitLibtorchWarnings(binding);
-      }
-    }, signal);
+      return flag;
+    });
+    const release = (): void => {
+      for (const flag of flags) this.running.delete(flag);
+      for (const unlink of unlinks) unlink();
+      emitLibtorchWarnings(binding);
+    };
+    return { flags, release };
   }
+
+  /** A call's error: a dispose() during the call says so; the rest are coded. */
+  private callError(error: unknown, signal: AbortSignal | undefined, flag: NativeAbortFlag): FastComposerError {
+    if (this.disposing && flag.aborted && !signal?.aborted) return new DisposedError('The model was disposed during the call');
+    return asFastComposerError(error, signal);
+  }
+}
+
+/** Calls with the same key may share a UNet batch (native/pipeline.h batchable()). */
+function batchKey(job: NativeGenerateJob): string {
+  return `${job.width}x${job.height}/${job.steps}/${job.scheduler}`;
+}
+
+/** Localized attention (maps or regions) takes per-call subject positions: such calls run alone. */
+function batchable(job: NativeGenerateJob): boolean {
+  const localized = job.subjectPositions.length > 0 && (job.attentionMaps || (job.regionInside !== undefined && job.regionStrength! > 0));
+  return !localized;
 }
 
 interface CallbackFailure {

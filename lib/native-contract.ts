@@ -71,6 +71,8 @@ export interface NativeStepEvent {
   step: number;
   steps: number;
   timestep: number;
+  /** generateBatch(): the index of the job whose step this was. */
+  member?: number;
 }
 
 export type NativeStepCallback = (event: NativeStepEvent) => void;
@@ -86,6 +88,8 @@ export interface NativeTimings {
   denoiseMs: number;
   decodeMs: number;
   totalMs: number;
+  /** The generate() calls that shared this call's UNet batch, this one included (1: it ran alone). */
+  batchedCalls: number;
 }
 
 /** Where the native part of a load went, in milliseconds (native/model.h LoadTimings). */
@@ -129,6 +133,16 @@ export interface NativeModel {
   ): Promise<NativeDenoiseResult>;
   decode(latents: Tensor): Promise<Tensor>;
   generate(job: NativeGenerateJob, onStep?: NativeStepCallback, abort?: NativeAbortFlag): Promise<NativeGenerateResult>;
+  /**
+   * Jobs with the same size, steps and scheduler, without attention maps or regions, as one UNet
+   * batch per step (one abort flag per job). One result per job; `{ aborted: true }` for a job
+   * whose flag was set before it finished.
+   */
+  generateBatch(
+    jobs: NativeGenerateJob[],
+    onStep: NativeStepCallback | undefined,
+    abort: NativeAbortFlag[],
+  ): Promise<Array<NativeGenerateResult | { aborted: true }>>;
   /**
    * cudaGraph: the last UNet step (plain or localized) was replayed from a captured CUDA graph.
    * graphPasses: what native/graph_passes.cc rewrote at load in the UNet and VAE graphs.

@@ -155,6 +155,14 @@ export interface LoadOptions {
   threads?: number;
   /** Check every file's SHA-256 against model.json before libtorch reads it (reads every byte). Default false: sizes only. */
   verifyHashes?: boolean;
+  /**
+   * Up to this many images (numImages summed over the calls) from generate() calls that wait for
+   * the model run as one UNet batch (1..64; default 1: each call alone). Calls batch when they
+   * have the same width, height, steps and scheduler and ask for neither attention maps nor
+   * regions; each keeps its own prompt, subjects, seed, guidance and alpha. A call never waits
+   * for others: batches form only from calls queued behind a running one.
+   */
+  maxBatchSize?: number;
 }
 export interface NormalizedLoadOptions {
   device: DeviceSpec;
@@ -162,6 +170,7 @@ export interface NormalizedLoadOptions {
   /** 0 = libtorch's default. */
   threads: number;
   verifyHashes: boolean;
+  maxBatchSize: number;
 }
 
 export interface GenerateContext {
@@ -199,7 +208,7 @@ const GENERATE_KEYS = [
 ] as const;
 /** generate()'s options without those that denoise() takes from its embeddings (the prompts) or leaves to decode() (output). */
 const DENOISE_KEYS = GENERATE_KEYS.filter((k) => k !== 'prompt' && k !== 'negativePrompt' && k !== 'output' && k !== 'imageToken');
-const LOAD_KEYS = ['device', 'dtype', 'threads', 'verifyHashes'] as const;
+const LOAD_KEYS = ['device', 'dtype', 'threads', 'verifyHashes', 'maxBatchSize'] as const;
 const SUBJECT_KEYS = ['image', 'region', 'mask', 'subjectMask'] as const;
 const RAW_IMAGE_KEYS = ['data', 'width', 'height', 'channels'] as const;
 const REGION_KEYS = ['x', 'y', 'width', 'height'] as const;
@@ -451,5 +460,6 @@ export function validateLoadOptions(opts: unknown): NormalizedLoadOptions {
   const dtype = o.dtype === undefined ? DEFAULTS.dtype : oneOf(o.dtype, 'dtype', MODEL_DTYPES);
   const threads = o.threads === undefined ? 0 : integer(o.threads, 'threads', 1, 1024);
   const verifyHashes = o.verifyHashes === undefined ? false : boolean(o.verifyHashes, 'verifyHashes');
-  return { device, dtype, threads, verifyHashes };
+  const maxBatchSize = o.maxBatchSize === undefined ? 1 : integer(o.maxBatchSize, 'maxBatchSize', 1, 64);
+  return { device, dtype, threads, verifyHashes, maxBatchSize };
 }

@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "errors.h"
 #include "js_tensor.h"
 #include "subject_pixels.h"
 
@@ -201,6 +202,14 @@ DenoiseJob denoiseJobFromJs(const Napi::Object& obj, const ModelSpec& spec) {
     for (int64_t v : has) job.hasRegion.push_back(v != 0);
   }
   return job;
+}
+
+int64_t pixelSizeFromJs(Napi::Env env, const Napi::Value& value, const char* name) {
+  if (!value.IsNumber()) throw toJsError(env, {"ERR_INVALID_ARGUMENT", std::string("Expected a number for ") + name});
+  const double d = value.As<Napi::Number>().DoubleValue();
+  if (!(d >= 1 && d <= 4096) || d != static_cast<double>(static_cast<int64_t>(d)))
+    throw toJsError(env, {"ERR_INVALID_ARGUMENT", std::string("Expected an integer between 1 and 4096 for ") + name});
+  return static_cast<int64_t>(d);
 }
 
 std::vector<at::Tensor> subjectImagesFromJs(Napi::Env env, const Napi::Value& value, const char* what, JsKeepAlive& keepAlive) {

@@ -1,10 +1,9 @@
 #include "model_wrap.h"
 
-#include <chrono>
-
 #include "abort_flag.h"
 #include "addon_data.h"
 #include "device_memory.h"
+#include "generate_call.h"
 #include "graph_passes.h"
 #include "js_job.h"
 #include "js_tensor.h"
@@ -20,32 +19,6 @@ AbortFlag abortFlagFrom(const Napi::Value& value) {
   return nullptr;
 }
 
-Napi::Object denoiseResultToJs(Napi::Env env, const DenoiseResult& result) {
-  Napi::Object out = Napi::Object::New(env);
-  out.Set("latents", tensorToJs(env, result.latents));
-  if (result.attentionMaps.defined()) out.Set("attentionMaps", tensorToJs(env, result.attentionMaps));
-  return out;
-}
-
-// Wall-clock laps between stages, each ended by a device synchronisation.
-class StageClock {
- public:
-  explicit StageClock(const at::Device& device) : device_(device), start_(now()), last_(start_) {}
-  double lap() {
-    synchronize(device_);
-    auto t = now();
-    double ms = std::chrono::duration<double, std::milli>(t - last_).count();
-    last_ = t;
-    return ms;
-  }
-  double total() const { return std::chrono::duration<double, std::milli>(last_ - start_).count(); }
-
- private:
-  static std::chrono::steady_clock::time_point now() { return std::chrono::steady_clock::now(); }
-  at::Device device_;
-  std::chrono::steady_clock::time_point start_, last_;
-};
-
 }  // namespace
 
 Napi::Function ModelWrap::Define(Napi::Env env) {
@@ -53,8 +26,8 @@ Napi::Function ModelWrap::Define(Napi::Env env) {
       DefineClass(env, "NativeModel",
                   {InstanceMethod<&ModelWrap::EncodeSubjects>("encodeSubjects"), InstanceMethod<&ModelWrap::EncodePrompt>("encodePrompt"),
                    InstanceMethod<&ModelWrap::Denoise>("denoise"), InstanceMethod<&ModelWrap::Decode>("decode"),
-                   InstanceMethod<&ModelWrap::Generate>("generate"), InstanceMethod<&ModelWrap::Dispose>("dispose"),
-                   InstanceMethod<&ModelWrap::Info>("info")});
+                   InstanceMethod<&ModelWrap::Generate>("generate"), InstanceMethod<&ModelWrap::GenerateBatch>("generateBatch"),
+                   InstanceMethod<&ModelWrap::Dispose>("dispose"), InstanceMethod<&ModelWrap::Info>("info")});
   return cls;
 }
 
@@ -80,89 +53,6 @@ Napi::Object objectArg(const Napi::CallbackInfo& info, size_t index, const char*
   return info[index].As<Napi::Object>();
 }
 
-int64_t sizeArg(Napi::Env env, const Napi::Value& value, const char* name) {
-  if (!value.IsNumber()) throw toJsError(env, {"ERR_INVALID_ARGUMENT", std::string("Expected a number for ") + name});
-  const double d = value.As<Napi::Number>().DoubleValue();
-  if (!(d >= 1 && d <= 4096) || d != static_cast<double>(static_cast<int64_t>(d)))
-    throw toJsError(env, {"ERR_INVALID_ARGUMENT", std::string("Expected an integer between 1 and 4096 for ") + name});
-  return static_cast<int64_t>(d);
-}
-
-// The subject pictures are views of JS buffers: read them (pad + resize into a tensor of our
-// own) only while their environment is alive. A job that starts after a worker thread ended
-// would read freed memory otherwise.
-at::Tensor readSubjectPixels(EnvJobs& envJobs, const std::vector<at::Tensor>& images, int64_t size) {
-  at::Tensor pixels;
-  if (!envJobs.whileAlive([&] { pixels = prepareSubjectPixels(images, size); })) throw AbortedError();
-  return pixels;
-}
-
-// generate()'s inputs, read and checked on the main thread.
-struct GenerateCall {
-  std::vector<at::Tensor> images;  // views of the subject pictures' JS buffers
-  int64_t subjectSize = 0;
-  PromptJob prompt;
-  DenoiseJob job;
-};
-
-// `keepAlive` gets the references that keep the pictures' buffers alive.
-GenerateCall readGenerateCall(Napi::Env env, const Napi::Object& obj, const ModelSpec& spec, JsKeepAlive& keepAlive) {
-  GenerateCall call;
-  Napi::Value imagesValue = obj.Get("subjectImages");
-  const bool hasImages = !imagesValue.IsUndefined() && !imagesValue.IsNull();
-  if (hasImages) {
-    call.images = guarded(env, [&] { return subjectImagesFromJs(env, imagesValue, "subjectImages", keepAlive); });
-    call.subjectSize = sizeArg(env, obj.Get("subjectSize"), "subjectSize");
-  }
-  call.prompt = guarded(env, [&] { return promptJobFromJs(obj, spec.maxLength, hasImages); });
-  if (hasImages && call.images.size() != call.prompt.subjectPositions.size())
-    throw toJsError(env, {"ERR_SUBJECT_COUNT", "One subject picture per subject position is needed"});
-  call.job = guarded(env, [&] { return denoiseJobFromJs(obj, spec); });
-  return call;
-}
-
-// What generate() hands back: the denoised latents (and maps), the pictures, the stage times.
-struct GenerateOutput {
-  DenoiseResult denoised;
-  at::Tensor images;
-  double encodeSubjectsMs = 0, encodePromptMs = 0, denoiseMs = 0, decodeMs = 0, totalMs = 0;
-};
-
-// The whole generation on the job thread: subjects, prompt, denoising, decoding, each timed.
-void runGenerate(const std::shared_ptr<Model>& model, EnvJobs& envJobs, GenerateCall& call, const ProgressFn& progress,
-                 const std::atomic<bool>& aborted, GenerateOutput& out) {
-  Pipeline pipeline(model);
-  // Stage times, synchronised with the device so they measure work, not queueing.
-  StageClock clock(model->device());
-  if (!call.images.empty() && !call.prompt.objectEmbeds.defined()) {
-    at::Tensor pixels = readSubjectPixels(envJobs, call.images, call.subjectSize);
-    call.images.clear();  // views; their buffers are released with the job's JS part
-    call.prompt.objectEmbeds = pipeline.encodeSubjects(pixels);
-  }
-  out.encodeSubjectsMs = clock.lap();
-  PromptEmbeds embeds = pipeline.encodePrompt(call.prompt);
-  out.encodePromptMs = clock.lap();
-  out.denoised = pipeline.denoise(embeds, call.job, progress, aborted);
-  out.denoiseMs = clock.lap();
-  if (aborted.load()) throw AbortedError();
-  out.images = pipeline.decode(out.denoised.latents);
-  out.decodeMs = clock.lap();
-  out.totalMs = clock.total();
-}
-
-Napi::Value generateOutputToJs(Napi::Env env, const GenerateOutput& out) {
-  Napi::Object result = denoiseResultToJs(env, out.denoised);
-  result.Set("images", tensorToJs(env, out.images));
-  Napi::Object timings = Napi::Object::New(env);
-  timings.Set("encodeSubjectsMs", out.encodeSubjectsMs);
-  timings.Set("encodePromptMs", out.encodePromptMs);
-  timings.Set("denoiseMs", out.denoiseMs);
-  timings.Set("decodeMs", out.decodeMs);
-  timings.Set("totalMs", out.totalMs);
-  result.Set("timings", timings);
-  return result;
-}
-
 }  // namespace
 
 // encodeSubjects(subjectImages: uint8 [H,W,3][], size): pad + resize + image encoder, all on the job thread.
@@ -172,7 +62,7 @@ Napi::Value ModelWrap::EncodeSubjects(const Napi::CallbackInfo& info) {
   auto keepAlive = std::make_shared<JsKeepAlive>();
   std::vector<at::Tensor> images = guarded(env, [&] { return subjectImagesFromJs(env, info[0], "subjectImages", *keepAlive); });
   if (images.empty()) throw toJsError(env, {"ERR_INVALID_ARGUMENT", "Expected at least one subject image"});
-  const int64_t size = sizeArg(env, info[1], "size");
+  const int64_t size = pixelSizeFromJs(env, info[1], "size");
   auto out = std::make_shared<at::Tensor>();
   std::shared_ptr<EnvJobs> envJobs = addonData(env).jobs;
   return startJob(
@@ -255,6 +145,47 @@ Napi::Value ModelWrap::Generate(const Napi::CallbackInfo& info) {
       },
       [out](Napi::Env e) -> Napi::Value { return generateOutputToJs(e, *out); }, info[1], abortFlagFrom(info[2]),
       keepAlive);  // the pictures' JS buffers, released on the main thread once settled
+}
+
+// generateBatch(jobs, onStep, abortFlags): generate()'s jobs, batchable (pipeline.h), as one batch;
+// one abort flag per job. onStep's events carry the job's index as `member`. Resolves with one
+// result per job, { aborted: true } for a job whose flag was set.
+Napi::Value ModelWrap::GenerateBatch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto model = modelOrThrow(env);
+  if (!info[0].IsArray() || info[0].As<Napi::Array>().Length() == 0)
+    throw toJsError(env, {"ERR_INVALID_ARGUMENT", "Expected a non-empty array for jobs"});
+  Napi::Array jobs = info[0].As<Napi::Array>();
+  if (!info[2].IsArray() || info[2].As<Napi::Array>().Length() != jobs.Length())
+    throw toJsError(env, {"ERR_INVALID_ARGUMENT", "Expected one AbortFlag per job for abortFlags"});
+  Napi::Array flagValues = info[2].As<Napi::Array>();
+  auto keepAlive = std::make_shared<JsKeepAlive>();
+  auto calls = std::make_shared<std::vector<GenerateCall>>();
+  std::vector<AbortFlag> flags;
+  for (uint32_t k = 0; k < jobs.Length(); ++k) {
+    const std::string name = "jobs[" + std::to_string(k) + "]";
+    if (!jobs.Get(k).IsObject()) throw toJsError(env, {"ERR_INVALID_ARGUMENT", "Expected an object for " + name});
+    calls->push_back(readGenerateCall(env, jobs.Get(k).As<Napi::Object>(), model->spec(), *keepAlive));
+    if (!batchable(calls->front().job, calls->back().job))
+      throw toJsError(env, {"ERR_INVALID_ARGUMENT", name + " cannot share a batch with jobs[0]: the same size, steps and scheduler are "
+                                                           "needed, and neither attention maps nor regions"});
+    AbortFlag flag = abortFlagFrom(flagValues.Get(k));
+    if (!flag) throw toJsError(env, {"ERR_INVALID_ARGUMENT", "Expected an AbortFlag for abortFlags[" + std::to_string(k) + "]"});
+    flags.push_back(std::move(flag));
+  }
+  auto outs = std::make_shared<std::vector<GenerateOutput>>();
+  std::shared_ptr<EnvJobs> envJobs = addonData(env).jobs;
+  return startDenoisingJob(
+      env, model->jobs(),
+      [model, envJobs, calls, flags, outs](const ProgressFn& progress, const std::atomic<bool>& aborted) {
+        runGenerateBatch(model, *envJobs, *calls, flags, progress, aborted, *outs);
+      },
+      [outs](Napi::Env e) -> Napi::Value {
+        Napi::Array results = Napi::Array::New(e, outs->size());
+        for (size_t k = 0; k < outs->size(); ++k) results.Set(static_cast<uint32_t>(k), generateOutputToJs(e, (*outs)[k]));
+        return results;
+      },
+      info[1], nullptr, keepAlive);  // the pictures' JS buffers, released on the main thread once settled
 }
 
 // dispose() -> Promise<void>, settled once the model's job thread has run everything queued so

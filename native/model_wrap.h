@@ -26,6 +26,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value Denoise(const Napi::CallbackInfo& info);
   Napi::Value Decode(const Napi::CallbackInfo& info);
   Napi::Value Generate(const Napi::CallbackInfo& info);
+  Napi::Value GenerateBatch(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
   Napi::Value Info(const Napi::CallbackInfo& info);
 

@@ -108,8 +108,7 @@ struct LocalizedAttention {
 
 LocalizedAttention localizedAttention(const Model& model, const DenoiseJob& job, const ConditioningBatches& cond) {
   LocalizedAttention out;
-  const bool regions = job.regionInside.defined() && job.regionStrength > 0.0;
-  out.on = !job.subjectPositions.empty() && (job.attentionMaps || regions);
+  out.on = usesLocalizedAttention(job);
   if (out.on) {
     out.positions = at::tensor(job.subjectPositions, at::kLong).to(model.device());
     out.weights = regionWeights(model, job, cond.batch, cond.cfg);
@@ -180,6 +179,16 @@ at::Tensor guidedNoise(Model& model, const at::Tensor& x, const at::Tensor& t, b
 
 }  // namespace
 
+bool usesLocalizedAttention(const DenoiseJob& job) {
+  const bool regions = job.regionInside.defined() && job.regionStrength > 0.0;
+  return !job.subjectPositions.empty() && (job.attentionMaps || regions);
+}
+
+bool batchable(const DenoiseJob& a, const DenoiseJob& b) {
+  return a.steps == b.steps && a.scheduler == b.scheduler && a.width == b.width && a.height == b.height && !usesLocalizedAttention(a) &&
+         !usesLocalizedAttention(b);
+}
+
 DenoiseResult Pipeline::denoise(const PromptEmbeds& embeds, const DenoiseJob& job, const ProgressFn& progress,
                                 const std::atomic<bool>& aborted) {
   model_->useThreads();
@@ -212,6 +221,113 @@ DenoiseResult Pipeline::denoise(const PromptEmbeds& embeds, const DenoiseJob& jo
   result.latents = x.to(at::kCPU);
   if (job.attentionMaps && !job.subjectPositions.empty()) result.attentionMaps = normalisedMaps(maps, job, model_->spec().vaeScaleFactor);
   return result;
+}
+
+namespace {
+
+// One batch member's own denoising state: what denoise() keeps in its locals.
+struct MemberState {
+  std::unique_ptr<Scheduler> scheduler;
+  at::Generator generator;
+  at::Tensor x;
+  ConditioningBatches cond;
+  bool live = true;
+};
+
+// The UNet's text input for the live members, in member order: each member's rows of its
+// text-only or fused conditioning, whichever its step asks for.
+at::Tensor batchConditioning(const std::vector<MemberState>& states, const std::vector<size_t>& live,
+                             const std::vector<bool>& subjectStep) {
+  std::vector<at::Tensor> parts;
+  for (size_t k = 0; k < live.size(); ++k) {
+    const ConditioningBatches& cond = states[live[k]].cond;
+    parts.push_back(subjectStep[k] ? cond.fused : cond.textOnly);
+  }
+  return parts.size() == 1 ? parts[0] : at::cat(parts, 0);
+}
+
+}  // namespace
+
+std::vector<BatchOutcome> Pipeline::denoiseBatch(const std::vector<BatchMember>& members, const ProgressFn& progress,
+                                                 const std::atomic<bool>& aborted) {
+  model_->useThreads();
+  c10::InferenceMode guard;
+  TORCH_CHECK(!members.empty(), "a batch needs at least one call");
+  std::vector<MemberState> states(members.size());
+  for (size_t k = 0; k < members.size(); ++k) {
+    const DenoiseJob& job = members[k].job;
+    TORCH_CHECK(batchable(members[0].job, job), "batched calls need the same size, steps and scheduler, and no attention maps or regions");
+    MemberState& s = states[k];
+    s.scheduler = makeScheduler(job.scheduler, job.schedulerConfig);
+    s.scheduler->setTimesteps(job.steps, model_->device());
+    s.generator = at::make_generator<at::CPUGeneratorImpl>(job.seed);
+    s.x = initialNoise(*model_, job, *s.scheduler, s.generator);
+    s.cond = conditioningBatches(members[k].embeds, job.numImages, job.guidanceScale);
+  }
+  const at::Tensor timesteps = states[0].scheduler->timesteps();
+  const at::Tensor hostTimesteps = timesteps.to(at::kCPU, at::kDouble);
+  const int64_t total = states[0].scheduler->steps();
+  for (const MemberState& s : states)
+    TORCH_CHECK(s.scheduler->steps() == total && at::equal(s.scheduler->timesteps().to(at::kCPU, at::kDouble), hostTimesteps),
+                "batched calls need the same timesteps (the same scheduler configuration)");
+
+  std::vector<BatchOutcome> out(members.size());
+  // The text input is rebuilt only when the live members or their conditioning change.
+  std::vector<size_t> cachedLive;
+  std::vector<bool> cachedSteps;
+  at::Tensor hidden;
+  std::lock_guard<std::mutex> lock(model_->runLock);
+  auto dropAborted = [&] {
+    for (size_t k = 0; k < members.size(); ++k)
+      if (states[k].live && members[k].aborted && members[k].aborted->load()) {
+        states[k].live = false;
+        states[k].x = at::Tensor();
+        out[k].aborted = true;
+      }
+  };
+  for (int64_t i = 0; i < total; ++i) {
+    if (aborted.load()) throw AbortedError();
+    dropAborted();
+    std::vector<size_t> live;
+    std::vector<bool> subjectStep;
+    for (size_t k = 0; k < members.size(); ++k)
+      if (states[k].live) {
+        live.push_back(k);
+        subjectStep.push_back(static_cast<double>(i) > members[k].job.mergeThreshold);
+      }
+    if (live.empty()) return out;
+    if (live != cachedLive || subjectStep != cachedSteps) {
+      hidden = batchConditioning(states, live, subjectStep);
+      cachedLive = live;
+      cachedSteps = subjectStep;
+    }
+    std::vector<at::Tensor> inputs;
+    for (size_t k : live) {
+      const MemberState& s = states[k];
+      inputs.push_back(s.scheduler->scaleModelInput(s.cond.cfg ? at::cat({s.x, s.x}, 0) : s.x, i));
+    }
+    at::Tensor input = inputs.size() == 1 ? inputs[0] : at::cat(inputs, 0);
+    at::Tensor t = timesteps.slice(0, i, i + 1).to(at::kFloat).expand({input.size(0)});
+    at::Tensor eps = model_->runUnet("forward", {model_->prepareLatents(input), t, hidden})[0].to(at::kFloat);
+    int64_t row = 0;
+    for (size_t k : live) {
+      MemberState& s = states[k];
+      at::Tensor e = eps.slice(0, row, row + s.cond.batch);
+      row += s.cond.batch;
+      if (s.cond.cfg) {
+        auto halves = e.chunk(2, 0);
+        e = halves[0] + members[k].job.guidanceScale * (halves[1] - halves[0]);
+      }
+      s.x = s.scheduler->step(e, i, s.x, s.generator);
+    }
+    if (progress)
+      for (size_t k : live) progress({i + 1, total, hostTimesteps[i].item<double>(), static_cast<int64_t>(k)});
+  }
+  if (aborted.load()) throw AbortedError();
+  dropAborted();  // a signal during the last step counts too
+  for (size_t k = 0; k < members.size(); ++k)
+    if (states[k].live) out[k].result.latents = states[k].x.to(at::kCPU);
+  return out;
 }
 
 at::Tensor Pipeline::decode(const at::Tensor& latents) {

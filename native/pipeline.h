@@ -56,6 +56,7 @@ struct StepEvent {
   int64_t step;   // 1-based, after the step
   int64_t steps;  // total UNet calls
   double timestep;
+  int64_t member = -1;  // in a batch (Pipeline::denoiseBatch): whose step this was
 };
 
 using ProgressFn = std::function<void(const StepEvent&)>;
@@ -65,6 +66,24 @@ struct DenoiseResult {
   at::Tensor attentionMaps;  // float32 [N,S,h,w], CPU, each map sums to 1 (undefined unless asked)
 };
 
+// One call of a batch that denoises several calls as one UNet batch (Pipeline::denoiseBatch).
+struct BatchMember {
+  PromptEmbeds embeds;  // on the model's device, in its dtype
+  DenoiseJob job;
+  const std::atomic<bool>* aborted = nullptr;  // this call's own abort flag: it leaves the batch at the next step
+};
+
+// What became of one batch member: its result, or aborted.
+struct BatchOutcome {
+  bool aborted = false;
+  DenoiseResult result;
+};
+
+// Calls that can share a UNet batch: the same size, steps and scheduler (so the same timesteps),
+// and neither attention maps nor regions (localized attention takes per-call subject positions).
+bool batchable(const DenoiseJob& a, const DenoiseJob& b);
+bool usesLocalizedAttention(const DenoiseJob& job);
+
 class Pipeline {
  public:
   explicit Pipeline(std::shared_ptr<Model> model) : model_(std::move(model)) {}
@@ -73,6 +92,11 @@ class Pipeline {
   at::Tensor encodeSubjects(const at::Tensor& pixelsU8);
   PromptEmbeds encodePrompt(const PromptJob& job);
   DenoiseResult denoise(const PromptEmbeds& embeds, const DenoiseJob& job, const ProgressFn& progress, const std::atomic<bool>& aborted);
+  // Several batchable() jobs, each with its own seed, guidance scale, alpha and scheduler state,
+  // as one UNet batch per step. Each member's numbers are those of denoise() on its own, up to the
+  // kernels' batch-size dependent rounding. Progress events carry the member index.
+  std::vector<BatchOutcome> denoiseBatch(const std::vector<BatchMember>& members, const ProgressFn& progress,
+                                         const std::atomic<bool>& aborted);
   at::Tensor decode(const at::Tensor& latents);  // float32 [N,4,h,w] -> uint8 [N,H,W,3] CPU
 
  private:

@@ -35,6 +35,7 @@ struct JobState {
     info.Set("step", Napi::Number::New(env, static_cast<double>(event.step)));
     info.Set("steps", Napi::Number::New(env, static_cast<double>(event.steps)));
     info.Set("timestep", Napi::Number::New(env, event.timestep));
+    if (event.member >= 0) info.Set("member", Napi::Number::New(env, static_cast<double>(event.member)));
     try {
       onStep.Call({info});
     } catch (const Napi::Error&) {

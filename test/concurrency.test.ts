@@ -70,6 +70,42 @@ describe('one instance', () => {
   });
 });
 
+describe('counters()', () => {
+  it('counts the calls that wait for the model and those it runs', async () => {
+    const fc = await FastComposer.load(modelDir, { device: 'cpu' });
+    const until = async (ready: () => boolean): Promise<void> => {
+      while (!ready()) await new Promise((resolve) => setTimeout(resolve, 5));
+    };
+    try {
+      expect(fc.counters()).toEqual({ waiting: 0, running: 0 });
+      const long = new AbortController();
+      const impatient = new AbortController();
+      let queued: Promise<GenerateResult>[] = [];
+      const running = fc.generate({
+        ...calls[3]!,
+        steps: 500,
+        scheduler: 'ddim',
+        signal: long.signal,
+        onStep: ({ step }) => {
+          if (step === 1) queued = [fc.generate(calls[3]!), fc.generate({ ...calls[3]!, signal: impatient.signal })];
+        },
+      });
+      await until(() => fc.counters().waiting === 2);
+      expect(fc.counters()).toEqual({ waiting: 2, running: 1 });
+      impatient.abort();
+      expect(((await rejection(queued[1]!)) as FastComposerError).code).toBe('ERR_ABORTED');
+      expect(fc.counters()).toEqual({ waiting: 1, running: 1 });
+      long.abort();
+      expect(((await rejection(running)) as FastComposerError).code).toBe('ERR_ABORTED');
+      await queued[0];
+      await until(() => fc.counters().running === 0);
+      expect(fc.counters()).toEqual({ waiting: 0, running: 0 });
+    } finally {
+      await fc.dispose();
+    }
+  });
+});
+
 describe('two instances on CPU', () => {
   it('can be called at the same time and give the serial results', async () => {
     const a = await FastComposer.load(modelDir, { device: 'cpu' });

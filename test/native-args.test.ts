@@ -84,6 +84,25 @@ describe('native argument checks', () => {
     expectArgumentError(() => n.denoise!({ fused: embeds(77, width), textOnly: embeds(77, width), negative: embeds(77, width) }, 7), 'job');
   });
 
+  it('generateBatch: jobs that cannot share a batch, and missing abort flags, are refused', () => {
+    const n = native as unknown as Record<string, (...args: unknown[]) => unknown>;
+    const { AbortFlag } = loadNative().binding;
+    const job = { ...denoiseJob, inputIds: ids(77), textOnlyIds: ids(77), negativeIds: ids(77) };
+    const flags = [new AbortFlag(), new AbortFlag()];
+    expectArgumentError(() => n.generateBatch!([], undefined, []), 'jobs');
+    expectArgumentError(() => n.generateBatch!([job, 7], undefined, flags), 'jobs[1]');
+    expectArgumentError(() => n.generateBatch!([job, job], undefined, [flags[0]]), 'abortFlags');
+    expectArgumentError(() => n.generateBatch!([job, job], undefined, [flags[0], {}]), 'abortFlags[1]');
+    for (const other of [
+      { width: 128 },
+      { steps: 2 },
+      { scheduler: 'pndm' },
+      { attentionMaps: true, subjectPositions: [1], objectEmbeds: { data: Buffer.alloc(width * 4), shape: [1, width], dtype: 'float32' } },
+    ]) {
+      expectArgumentError(() => n.generateBatch!([job, { ...job, ...other }], undefined, flags), 'jobs[1] cannot share a batch');
+    }
+  });
+
   it('sizes are checked as integers in range', () => {
     const n = native as unknown as Record<string, (...args: unknown[]) => unknown>;
     const picture: Tensor = { data: Buffer.alloc(12), shape: [2, 2, 3], dtype: 'uint8' };

@@ -278,13 +278,15 @@ describe('latents', () => {
 
 describe('validateLoadOptions', () => {
   it('fills defaults', () => {
-    expect(validateLoadOptions(undefined)).toEqual({ device: 'auto', dtype: 'float32', threads: 0, verifyHashes: false });
-    expect(validateLoadOptions({})).toEqual({ device: 'auto', dtype: 'float32', threads: 0, verifyHashes: false });
-    expect(validateLoadOptions({ device: 'cuda:1', dtype: 'bfloat16', threads: 4, verifyHashes: true })).toEqual({
+    const defaults = { device: 'auto', dtype: 'float32', threads: 0, verifyHashes: false, maxBatchSize: 1 };
+    expect(validateLoadOptions(undefined)).toEqual(defaults);
+    expect(validateLoadOptions({})).toEqual(defaults);
+    expect(validateLoadOptions({ device: 'cuda:1', dtype: 'bfloat16', threads: 4, verifyHashes: true, maxBatchSize: 8 })).toEqual({
       device: 'cuda:1',
       dtype: 'bfloat16',
       threads: 4,
       verifyHashes: true,
+      maxBatchSize: 8,
     });
     for (const device of ['cpu', 'cuda', 'cuda:0', 'auto']) expect(validateLoadOptions({ device }).device).toBe(device);
   });
@@ -298,6 +300,8 @@ describe('validateLoadOptions', () => {
     expectError(() => validateLoadOptions({ precision: 'fp16' }), 'ERR_INVALID_ARGUMENT', '"precision"');
     expectError(() => validateLoadOptions('cpu'), 'ERR_INVALID_ARGUMENT', 'options', '"cpu" of type string');
     expectError(() => validateLoadOptions({ threads: 0 }), 'ERR_INVALID_ARGUMENT', 'for threads', '0 of type number');
+    expectError(() => validateLoadOptions({ maxBatchSize: 65 }), 'ERR_INVALID_ARGUMENT', 'for maxBatchSize', '65 of type number');
+    expectError(() => validateLoadOptions({ maxBatchSize: '2' }), 'ERR_INVALID_ARGUMENT', 'for maxBatchSize', '"2" of type string');
     expectError(() => validateLoadOptions({ threads: 1.5 }), 'ERR_INVALID_ARGUMENT', 'for threads', '1.5 of type number');
     expectError(() => validateLoadOptions({ verifyHashes: 1 }), 'ERR_INVALID_ARGUMENT', 'for verifyHashes', '1 of type number');
   });

@@ -45,6 +45,12 @@ export async function main(): Promise<unknown[]> {
   // @ts-expect-error: not a device
   await FastComposer.load('model', { device: 'tpu' });
   await FastComposer.load('model', { verifyHashes: true });
+  const batching = await FastComposer.load('model', { maxBatchSize: 4 });
+  const load: { waiting: number; running: number } = batching.counters();
+  const shared: number = r.timings.batchedCalls;
+  seen.push(load, shared, batching.maxBatchSize);
+  // @ts-expect-error: a number
+  await FastComposer.load('model', { maxBatchSize: '4' });
   const v: ModelVerification = await FastComposer.verify('model');
   const fingerprint: string = v.manifestSha256;
   const fileStatus: 'ok' | 'missing' | 'size-mismatch' | 'hash-mismatch' | 'unrecorded' = v.files[0]!.status;
