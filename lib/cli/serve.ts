@@ -33,6 +33,7 @@ interface ServeFlags {
   redis?: string;
   queue?: string;
   concurrency?: string;
+  maxBatchSize?: string;
 }
 
 /** Jobs a queue-backed server hands to the queue at once unless told: enough for a few workers;
@@ -78,15 +79,18 @@ function stopSignal(): Promise<NodeJS.Signals> {
 }
 
 async function modelBackend(flags: ServeFlags): Promise<Backend> {
-  const fc = await FastComposer.load(flags.model, { device: flags.device as DeviceSpec, dtype: flags.dtype as ModelDType });
+  // With batching the model takes as many jobs at once as a batch holds images: the ones that
+  // wait for it share its next UNet batch.
+  const maxBatchSize = flags.maxBatchSize === undefined ? 1 : integerFlag('--max-batch-size', flags.maxBatchSize, 1, 64);
+  const fc = await FastComposer.load(flags.model, { device: flags.device as DeviceSpec, dtype: flags.dtype as ModelDType, maxBatchSize });
   const model = fc.model.manifest.name ?? basename(fc.model.dir);
   const embedded = resolve(flags.model) === resolve(defaultModelDir);
   return {
     backend: fc,
     info: { model, device: fc.device, dtype: fc.dtype },
-    concurrency: 1,
+    concurrency: maxBatchSize,
     ...(embedded ? { pageDefaults: TINY_PAGE } : {}),
-    what: `${model} on ${fc.device} (${fc.dtype})`,
+    what: `${model} on ${fc.device} (${fc.dtype}${maxBatchSize > 1 ? `, batches of up to ${maxBatchSize} images` : ''})`,
     ...(embedded
       ? {
           notice:
@@ -143,6 +147,10 @@ export function serveCommand(program: Command): void {
     .option(
       '--concurrency <n>',
       `with --redis: jobs handed to the queue at once (default ${QUEUE_CONCURRENCY}; about the number of workers)`,
+    )
+    .option(
+      '--max-batch-size <n>',
+      'without --redis: jobs that wait for the model share one UNet batch of up to n images (default 1: one job at a time)',
     )
     .action(async (flags: ServeFlags, command: Command) => {
       const port = integerFlag('--port', flags.port, 0, 65535);
@@ -208,11 +216,16 @@ function checkFlagPairs(flags: ServeFlags, command: Command): void {
     }
     return;
   }
-  for (const option of ['model', 'device', 'dtype']) {
-    if (command.getOptionValueSource(option) === 'cli') {
+  for (const [option, flag] of [
+    ['model', '--model'],
+    ['device', '--device'],
+    ['dtype', '--dtype'],
+    ['maxBatchSize', '--max-batch-size'],
+  ]) {
+    if (command.getOptionValueSource(option!) === 'cli') {
       throw new FastComposerError(
         'ERR_INVALID_ARGUMENT',
-        `--${option} does not go with --redis: the workers load the model (fastcomposer worker --${option} ...)`,
+        `${flag} does not go with --redis: the workers load the model (fastcomposer worker ${flag} ...)`,
       );
     }
   }

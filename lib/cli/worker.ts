@@ -18,6 +18,7 @@ interface WorkerFlags {
   device: string;
   dtype: string;
   threads?: string;
+  maxBatchSize?: string;
   name?: string;
   grace: string;
   lockDuration?: string;
@@ -60,6 +61,7 @@ export function workerCommand(program: Command): void {
     .option('--device <d>', 'cpu | cuda | cuda:N | auto', 'auto')
     .option('--dtype <t>', 'float32 | float16 | bfloat16', 'float32')
     .option('--threads <n>', 'CPU threads for the model (default: one per core)')
+    .option('--max-batch-size <n>', "take up to n jobs at once; they share the model's UNet batches (default 1)")
     .option('--name <name>', "this worker's name in the queue (default host:pid)")
     .option('--grace <s>', 'on SIGTERM, seconds the running job may go on before it is handed back', '20')
     .option('--lock-duration <ms>', 'how long a dead worker keeps its job before another takes it over (default 30000)')
@@ -79,6 +81,7 @@ export function workerCommand(program: Command): void {
           device: flags.device as DeviceSpec,
           dtype: flags.dtype as ModelDType,
           ...(flags.threads !== undefined ? { threads: number(flags.threads)! } : {}),
+          ...(flags.maxBatchSize !== undefined ? { maxBatchSize: number(flags.maxBatchSize)! } : {}),
           ...(flags.name !== undefined ? { workerName: flags.name } : {}),
           ...(flags.lockDuration !== undefined ? { lockDuration: number(flags.lockDuration)! } : {}),
           ...(flags.stalledInterval !== undefined ? { stalledInterval: number(flags.stalledInterval)! } : {}),
@@ -86,7 +89,10 @@ export function workerCommand(program: Command): void {
         },
         log,
       );
-      process.stdout.write(`worker ${worker.name} ready: queue ${flags.queue}, device ${worker.model.device}, ${worker.model.dtype}\n`);
+      const batches = worker.model.maxBatchSize > 1 ? `, up to ${worker.model.maxBatchSize} jobs at once` : '';
+      process.stdout.write(
+        `worker ${worker.name} ready: queue ${flags.queue}, device ${worker.model.device}, ${worker.model.dtype}${batches}\n`,
+      );
       await new Promise<void>((resolve, reject) => {
         let signals = 0;
         const stop = (signal: NodeJS.Signals): void => {

@@ -103,6 +103,9 @@ export interface FastComposerWorkerOptions {
   device?: DeviceSpec;
   dtype?: ModelDType;
   threads?: number;
+  /** Load option maxBatchSize: the worker takes up to this many jobs at once and they share the
+   * model's UNet batches (default 1: one job at a time). With a loaded model, the model's own. */
+  maxBatchSize?: number;
   /** This worker's name in BullMQ (a job's processedBy); default host:pid. */
   workerName?: string;
   /** Milliseconds a job's lock lasts unless renewed (BullMQ's lockDuration); default 30000. A
@@ -119,7 +122,7 @@ export interface FastComposerWorkerOptions {
 export interface NormalizedWorkerOptions {
   location: QueueLocation;
   model: string | FastComposer | undefined;
-  load: { device?: DeviceSpec; dtype?: ModelDType; threads?: number };
+  load: { device?: DeviceSpec; dtype?: ModelDType; threads?: number; maxBatchSize?: number };
   workerName: string;
   lockDuration: number;
   stalledInterval: number;
@@ -135,6 +138,7 @@ const WORKER_KEYS = [
   'device',
   'dtype',
   'threads',
+  'maxBatchSize',
   'workerName',
   'lockDuration',
   'stalledInterval',
@@ -152,13 +156,14 @@ export function normalizeWorkerOptions(options: FastComposerWorkerOptions): Norm
   if (workerName !== undefined && (typeof workerName !== 'string' || workerName.length === 0)) {
     throw invalidArgument('non-empty string', 'workerName', workerName);
   }
-  if (model instanceof FastComposer && (options.device ?? options.dtype ?? options.threads) !== undefined) {
-    throw invalidArgument('no device, dtype or threads with a loaded model', 'options', options);
+  if (model instanceof FastComposer && (options.device ?? options.dtype ?? options.threads ?? options.maxBatchSize) !== undefined) {
+    throw invalidArgument('no device, dtype, threads or maxBatchSize with a loaded model', 'options', options);
   }
   const load: NormalizedWorkerOptions['load'] = {};
   if (options.device !== undefined) load.device = options.device;
   if (options.dtype !== undefined) load.dtype = options.dtype;
   if (options.threads !== undefined) load.threads = options.threads;
+  if (options.maxBatchSize !== undefined) load.maxBatchSize = options.maxBatchSize;
   return {
     location: queueLocation(options),
     model,

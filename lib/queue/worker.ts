@@ -1,9 +1,10 @@
 /**
  * FastComposerWorker: one model on one device taking generate() jobs from a BullMQ queue, one at
- * a time. Each step is reported with job.updateProgress(); a cancellation (lib/queue/cancel.ts)
+ * a time, or as many at once as the model's batches hold (load option maxBatchSize: the jobs
+ * share its UNet batches). Each step is reported with job.updateProgress(); a cancellation (lib/queue/cancel.ts)
  * stops the job within one step; the result goes to Redis (lib/queue/results.ts). A worker that
  * dies loses its job to another after the lock expires (BullMQ's stalled-job check); close()
- * stops taking jobs and lets the running one finish, or hands it back to the queue after `grace`.
+ * stops taking jobs and lets the running ones finish, or hands them back to the queue after `grace`.
  */
 import { type Job, WaitingError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -41,7 +42,7 @@ interface Running {
 export class FastComposerWorker {
   private worker: Worker | undefined;
   private cancels: CancelListener | undefined;
-  private running: Running | undefined;
+  private readonly running = new Map<string, Running>();
   private closing: Promise<void> | undefined;
 
   private constructor(
@@ -90,7 +91,8 @@ export class FastComposerWorker {
       connection: bullConnection(location),
       prefix: location.prefix,
       name: this.opts.workerName,
-      concurrency: 1,
+      // One job at a time, or enough to fill a batch: jobs taken together share the model's batches.
+      concurrency: this.model.maxBatchSize,
       lockDuration: this.opts.lockDuration,
       stalledInterval: this.opts.stalledInterval,
       maxStalledCount: this.opts.maxStalledCount,
@@ -109,7 +111,7 @@ export class FastComposerWorker {
     const jobId = job.id!;
     const started = performance.now();
     const run: Running = { job, controller: new AbortController(), handBack: false, step: 0 };
-    this.running = run;
+    this.running.set(jobId, run);
     this.onEvent({ type: 'active', jobId });
     try {
       if (this.closing) {
@@ -141,26 +143,26 @@ export class FastComposerWorker {
       if (run.cancelledAt !== undefined) this.onEvent({ type: 'cancelled', jobId, atStep: run.cancelledAt, lastStep: run.step });
       throw jobFailure(error);
     } finally {
-      this.running = undefined;
+      this.running.delete(jobId);
     }
   }
 
   private cancelled(jobId: string): void {
-    const run = this.running;
-    if (!run || run.job.id !== jobId || run.controller.signal.aborted) return;
+    const run = this.running.get(jobId);
+    if (!run || run.controller.signal.aborted) return;
     run.cancelledAt = run.step;
     run.controller.abort(new Error('cancelled by its caller'));
   }
 
   /** Cancel messages sent while the subscription was down are lost; the key is not. */
   private async recheckCancel(): Promise<void> {
-    const run = this.running;
-    if (run && (await isCancelled(this.redis, this.opts.location, run.job.id!).catch(() => false))) this.cancelled(run.job.id!);
+    for (const jobId of [...this.running.keys()])
+      if (await isCancelled(this.redis, this.opts.location, jobId).catch(() => false)) this.cancelled(jobId);
   }
 
   /**
-   * Stops taking jobs; the running job may finish for `grace` ms (default: the worker's grace
-   * option), then it is stopped and handed back to the queue. Frees the model if it loaded it.
+   * Stops taking jobs; the running ones may finish for `grace` ms (default: the worker's grace
+   * option), then they are stopped and handed back to the queue. Frees the model if it loaded it.
    */
   close(options: { grace?: number } = {}): Promise<void> {
     this.closing ??= (async () => {
@@ -169,12 +171,15 @@ export class FastComposerWorker {
       // BullMQ's close waits for the job and for Redis. With Redis gone, neither storing the
       // result nor handing the job back can finish: past the bound the job stays active in
       // Redis and its expired lock gives it to another worker (the stalled-job check).
-      const running = this.running?.job.id;
+      const running = [...this.running.keys()];
       const closed = this.worker?.close() ?? Promise.resolve();
-      const inTime = await settlesWithin(closed, (running ? grace : 0) + CLOSE_BOUND_MS);
+      const inTime = await settlesWithin(closed, (running.length > 0 ? grace : 0) + CLOSE_BOUND_MS);
       clearTimeout(timer);
       if (!inTime) {
-        const left = running ? `; job ${running} stays active and goes to another worker when its lock expires` : '';
+        const left =
+          running.length > 0
+            ? `; job${running.length > 1 ? 's' : ''} ${running.join(', ')} stay${running.length > 1 ? '' : 's'} active and go${running.length > 1 ? '' : 'es'} to another worker when ${running.length > 1 ? 'their locks expire' : 'its lock expires'}`
+            : '';
         this.onEvent({ type: 'error', error: new Error(`Redis did not answer while closing${left}`) });
         void this.worker?.close(true).catch(() => undefined);
         void this.worker?.disconnect().catch(() => undefined);
@@ -186,12 +191,12 @@ export class FastComposerWorker {
     return this.closing;
   }
 
-  /** Hands the running job back now, without waiting for the grace time (a second SIGTERM). */
+  /** Hands the running jobs back now, without waiting for the grace time (a second SIGTERM). */
   handBackNow(): void {
-    const run = this.running;
-    if (!run) return;
-    run.handBack = true;
-    run.controller.abort(new Error('the worker is closing'));
+    for (const run of this.running.values()) {
+      run.handBack = true;
+      run.controller.abort(new Error('the worker is closing'));
+    }
   }
 
   [Symbol.asyncDispose](): Promise<void> {

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { FastComposer } from '../../lib/fastcomposer.js';
 import { FastComposerQueue, FastComposerWorker, type WorkerEvent } from '../../lib/queue/index.js';
+import { float32View } from '../../lib/tensor.js';
 import { encodeJob } from '../../lib/queue/payload.js';
 import { startRedis } from '../helpers/redis-server.mjs';
 import { EventLog, subjectA, waitFor } from './helpers.js';
@@ -271,5 +272,42 @@ describe('FastComposerQueue with an in-process worker', () => {
     expect(() => new FastComposerQueue({ connection: redis.url, timeout: -1 })).toThrow(
       'Expected integer between 0 and 604800000 for timeout but received -1 of type number',
     );
+  });
+});
+
+describe('a worker with maxBatchSize', () => {
+  it('takes several jobs at once and runs the waiting ones as one batch, each with its own result', async () => {
+    const redis = await startRedis();
+    const name = 'batching';
+    const queue = new FastComposerQueue({ connection: redis.url, name, checkInterval: 200 });
+    const fc = await FastComposer.load(undefined, { device: 'cpu' });
+    let worker: FastComposerWorker | undefined;
+    try {
+      const jobs = [1, 2, 3, 4].map((seed) => ({ ...base, width: 128, height: 128, steps: 30, seed }));
+      const alone: Float32Array[] = [];
+      for (const job of jobs) alone.push(float32View((await fc.generate(job)).latents));
+      // The jobs wait in Redis before the worker starts, so that it finds them all at once.
+      const pending = jobs.map((job) => queue.generate(job));
+      const bull = new Queue(name, { connection: { url: redis.url } });
+      await waitFor('the jobs in Redis', async () => ((await bull.getWaitingCount()) === jobs.length ? true : undefined));
+      await bull.close();
+      worker = await FastComposerWorker.start({ connection: redis.url, name, device: 'cpu', maxBatchSize: 4 });
+      expect(worker.model.maxBatchSize).toBe(4);
+      const results = await Promise.all(pending);
+      // Those that waited for the model shared a batch (the first may have started alone).
+      expect(Math.max(...results.map((r) => r.timings.batchedCalls))).toBeGreaterThanOrEqual(2);
+      results.forEach((r, k) => {
+        expect(r.seed).toBe(jobs[k]!.seed);
+        const b = float32View(r.latents);
+        expect(Math.max(...alone[k]!.map((v, i) => Math.abs(v - b[i]!)))).toBeLessThan(1e-3);
+      });
+      // A loaded model brings its own maxBatchSize.
+      await expect(FastComposerWorker.start({ connection: redis.url, name, model: fc, maxBatchSize: 2 })).rejects.toThrow('maxBatchSize');
+    } finally {
+      await worker?.close();
+      await queue.close();
+      await fc.dispose();
+      await redis.stop();
+    }
   });
 });

@@ -5,7 +5,7 @@ import { type AddressInfo, createServer } from 'node:net';
 
 import { describe, expect, it } from 'vitest';
 
-import { getJson, post, readEvents } from './helpers.js';
+import { getJson, post, readEvents, waitFor } from './helpers.js';
 import { cli, type ServeProcess, serveProcess } from './serve-process.js';
 
 function serve(): ServeProcess {
@@ -70,6 +70,29 @@ describe('fastcomposer serve', () => {
       taken.close();
     }
   }, 120_000);
+
+  it('--max-batch-size: the model takes that many jobs at once, which share its batches', async () => {
+    const served = serveProcess(['--device', 'cpu', '--max-batch-size', '4']);
+    const { child, url, exit } = served;
+    try {
+      const base = await url;
+      expect(served.stdout()).toContain('(float32, batches of up to 4 images)');
+      const job = { prompt: 'a house', steps: 200, width: 64, height: 64, scheduler: 'ddim' };
+      const ids = [];
+      for (let k = 0; k < 3; k++) ids.push((await post(base, { ...job, seed: k })).body.id as string);
+      // All three run at once: none waits in the server's queue.
+      const health = await waitFor('three running jobs', async () => {
+        const h = (await getJson(base, 'api/health')).body;
+        return h.queue.running === 3 ? h : undefined;
+      });
+      expect(health.queue).toMatchObject({ concurrency: 4, running: 3, queued: 0 });
+      for (const id of ids) expect((await readEvents(base, id)).at(-1)!.event).toBe('done');
+      child.kill('SIGTERM');
+      expect((await exit).code).toBe(0);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  }, 240_000);
 
   it('refuses a bad --port with a clear message', async () => {
     const child = spawn(process.execPath, [cli, 'serve', '--port', '70000'], { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -196,5 +196,15 @@ describe('fastcomposer serve --redis', () => {
     expect(stderr).toBe(
       'fastcomposer: --concurrency needs --redis (without it, one model in this process runs one job at a time) [ERR_INVALID_ARGUMENT]\n',
     );
+
+    const batching = spawn(process.execPath, [cli, 'serve', '--redis', 'redis://127.0.0.1:1', '--max-batch-size', '4'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let batchingErr = '';
+    batching.stderr.setEncoding('utf8').on('data', (d: string) => (batchingErr += d));
+    expect(await new Promise((resolve) => batching.on('exit', resolve))).toBe(1);
+    expect(batchingErr).toBe(
+      'fastcomposer: --max-batch-size does not go with --redis: the workers load the model (fastcomposer worker --max-batch-size ...) [ERR_INVALID_ARGUMENT]\n',
+    );
   }, 60_000);
 });
