@@ -2,8 +2,10 @@
 // (default the embedded tiny model): generate() with numImages 1, 2 and 4 (one UNet batch of
 // 2 x numImages), and `concurrency` calls in flight at once on one model (they run one after the
 // other: calls on one model are queued) and on two models of the same directory (their work
-// shares the device's job thread, so they run one after the other too). Configurations alternate
-// round by round, so machine noise hits all of them.
+// shares the device's job thread, so they run one after the other too), and on one model loaded
+// with `maxBatchSize: concurrency` (calls that wait for the model share a UNet batch: the first
+// call runs alone, the ones queued behind it as one batch). Configurations alternate round by
+// round, so machine noise hits all of them.
 //
 //   node bench/throughput.mjs [--model DIR] [--size 128] [--steps 10] [--rounds 3] [--images 1,2,4]
 //                             [--concurrency 4] [--threads 0] [--json FILE]
@@ -52,6 +54,9 @@ const job = {
 
 const a = await FastComposer.load(args.model, loadOpts);
 const b = await FastComposer.load(args.model, loadOpts);
+const batching = await FastComposer.load(args.model, { ...loadOpts, maxBatchSize: concurrency });
+/** How many calls shared each call's UNet batch (timings.batchedCalls), over the batching runs. */
+const batchedCalls = new Map();
 /** Each configuration: a name and one measured batch of work returning the images it made. */
 const configs = [
   ...args.images
@@ -70,10 +75,19 @@ const configs = [
     run: async () =>
       (await Promise.all(Array.from({ length: concurrency }, (_, i) => (i % 2 ? b : a).generate({ ...job, seed: i })))).length,
   },
+  {
+    name: `${concurrency} calls at once, one model, maxBatchSize ${concurrency}`,
+    run: async () => {
+      const results = await Promise.all(Array.from({ length: concurrency }, (_, i) => batching.generate({ ...job, seed: i })));
+      for (const r of results) batchedCalls.set(r.timings.batchedCalls, (batchedCalls.get(r.timings.batchedCalls) ?? 0) + 1);
+      return results.length;
+    },
+  },
 ];
 
 await a.generate({ ...job, seed: 0 }); // warm-up: the profiling executor's first runs
 await b.generate({ ...job, seed: 0 });
+await Promise.all(Array.from({ length: concurrency }, (_, i) => batching.generate({ ...job, seed: i })));
 const rates = configs.map(() => []);
 for (let round = 0; round < Number(args.rounds); round++) {
   for (const [i, c] of configs.entries()) {
@@ -82,7 +96,7 @@ for (let round = 0; round < Number(args.rounds); round++) {
     rates[i].push(images / ((performance.now() - t0) / 1e3));
   }
 }
-await Promise.all([a.dispose(), b.dispose()]);
+await Promise.all([a.dispose(), b.dispose(), batching.dispose()]);
 
 const base = median(rates[0]);
 console.log(`\nThroughput, ${size}x${size}, ${job.steps} PNDM steps, two subjects, ${args.rounds} rounds (median images/s)`);
@@ -95,10 +109,14 @@ printTable([
     rates[i].map((r) => r.toFixed(2)).join(' '),
   ]),
 ]);
+const unbatched = median(rates[configs.length - 3]);
+const batched = median(rates[configs.length - 1]);
+console.log(`batching: ${(batched / unbatched).toFixed(2)}x the images/s of the same ${concurrency} calls on one model without it`);
+const shared = [...batchedCalls].sort(([x], [y]) => x - y);
+console.log(
+  `calls by the number of calls in their UNet batch (maxBatchSize ${concurrency}): ${shared.map(([n, c]) => `${n}: ${c}`).join(', ')}`,
+);
 if (args.json) {
-  writeFileSync(
-    args.json,
-    JSON.stringify({ size, steps: job.steps, results: configs.map((c, i) => ({ name: c.name, imagesPerSecond: rates[i] })) }, null, 2) +
-      '\n',
-  );
+  const results = configs.map((c, i) => ({ name: c.name, imagesPerSecond: rates[i] }));
+  writeFileSync(args.json, JSON.stringify({ size, steps: job.steps, results, batchedCalls: Object.fromEntries(shared) }, null, 2) + '\n');
 }
