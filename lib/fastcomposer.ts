@@ -476,7 +476,8 @@ export class FastComposer {
           ? [await native.generate(members[0]!.job.job, callbacks[0], flags[0])]
           : await native.generateBatch(
               members.map((m) => m.job.job),
-              callbacks.some(Boolean) ? (event) => callbacks[event.member!]?.(event) : undefined,
+              // The member index routes the event; the caller's onStep gets what a lone call reports.
+              callbacks.some(Boolean) ? ({ member, step, steps, timestep }) => callbacks[member!]?.({ step, steps, timestep }) : undefined,
               flags,
             );
       results.forEach((result, k) => {

@@ -1,5 +1,7 @@
 #include "model_wrap.h"
 
+#include <algorithm>
+
 #include "abort_flag.h"
 #include "addon_data.h"
 #include "device_memory.h"
@@ -166,7 +168,11 @@ Napi::Value ModelWrap::GenerateBatch(const Napi::CallbackInfo& info) {
     const std::string name = "jobs[" + std::to_string(k) + "]";
     if (!jobs.Get(k).IsObject()) throw toJsError(env, {"ERR_INVALID_ARGUMENT", "Expected an object for " + name});
     calls->push_back(readGenerateCall(env, jobs.Get(k).As<Napi::Object>(), model->spec(), *keepAlive));
-    if (!batchable(calls->front().job, calls->back().job))
+    const GenerateCall& call = calls->back();
+    const auto withImages = std::find_if(calls->begin(), calls->end(), [](const GenerateCall& c) { return !c.images.empty(); });
+    if (!call.images.empty() && call.subjectSize != withImages->subjectSize)
+      throw toJsError(env, {"ERR_INVALID_ARGUMENT", name + " has another subjectSize than the jobs before it"});
+    if (!batchable(calls->front().job, call.job))
       throw toJsError(env, {"ERR_INVALID_ARGUMENT", name + " cannot share a batch with jobs[0]: the same size, steps and scheduler are "
                                                            "needed, and neither attention maps nor regions"});
     AbortFlag flag = abortFlagFrom(flagValues.Get(k));

@@ -24,9 +24,13 @@ const mixed: GenerateOptions[] = [
   { ...base, prompt: 'a red house', seed: 4, guidanceScale: 1 },
 ];
 
-/** Resolves once `ready()` holds (checked every 5 ms). */
-async function until(ready: () => boolean): Promise<void> {
-  while (!ready()) await new Promise((resolve) => setTimeout(resolve, 5));
+/** Resolves once `ready()` holds (checked every 5 ms); fails, naming `what`, after 60 s. */
+async function until(what: string, ready: () => boolean): Promise<void> {
+  const end = Date.now() + 60_000;
+  while (!ready()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
 }
 
 /**
@@ -48,8 +52,9 @@ async function behindBlocker<T>(model: FastComposer, waiting: number, then: () =
       if (step === 1) queued = then();
     },
   });
-  await until(() => queued !== undefined && model.counters().waiting === waiting);
+  await until(`${waiting} calls waiting`, () => queued !== undefined && model.counters().waiting === waiting);
   await meanwhile?.();
+  expect(model.counters().running, 'the long call still runs').toBe(1);
   controller.abort();
   expect((await rejection(blocker)).code).toBe('ERR_ABORTED');
   return queued!;
@@ -97,8 +102,17 @@ describe('maxBatchSize', () => {
       const expected = [];
       for (const [k, c] of calls.entries()) expected.push(await aloneResult(`${scheduler}${k}`, c));
       const steps = calls.map(() => [] as number[]);
+      const keys = new Set<string>();
       const queued = await behindBlocker(fc, calls.length, () =>
-        calls.map((c, k) => fc.generate({ ...c, onStep: ({ step }) => void steps[k]!.push(step) })),
+        calls.map((c, k) =>
+          fc.generate({
+            ...c,
+            onStep: (event) => {
+              steps[k]!.push(event.step);
+              for (const key of Object.keys(event)) keys.add(key);
+            },
+          }),
+        ),
       );
       const batched = await Promise.all(queued);
       for (const [k, r] of batched.entries()) {
@@ -114,6 +128,8 @@ describe('maxBatchSize', () => {
         const total = scheduler === 'pndm' ? base.steps + 1 : base.steps;
         expect(steps[k]).toEqual(Array.from({ length: total }, (_, i) => i + 1));
       }
+      // The events a lone call gets, no more.
+      expect([...keys].sort()).toEqual(['step', 'steps', 'timestep']);
       // Different calls, different pictures: the batch did not mix them up.
       expect(difference(batched[0]!, batched[1]!).latents).toBeGreaterThan(0.1);
     });
@@ -159,7 +175,7 @@ describe('maxBatchSize', () => {
       },
       async () => {
         controller.abort(new Error('changed my mind'));
-        await until(() => fc.counters().waiting === mixed.length - 1);
+        await until('the aborted call gone', () => fc.counters().waiting === mixed.length - 1);
       },
     );
     const outcomes = await queued.outcomes;
@@ -174,7 +190,7 @@ describe('maxBatchSize', () => {
 
   it('a call aborted during the batch leaves it at its next step; the others finish', async () => {
     // Longer calls, so that the abort lands well before the end.
-    const calls = mixed.map((c) => ({ ...c, steps: 30 }));
+    const calls = mixed.map((c) => ({ ...c, steps: 60 }));
     const controller = new AbortController();
     const seen: number[] = [];
     const queued = await behindBlocker(fc, calls.length, () =>
@@ -195,8 +211,8 @@ describe('maxBatchSize', () => {
     );
     const e = await rejection(queued[2]!);
     expect(e.code).toBe('ERR_ABORTED');
-    // It left the batch before its end (31 UNet calls).
-    expect(Math.max(...seen)).toBeLessThan(31);
+    // It left the batch before its end (61 UNet calls).
+    expect(Math.max(...seen)).toBeLessThan(61);
     for (const k of [0, 1, 3]) {
       const r = await queued[k]!;
       expect(r.timings.batchedCalls).toBe(4);
@@ -227,10 +243,17 @@ describe('maxBatchSize', () => {
 
   it('dispose() during a batch rejects its calls with an abort-type error', async () => {
     const model = await FastComposer.load(modelDir, { device: 'cpu', maxBatchSize: 8 });
-    const queued = await behindBlocker(model, mixed.length, () => mixed.map((c) => model.generate({ ...c, steps: 40 })));
-    await until(() => model.counters().running === mixed.length);
-    // The batch now runs; dispose() stops it.
-    const disposed = model.dispose();
+    let disposed: Promise<void> | undefined;
+    const queued = await behindBlocker(model, mixed.length, () =>
+      mixed.map((c, k) =>
+        model.generate({
+          ...c,
+          steps: 40,
+          // The batch runs: dispose() stops it.
+          ...(k === 0 ? { onStep: ({ step }: { step: number }) => void (step === 1 && (disposed = model.dispose())) } : {}),
+        }),
+      ),
+    );
     // Caught at the batch's next step, long before its 41st.
     for (const call of queued) expect(['ERR_DISPOSED', 'ERR_ABORTED']).toContain((await rejection(call)).code);
     await disposed;

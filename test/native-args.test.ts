@@ -93,6 +93,12 @@ describe('native argument checks', () => {
     expectArgumentError(() => n.generateBatch!([job, 7], undefined, flags), 'jobs[1]');
     expectArgumentError(() => n.generateBatch!([job, job], undefined, [flags[0]]), 'abortFlags');
     expectArgumentError(() => n.generateBatch!([job, job], undefined, [flags[0], {}]), 'abortFlags[1]');
+    const picture: Tensor = { data: Buffer.alloc(12), shape: [2, 2, 3], dtype: 'uint8' };
+    const withSubject = { ...job, subjectPositions: [1], subjectImages: [picture], subjectSize: 224 };
+    expectArgumentError(
+      () => n.generateBatch!([withSubject, { ...withSubject, subjectSize: 112 }], undefined, flags),
+      'jobs[1] has another subjectSize',
+    );
     for (const other of [
       { width: 128 },
       { steps: 2 },

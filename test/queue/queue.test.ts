@@ -283,19 +283,22 @@ describe('a worker with maxBatchSize', () => {
     const fc = await FastComposer.load(undefined, { device: 'cpu' });
     let worker: FastComposerWorker | undefined;
     try {
-      const jobs = [1, 2, 3, 4].map((seed) => ({ ...base, width: 128, height: 128, steps: 30, seed }));
+      // A long job first, which the worker starts alone; the other three wait for the model meanwhile.
+      const long = { ...base, width: 128, height: 128, steps: 300, seed: 9 };
+      const jobs = [1, 2, 3].map((seed) => ({ ...base, width: 128, height: 128, steps: 30, seed }));
       const alone: Float32Array[] = [];
       for (const job of jobs) alone.push(float32View((await fc.generate(job)).latents));
       // The jobs wait in Redis before the worker starts, so that it finds them all at once.
-      const pending = jobs.map((job) => queue.generate(job));
-      const bull = new Queue(name, { connection: { url: redis.url } });
-      await waitFor('the jobs in Redis', async () => ((await bull.getWaitingCount()) === jobs.length ? true : undefined));
-      await bull.close();
       worker = await FastComposerWorker.start({ connection: redis.url, name, device: 'cpu', maxBatchSize: 4 });
       expect(worker.model.maxBatchSize).toBe(4);
+      const model = worker.model;
+      const first = queue.generate(long);
+      await waitFor('the long job running', () => (model.counters().running === 1 ? true : undefined));
+      const pending = jobs.map((job) => queue.generate(job));
+      await waitFor('the other jobs taken, waiting for the model', () => (model.counters().waiting === jobs.length ? true : undefined));
       const results = await Promise.all(pending);
-      // Those that waited for the model shared a batch (the first may have started alone).
-      expect(Math.max(...results.map((r) => r.timings.batchedCalls))).toBeGreaterThanOrEqual(2);
+      expect((await first).timings.batchedCalls).toBe(1);
+      for (const r of results) expect(r.timings.batchedCalls).toBe(3);
       results.forEach((r, k) => {
         expect(r.seed).toBe(jobs[k]!.seed);
         const b = float32View(r.latents);
