@@ -197,7 +197,7 @@ void Model::prepackWeights() {
                                                                         {&unet, &spec_.unetPath},
                                                                         {&vaeDecoder, &spec_.vaeDecoderPath}};
   for (const auto& [module, path] : modules) {
-    PackedWeightCache cache(spec_.prepackCacheDir, *path, variant, spec_.prepackCacheMinBytes);
+    PackedWeightCache cache(spec_.prepackCacheDir, *path, spec_.dtype, variant, spec_.prepackCacheMinBytes);
     options.cache = &cache;
     PrepackCounts c = prepackForCpu(*module, options);
     cache.save();

@@ -202,7 +202,8 @@ bool samePackedBytes(const at::Tensor& a, const at::Tensor& b) {
          std::memcmp(x->data, y->data, x->nbytes) == 0;
 }
 
-PackedWeightCache::PackedWeightCache(std::string dir, const std::string& modulePath, const std::string& variant, int64_t minBytes)
+PackedWeightCache::PackedWeightCache(std::string dir, const std::string& modulePath, const std::string& dtype, const std::string& variant,
+                                     int64_t minBytes)
     : dir_(std::move(dir)), minBytes_(minBytes) {
   if (dir_.empty() || !opaqueOps().available()) {
     dir_.clear();
@@ -212,7 +213,7 @@ PackedWeightCache::PackedWeightCache(std::string dir, const std::string& moduleP
   if (std::optional<PackedBytes> probe = packedBytes(at::empty({1, 1}).fill_(0).to_mkldnn())) expectedMdSize_ = probe->md.size();
   std::string real;
   const std::string file = fileIdentity(modulePath, real);
-  stem_ = fs::path(real).stem().string() + "-" + hex(fnv1a(real));
+  stem_ = fs::path(real).stem().string() + "-" + hex(fnv1a(real + "|" + dtype));
   identity_ = "torch " TORCH_VERSION "|" + variant + "|" + real + "|" + file + "|" + cpuSignature();
   fileName_ = stem_ + "-" + hex(fnv1a(identity_)) + ".fcpack";
   readFile();

@@ -49,9 +49,11 @@ bool samePackedBytes(const at::Tensor& a, const at::Tensor& b);
 
 class PackedWeightCache {
  public:
-  // `dir` empty: finds nothing and saves nothing. `variant`: what else the packed bytes depend on
-  // (dtype, prepack options). Files whose packed weights total less than `minBytes` are not saved.
-  PackedWeightCache(std::string dir, const std::string& modulePath, const std::string& variant, int64_t minBytes);
+  // `dir` empty: finds nothing and saves nothing. Files whose packed weights total less than
+  // `minBytes` are not saved. One file per module file and `dtype`, so that float32 and bfloat16
+  // loads of one model keep a file each; `variant`: everything the packed bytes depend on besides
+  // the module file (dtype, prepack options).
+  PackedWeightCache(std::string dir, const std::string& modulePath, const std::string& dtype, const std::string& variant, int64_t minBytes);
 
   // The stored packed copy of the weight at `name` (the op and its parameters included), made
   // from a weight of `dense`'s shape and dtype; undefined when there is none. It points into the

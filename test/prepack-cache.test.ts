@@ -26,8 +26,8 @@ describe('prepacked weights cached between CPU loads', () => {
     temp.push(dir);
     return dir;
   };
-  const load = async (env: Record<string, string> = {}): Promise<FastComposer> => {
-    const fc = await loadWithEnv({ FASTCOMPOSER_PREPACK_CACHE: cache, FASTCOMPOSER_PREPACK_CACHE_MIN_MB: '0', ...env }, {}, model);
+  const load = async (env: Record<string, string> = {}, options: { dtype?: 'bfloat16' } = {}): Promise<FastComposer> => {
+    const fc = await loadWithEnv({ FASTCOMPOSER_PREPACK_CACHE: cache, FASTCOMPOSER_PREPACK_CACHE_MIN_MB: '0', ...env }, options, model);
     open.push(fc);
     return fc;
   };
@@ -152,6 +152,17 @@ describe('prepacked weights cached between CPU loads', () => {
     expect(after).not.toBe(before);
     expect(after.slice(0, after.lastIndexOf('-'))).toBe(before.slice(0, before.lastIndexOf('-'))); // same module file
     expect((await pixels(again)).equals(reference)).toBe(true);
+  });
+
+  it('float32 and bfloat16 loads of one model keep a file each', async () => {
+    const packed = packedCount(await load());
+    // FASTCOMPOSER_CPU_BF16: also on CPUs without native bfloat16 (slow there, but this is about files).
+    const bf16 = { FASTCOMPOSER_CPU_BF16: '1' };
+    const packedBf16 = packedCount(await load(bf16, { dtype: 'bfloat16' }));
+    expect(files()).toHaveLength(2 * MODULES.length);
+    expect(prepackedOf(await load()).fromCache).toBe(packed);
+    expect(prepackedOf(await load(bf16, { dtype: 'bfloat16' })).fromCache).toBe(packedBf16);
+    expect(files()).toHaveLength(2 * MODULES.length);
   });
 
   it('no prepacking reads nothing; other prepack options read nothing packed for the defaults, and replace it', async () => {
