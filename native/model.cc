@@ -98,6 +98,20 @@ bool cpuHasFastBfloat16() {
 #endif
 }
 
+// oneDNN's bfloat16 kernels, which prepacked weights run on (prepack.h), need AVX512BW, VL and DQ, or
+// AVX-NE-CONVERT (its own check, mkldnn_bf16_device_check, is not in torch's public headers). A CPU
+// without them that runs bfloat16 anyway (FASTCOMPOSER_CPU_BF16=1) keeps ATen's own kernels.
+bool cpuHasOneDnnBfloat16() {
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  const bool neConvert = __get_cpuid_count(7, 1, &a, &b, &c, &d) && ((d >> 5) & 1);
+  return neConvert || (__builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"));
+#else
+  return false;
+#endif
+}
+
 void checkCpuBfloat16() {
   const char* force = std::getenv("FASTCOMPOSER_CPU_BF16");
   const bool allowed = force && *force ? std::strcmp(force, "0") != 0 : cpuHasFastBfloat16();
@@ -145,7 +159,7 @@ Model::Model(const ModelSpec& spec) : spec_(spec), device_(parseDevice(spec.devi
     // oneDNN's NHWC convolutions: the VAE decode at 256x256 took 40 ms instead of 66-74 ms
     // (docs/PERFORMANCE.md); same numbers to ~1e-6.
     channelsLast_ = envFlag("FASTCOMPOSER_CHANNELS_LAST", true);
-    prepack_ = envFlag("FASTCOMPOSER_PREPACK", true);
+    prepack_ = envFlag("FASTCOMPOSER_PREPACK", true) && (dtype_ != at::kBFloat16 || cpuHasOneDnnBfloat16());
   }
   timed(loadTimings_.convertMs, [&] {
     // Only floating parameters change dtype; int buffers (position ids, frequency indices) stay.

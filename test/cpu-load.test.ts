@@ -10,6 +10,7 @@ import { afterAll, afterEach, describe, expect, inject, it } from 'vitest';
 
 import { FastComposer } from '../lib/index.js';
 import { float32View } from '../lib/tensor.js';
+import { cpuHasOneDnnBfloat16 } from './helpers/cpu-features.js';
 import { TWO_SUBJECT_JOB } from './helpers/jobs.js';
 import { loadWithEnv as loadWith, prepackedOf } from './helpers/load-with-env.js';
 import { relativeError } from './helpers/safetensors.js';
@@ -101,6 +102,8 @@ describe('CPU dtypes', () => {
     const f32 = await loadWith({});
     try {
       expect(b16.dtype).toBe('bfloat16');
+      // oneDNN's prepacked weights where it has bfloat16 kernels, ATen's own elsewhere.
+      expect(prepackedOf(b16).weights > 0).toBe(cpuHasOneDnnBfloat16());
       const a = await b16.generate(JOB);
       const b = await f32.generate(JOB);
       expect(a.latents.dtype).toBe('float32');

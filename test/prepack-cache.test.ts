@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeEach, describe, expect, inject, it } from 'vitest';
 
 import type { FastComposer } from '../lib/index.js';
+import { cpuHasOneDnnBfloat16 } from './helpers/cpu-features.js';
 import { TWO_SUBJECT_JOB } from './helpers/jobs.js';
 import { loadWithEnv, prepackedOf } from './helpers/load-with-env.js';
 
@@ -158,11 +159,14 @@ describe('prepacked weights cached between CPU loads', () => {
     const packed = packedCount(await load());
     // FASTCOMPOSER_CPU_BF16: also on CPUs without native bfloat16 (slow there, but this is about files).
     const bf16 = { FASTCOMPOSER_CPU_BF16: '1' };
-    const packedBf16 = packedCount(await load(bf16, { dtype: 'bfloat16' }));
-    expect(files()).toHaveLength(2 * MODULES.length);
+    const first = prepackedOf(await load(bf16, { dtype: 'bfloat16' }));
+    // Where oneDNN has no bfloat16 kernels, a bfloat16 load packs nothing and writes no file.
+    const bf16Files = cpuHasOneDnnBfloat16() ? MODULES.length : 0;
+    expect(first.weights > 0).toBe(bf16Files > 0);
+    expect(files()).toHaveLength(MODULES.length + bf16Files);
     expect(prepackedOf(await load()).fromCache).toBe(packed);
-    expect(prepackedOf(await load(bf16, { dtype: 'bfloat16' })).fromCache).toBe(packedBf16);
-    expect(files()).toHaveLength(2 * MODULES.length);
+    expect(prepackedOf(await load(bf16, { dtype: 'bfloat16' })).fromCache).toBe(bf16Files > 0 ? first.weights : 0);
+    expect(files()).toHaveLength(MODULES.length + bf16Files);
   });
 
   it('no prepacking reads nothing; other prepack options read nothing packed for the defaults, and replace it', async () => {
