@@ -17,6 +17,7 @@
 #include "errors.h"
 #include "mapped_load.h"
 #include "module_loader.h"
+#include "prepack.h"
 #include "prepack_cache.h"
 
 namespace fc {
@@ -160,13 +161,17 @@ Model::Model(const ModelSpec& spec) : spec_(spec), device_(parseDevice(spec.devi
     // (docs/PERFORMANCE.md); same numbers to ~1e-6.
     channelsLast_ = envFlag("FASTCOMPOSER_CHANNELS_LAST", true);
     prepack_ = envFlag("FASTCOMPOSER_PREPACK", true) && (dtype_ != at::kBFloat16 || cpuHasOneDnnBfloat16());
+    // FASTCOMPOSER_PREPACK_CONV: unset, convolutions too where their packed layout does not depend
+    // on the input's size (prepack.h); 1 always, 0 never.
+    const char* conv = std::getenv("FASTCOMPOSER_PREPACK_CONV");
+    prepackConvolutions_ = prepack_ && (conv && *conv ? std::strcmp(conv, "0") != 0 : !convolutionLayoutsDependOnInputSize(dtype_));
   }
   timed(loadTimings_.convertMs, [&] {
     // Only floating parameters change dtype; int buffers (position ids, frequency indices) stay.
     if (dtype_ != at::kFloat)
       for (torch::jit::Module* module : {&textEncoder, &imageEncoder, &postfuse, &unet, &vaeDecoder}) module->to(dtype_);
     // Prepacking reorders the convolution weights from any layout: no NHWC copy first.
-    if (channelsLast_ && !prepack_) {
+    if (channelsLast_ && !prepackConvolutions_) {
       toChannelsLast(unet);
       toChannelsLast(vaeDecoder);
     }
@@ -203,8 +208,10 @@ void Model::prepackWeights() {
   if (!prepack_) return;
   PrepackOptions options;
   options.channelsLast = channelsLast_;
+  options.convolutions = prepackConvolutions_;
   options.linears = envFlag("FASTCOMPOSER_PREPACK_LINEAR", true);
-  const std::string variant = spec_.dtype + (options.channelsLast ? " nhwc" : " nchw") + (options.linears ? " linear" : " no-linear");
+  const std::string variant = spec_.dtype + (options.channelsLast ? " nhwc" : " nchw") + (options.convolutions ? "" : " no-conv") +
+                              (options.linears ? " linear" : " no-linear");
   const std::pair<torch::jit::Module*, const std::string*> modules[] = {{&textEncoder, &spec_.textEncoderPath},
                                                                         {&imageEncoder, &spec_.imageEncoderPath},
                                                                         {&postfuse, &spec_.postfusePath},

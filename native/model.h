@@ -109,6 +109,7 @@ class Model {
   LoadTimings loadTimings_;
   PrepackCounts prepacked_;
   bool prepack_ = false;                // CPU: weights reordered for oneDNN (prepack.h)
+  bool prepackConvolutions_ = false;    // CPU: convolution weights too (not where their layout depends on the input size)
   std::unique_ptr<GraphCache> graphs_;  // null: no CUDA graphs (CPU, disabled, or not built in)
   std::atomic<bool> graphReplayed_{false};
 };

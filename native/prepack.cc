@@ -79,15 +79,14 @@ std::optional<int64_t> constantInt(const Value* v) {
   return iv->toInt();
 }
 
+// The weight in the blocked layout oneDNN picks for an input of `side` x `side`.
 at::Tensor reorderConvolutionWeight(const at::Tensor& weight, const std::vector<int64_t>& padding, const std::vector<int64_t>& stride,
-                                    const std::vector<int64_t>& dilation, int64_t groups) {
+                                    const std::vector<int64_t>& dilation, int64_t groups, int64_t side = 32) {
   static auto op =
       c10::Dispatcher::singleton()
           .findSchemaOrThrow("mkldnn::_reorder_convolution_weight", "")
           .typed<at::Tensor(const at::Tensor&, at::IntArrayRef, at::IntArrayRef, at::IntArrayRef, int64_t, at::OptionalIntArrayRef)>();
-  // The layout oneDNN picks for a mid-sized input; other sizes read it without a reorder (the
-  // blocked format depends on the channels and the CPU, not on the picture size).
-  const std::vector<int64_t> hint = {2, weight.size(1) * groups, 32, 32};
+  const std::vector<int64_t> hint = {2, weight.size(1) * groups, side, side};
   return op.call(weight.contiguous(), padding, stride, dilation, groups, hint);
 }
 
@@ -173,7 +172,10 @@ class Prepacker {
 
   static std::string ints(const std::vector<int64_t>& v) {
     std::string s;
-    for (int64_t x : v) s += (s.empty() ? "" : ",") + std::to_string(x);
+    for (int64_t x : v) {
+      if (!s.empty()) s += ',';
+      s += std::to_string(x);
+    }
     return s;
   }
 
@@ -255,6 +257,36 @@ class Prepacker {
 };
 
 }  // namespace
+
+namespace {
+
+// Weights of SD1.5's shapes whose layout changed with the input's size where it did (AVX2
+// brgconv: Acdb16a, 24a or 32a by size), at latent sizes a 256x256 and a 512x512 picture give.
+// Distinct values, so that two layouts never hold the same bytes.
+bool probeLayouts(at::ScalarType dtype) {
+  struct Probe {
+    int64_t out, in, a, b;
+  };
+  for (const Probe& p : {Probe{1280, 1280, 8, 32}, Probe{1280, 1920, 16, 32}, Probe{128, 256, 16, 64}}) {
+    const at::Tensor w = at::arange(p.out * p.in * 9, at::kFloat).reshape({p.out, p.in, 3, 3}).to(dtype);
+    const std::vector<int64_t> one = {1, 1}, pad = {1, 1};
+    const at::Tensor a = reorderConvolutionWeight(w, pad, one, one, 1, p.a);
+    if (!packedBytes(a)) return false;
+    if (!samePackedBytes(a, reorderConvolutionWeight(w, pad, one, one, 1, p.b))) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+bool convolutionLayoutsDependOnInputSize(at::ScalarType dtype) {
+  if (dtype == at::kBFloat16) {
+    static const bool vary = probeLayouts(at::kBFloat16);
+    return vary;
+  }
+  static const bool vary = probeLayouts(at::kFloat);
+  return vary;
+}
 
 PrepackCounts prepackForCpu(torch::jit::Module& module, const PrepackOptions& options) {
   Prepacker prepacker(module, options);

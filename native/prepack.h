@@ -29,6 +29,14 @@ struct PrepackOptions {
   PackedWeightCache* cache = nullptr;
 };
 
+// Whether oneDNN on this CPU lays a convolution's weight out by the size of its input (it does with
+// AVX2's brgconv kernels, not with AVX-512's). A weight packed for one size is then reordered again,
+// block layout to block layout, at every call of another size: 0.6 s for a 1280x1280x3x3 weight,
+// the UNet 4x slower than unpacked. Where it does, convolutions are left to ATen (which reorders
+// the plain NHWC weight at each call, a fast copy). Probed once per process and dtype (float32 or
+// bfloat16), in ~0.1 s; false where packed bytes cannot be read (prepack_cache.h).
+bool convolutionLayoutsDependOnInputSize(at::ScalarType dtype);
+
 // For every method of `module` (a CPU module, after graph_passes.h): convolutions and linear
 // layers whose weight is a module attribute get a prepacked copy (a top-level attribute of the
 // module) and the oneDNN op; the dense weights no graph reads any more are released. Convolutions

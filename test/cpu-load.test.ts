@@ -54,9 +54,10 @@ describe('CPU load', () => {
   });
 
   it('prepacks convolutions and linear layers with the numbers of the plain model', async () => {
-    const packed = await loadWith({});
+    // FASTCOMPOSER_PREPACK_CONV=1: also on CPUs where the default leaves convolutions to ATen.
+    const packed = await loadWith({ FASTCOMPOSER_PREPACK_CONV: '1' });
     const plain = await loadWith({ FASTCOMPOSER_PREPACK: '0' });
-    const packedConvOnly = await loadWith({ FASTCOMPOSER_PREPACK_LINEAR: '0' });
+    const packedConvOnly = await loadWith({ FASTCOMPOSER_PREPACK_CONV: '1', FASTCOMPOSER_PREPACK_LINEAR: '0' });
     open.push(packed, plain, packedConvOnly);
     expect(prepackedOf(packed).convolutions).toBeGreaterThan(0);
     expect(prepackedOf(packed).linears).toBeGreaterThan(0);
@@ -69,6 +70,20 @@ describe('CPU load', () => {
     // are the ones ATen calls.
     expect(relativeError(float32View(a.latents), float32View(b.latents))).toBeLessThan(1e-4);
     expect(relativeError(float32View(c.latents), float32View(b.latents))).toBeLessThan(1e-5);
+  });
+
+  it('convolutions left to ATen (FASTCOMPOSER_PREPACK_CONV=0, and by default where the CPU lays weights out by input size) give the same numbers', async () => {
+    const noConv = await loadWith({ FASTCOMPOSER_PREPACK_CONV: '0' });
+    const conv = await loadWith({ FASTCOMPOSER_PREPACK_CONV: '1' });
+    const byDefault = await loadWith({});
+    open.push(noConv, conv, byDefault);
+    expect(prepackedOf(noConv).convolutions).toBe(0);
+    expect(prepackedOf(noConv).linears).toBe(prepackedOf(conv).linears);
+    expect(prepackedOf(conv).convolutions).toBeGreaterThan(0);
+    expect([0, prepackedOf(conv).convolutions]).toContain(prepackedOf(byDefault).convolutions);
+    const a = await noConv.generate(JOB);
+    const b = await conv.generate(JOB);
+    expect(relativeError(float32View(a.latents), float32View(b.latents))).toBeLessThan(1e-5);
   });
 
   it('reads the files in place without keeping them: the same numbers, and a file cut after load() changes nothing', async () => {
