@@ -1,6 +1,7 @@
 #include "model.h"
 
 #include <ATen/Parallel.h>
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <c10/core/InferenceMode.h>
 #include <torch/cuda.h>
 
@@ -12,6 +13,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <utility>
 
 #include "errors.h"
@@ -100,17 +102,11 @@ bool cpuHasFastBfloat16() {
 }
 
 // oneDNN's bfloat16 kernels, which prepacked weights run on (prepack.h), need AVX512BW, VL and DQ, or
-// AVX-NE-CONVERT (its own check, mkldnn_bf16_device_check, is not in torch's public headers). A CPU
-// without them that runs bfloat16 anyway (FASTCOMPOSER_CPU_BF16=1) keeps ATen's own kernels.
+// AVX-NE-CONVERT, within ONEDNN_MAX_CPU_ISA: torch's own check says so. A CPU without them that
+// runs bfloat16 anyway (FASTCOMPOSER_CPU_BF16=1) keeps ATen's own kernels.
 bool cpuHasOneDnnBfloat16() {
-#if defined(__x86_64__)
-  __builtin_cpu_init();
-  unsigned a = 0, b = 0, c = 0, d = 0;
-  const bool neConvert = __get_cpuid_count(7, 1, &a, &b, &c, &d) && ((d >> 5) & 1);
-  return neConvert || (__builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"));
-#else
-  return false;
-#endif
+  const std::optional<c10::OperatorHandle> op = c10::Dispatcher::singleton().findSchema({"mkldnn::_is_mkldnn_bf16_supported", ""});
+  return op && op->typed<bool()>().call();
 }
 
 void checkCpuBfloat16() {

@@ -166,12 +166,26 @@ describe('prepacked weights cached between CPU loads', () => {
     const bf16 = { FASTCOMPOSER_CPU_BF16: '1' };
     const first = prepackedOf(await load(bf16, { dtype: 'bfloat16' }));
     // Where oneDNN has no bfloat16 kernels, a bfloat16 load packs nothing and writes no file.
-    const bf16Files = cpuHasOneDnnBfloat16() ? MODULES.length : 0;
-    expect(first.weights > 0).toBe(bf16Files > 0);
+    const packsBf16 = cpuHasOneDnnBfloat16() ?? first.weights > 0;
+    const bf16Files = packsBf16 ? MODULES.length : 0;
+    expect(first.weights > 0).toBe(packsBf16);
     expect(files()).toHaveLength(MODULES.length + bf16Files);
     expect(prepackedOf(await load()).fromCache).toBe(packed);
     expect(prepackedOf(await load(bf16, { dtype: 'bfloat16' })).fromCache).toBe(bf16Files > 0 ? first.weights : 0);
     expect(files()).toHaveLength(MODULES.length + bf16Files);
+  });
+
+  it('loads that leave convolutions to ATen keep a file of their own (FASTCOMPOSER_PREPACK_CONV=0)', async () => {
+    const noConv = { FASTCOMPOSER_PREPACK_CONV: '0' };
+    const first = prepackedOf(await load(noConv));
+    expect(first.convolutions).toBe(0);
+    expect(first.weights).toBeGreaterThan(0);
+    expect(prepackedOf(await load(noConv)).fromCache).toBe(first.weights);
+    // A load that packs convolutions finds nothing of its own, and replaces the file.
+    const withConv = prepackedOf(await load());
+    expect(withConv.fromCache).toBe(0);
+    expect(withConv.weights).toBeGreaterThan(first.weights);
+    expect(files()).toHaveLength(MODULES.length);
   });
 
   it('no prepacking reads nothing; other prepack options read nothing packed for the defaults, and replace it', async () => {

@@ -20,8 +20,13 @@ function cpuFlags(): Set<string> {
   }
 }
 
-/** oneDNN runs bfloat16 (and so prepacks bfloat16 weights) with AVX512BW+VL+DQ or AVX-NE-CONVERT. */
-export function cpuHasOneDnnBfloat16(): boolean {
+/**
+ * Whether oneDNN runs bfloat16 (and so bfloat16 weights are prepacked): with AVX512BW+VL+DQ, or
+ * AVX-NE-CONVERT, which Linux does not list in /proc/cpuinfo. undefined where only that could
+ * tell: no AVX-512 but AVX-VNNI, which the CPUs with AVX-NE-CONVERT and no AVX-512 all have.
+ */
+export function cpuHasOneDnnBfloat16(): boolean | undefined {
   const flags = cpuFlags();
-  return flags.has('avx_ne_convert') || ['avx512bw', 'avx512vl', 'avx512dq'].every((f) => flags.has(f));
+  if (['avx512bw', 'avx512vl', 'avx512dq'].every((f) => flags.has(f))) return true;
+  return flags.has('avx_vnni') ? undefined : false;
 }
