@@ -5,7 +5,7 @@
  */
 import { abortSignal, string } from './checks.js';
 import { AbortError, DisposedError, FastComposerError, asFastComposerError, invalidArgument } from './errors.js';
-import { encodeImage, type PixelImage, renderHeatmap, saveImage } from './images.js';
+import { encodeImage, type PixelImage, renderHeatmap } from './images.js';
 import { readModelDir, type ModelDir } from './model-dir.js';
 import { loadNative } from './native.js';
 import type {
@@ -36,40 +36,19 @@ import {
 } from './options.js';
 import { defaultModelDir } from './paths.js';
 import { prepackCacheSettings } from './prepack-cache.js';
-import { PromptTokenizer, type TokenizedPrompt } from './prompt.js';
+import { PromptTokenizer, type TokenizedPrompt, truncationWarnings } from './prompt.js';
 import { JobQueue, queueFor } from './call-queue.js';
 import { type BatchMember, CallBatcher } from './call-batcher.js';
+import { batchable, batchKey } from './batchable.js';
 import { regionGrid } from './regions.js';
 import { latentsToDecode, promptArgs, promptEmbeddings, subjectEmbeds as checkSubjectEmbeds } from './stage-inputs.js';
 import { decodeSubjects, rgbTensor } from './subjects.js';
 import { float32View, type Tensor } from './tensor.js';
+import { GeneratedImage, splitImages } from './generated-image.js';
+import { type CallbackFailure, callbackChecked } from './step-callback.js';
 
-/** An RGB image, rows top to bottom, with helpers to encode it. */
-export class GeneratedImage {
-  readonly channels = 3 as const;
-  /** Set when generate() was asked for an encoded output (`output: 'png'` etc.). */
-  encoded?: Buffer;
-
-  constructor(
-    readonly data: Buffer,
-    readonly width: number,
-    readonly height: number,
-  ) {}
-
-  toPng(): Promise<Buffer> {
-    return encodeImage(this, 'png');
-  }
-  toJpeg(quality?: number): Promise<Buffer> {
-    return encodeImage(this, 'jpeg', quality === undefined ? {} : { quality });
-  }
-  toWebp(quality?: number): Promise<Buffer> {
-    return encodeImage(this, 'webp', quality === undefined ? {} : { quality });
-  }
-  /** Writes the image; the format follows the extension (.png, .jpg, .jpeg, .webp). */
-  save(path: string): Promise<void> {
-    return saveImage(this, path);
-  }
-}
+export { GeneratedImage } from './generated-image.js';
+export { callbackError } from './step-callback.js';
 
 export interface GenerateResult {
   images: GeneratedImage[];
@@ -517,54 +496,4 @@ export class FastComposer {
     if (this.disposing && flag.aborted && !signal?.aborted) return new DisposedError('The model was disposed during the call');
     return asFastComposerError(error, signal);
   }
-}
-
-/** Calls with the same key may share a UNet batch (native/pipeline.h batchable()). */
-function batchKey(job: NativeGenerateJob): string {
-  return `${job.width}x${job.height}/${job.steps}/${job.scheduler}`;
-}
-
-/** Localized attention (maps or regions) takes per-call subject positions: such calls run alone. */
-function batchable(job: NativeGenerateJob): boolean {
-  const localized = job.subjectPositions.length > 0 && (job.attentionMaps || (job.regionInside !== undefined && job.regionStrength! > 0));
-  return !localized;
-}
-
-interface CallbackFailure {
-  threw?: boolean;
-  error?: unknown;
-}
-
-/** Once onStep threw, the call rejects with ERR_ABORTED whose cause is the callback's error
- * (even when the job got to its end before it saw the abort flag). */
-async function callbackChecked<T>(failure: CallbackFailure, job: Promise<T>): Promise<T> {
-  let value: T;
-  try {
-    value = await job;
-  } catch (error) {
-    if (!failure.threw) throw error;
-    throw callbackError(failure.error);
-  }
-  if (failure.threw) throw callbackError(failure.error);
-  return value;
-}
-
-/** The error of a call that a throwing onStep stopped (also the queue's, lib/queue/producer.ts). */
-export function callbackError(cause: unknown): FastComposerError {
-  const what = cause instanceof Error ? cause.message : String(cause);
-  return new FastComposerError('ERR_ABORTED', `The onStep callback threw, which stopped the call: ${what}`, { cause });
-}
-
-function truncationWarnings(tokens: TokenizedPrompt, negativeTruncated: boolean, maxLength: number): string[] {
-  const warnings: string[] = [];
-  if (tokens.truncated) warnings.push(`The prompt is longer than ${maxLength} tokens and was truncated, as the released pipeline does`);
-  if (negativeTruncated) warnings.push(`The negative prompt is longer than ${maxLength} tokens and was truncated`);
-  return warnings;
-}
-
-/** [N,H,W,3] uint8 -> one GeneratedImage per picture, each a view into the same buffer. */
-function splitImages(images: Tensor): GeneratedImage[] {
-  const [n, h, w] = images.shape as [number, number, number, number];
-  const size = h * w * 3;
-  return Array.from({ length: n }, (_, i) => new GeneratedImage(images.data.subarray(i * size, (i + 1) * size), w, h));
 }

@@ -263,3 +263,11 @@ export class PromptTokenizer {
     }
   }
 }
+
+/** The warnings of a prompt or negative prompt cut at the tokenizer's length. */
+export function truncationWarnings(tokens: TokenizedPrompt, negativeTruncated: boolean, maxLength: number): string[] {
+  const warnings: string[] = [];
+  if (tokens.truncated) warnings.push(`The prompt is longer than ${maxLength} tokens and was truncated, as the released pipeline does`);
+  if (negativeTruncated) warnings.push(`The negative prompt is longer than ${maxLength} tokens and was truncated`);
+  return warnings;
+}
