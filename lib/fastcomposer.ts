@@ -465,7 +465,20 @@ export class FastComposer {
         else member.resolve(result);
       });
     } catch (error) {
-      members.forEach((member, k) => member.reject(this.callError(error, member.signal, flags[k]!)));
+      if (members.length === 1 || this.disposing || (error as { code?: unknown })?.code === 'ERR_ABORTED') {
+        members.forEach((member, k) => member.reject(this.callError(error, member.signal, flags[k]!)));
+      } else {
+        // Not one call's fault as far as anyone can tell (the device out of memory for the batch,
+        // say): each call runs again alone and gets its own result or error. Its onStep starts over.
+        for (const [k, member] of members.entries()) {
+          try {
+            if (flags[k]!.aborted) throw new AbortError(member.signal?.reason);
+            member.resolve(await native.generate(member.job.job, callbacks[k], flags[k]));
+          } catch (alone) {
+            member.reject(this.callError(alone, member.signal, flags[k]!));
+          }
+        }
+      }
     } finally {
       release();
     }

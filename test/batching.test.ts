@@ -241,6 +241,40 @@ describe('maxBatchSize', () => {
     for (const k of [1, 2, 3]) expect((await queued[k]!).images.length).toBe(mixed[k]!.numImages ?? 1);
   });
 
+  it('a failed batch runs its calls again one at a time, so each gets its own result', async () => {
+    const model = await FastComposer.load(modelDir, { device: 'cpu', maxBatchSize: 8 });
+    try {
+      // The device out of memory for the batch, as a GPU would say it.
+      // (The addon's methods are read-only on its prototype: an own property shadows this one.)
+      let batches = 0;
+      Object.defineProperty((model as unknown as { native: object }).native, 'generateBatch', {
+        value: () => {
+          batches++;
+          return Promise.reject(Object.assign(new Error('Out of memory: tried to allocate 8 GiB'), { code: 'ERR_OUT_OF_MEMORY' }));
+        },
+      });
+      const expected = [];
+      for (const [k, c] of mixed.entries()) expected.push(await aloneResult(`default${k}`, c));
+      const steps: number[] = [];
+      const queued = await behindBlocker(model, mixed.length, () =>
+        mixed.map((c, k) =>
+          model.generate({ ...c, ...(k === 0 ? { onStep: ({ step }: { step: number }) => void steps.push(step) } : {}) }),
+        ),
+      );
+      const results = await Promise.all(queued);
+      expect(batches).toBe(1);
+      for (const [k, r] of results.entries()) {
+        expect(r.timings.batchedCalls).toBe(1);
+        expect(r.latents.data.equals(expected[k]!.latents.data)).toBe(true);
+      }
+      // The failed batch reported no step (it failed before its first); the rerun reported them all.
+      expect(steps).toEqual(Array.from({ length: base.steps + 1 }, (_, i) => i + 1));
+      expect(model.counters()).toEqual({ waiting: 0, running: 0 });
+    } finally {
+      await model.dispose();
+    }
+  });
+
   it('dispose() during a batch rejects its calls with an abort-type error', async () => {
     const model = await FastComposer.load(modelDir, { device: 'cpu', maxBatchSize: 8 });
     let disposed: Promise<void> | undefined;
