@@ -181,6 +181,15 @@ export interface NativeTesting {
   prepareSubjectPixels(subjectImages: Tensor[], size: number): Tensor;
   /** Raises a libtorch warning (TORCH_WARN) on the CPU job thread (native/libtorch_log.h collects it). */
   warnOnJobThread(message: string): void;
+  /** Maps a file as a CPU load does, points a record's storage at [offset, offset + size) (its zip
+   * local header at headerOffset) and frees it: the mapping's resident bytes before and after,
+   * and the sum of the record's bytes read afterwards (native/mapped_load.h). */
+  mappedRecordResidency(
+    path: string,
+    headerOffset: number,
+    offset: number,
+    size: number,
+  ): { mapped: number; released: number; sum: number };
 }
 
 export interface NativeBinding {

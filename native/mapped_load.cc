@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <functional>
 #include <unordered_set>
@@ -59,8 +60,25 @@ class MappedReadAdapter : public caffe2::serialize::ReadAdapterInterface {
 // The deleter context of a storage that points into a mapping: keeps the mapping alive.
 struct MappingRef {
   std::shared_ptr<MappedFile> file;
+  const char* data;
+  size_t size;
 };
-void releaseMappingRef(void* ctx) { delete static_cast<MappingRef*>(ctx); }
+
+// A record's storage is freed once the load has given its tensor a copy of its own (a dtype or
+// layout conversion, a prepacked weight, ownMappedTensors()). Its pages are dropped from this
+// process at once rather than when the last record of the file goes: without that, the whole
+// file stayed resident next to all the copies, and a full-size float32 load peaked at twice the
+// model's size. Only pages wholly inside the record: the ones at its ends may hold its
+// neighbours. The mapping is read-only and private, so a page dropped and read again comes back
+// from the file as it was.
+void releaseMappingRef(void* ctx) {
+  auto* ref = static_cast<MappingRef*>(ctx);
+  static const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(ref->data) + page - 1) / page * page;
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(ref->data) + ref->size) / page * page;
+  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+  delete ref;
+}
 
 // Every dense tensor reachable from `value` (objects' attributes, containers), once per storage.
 void forEachTensor(const c10::IValue& value, std::unordered_set<const void*>& seen, const std::function<void(const at::Tensor&)>& visit) {
@@ -99,7 +117,7 @@ at::DataPtr mappedRecord(const std::shared_ptr<MappedFile>& file, uint64_t heade
   const uint16_t method = header[8] | header[9] << 8;
   if (signature != 0x04034b50 || method != 0) return {};
   void* p = const_cast<char*>(file->data()) + offset;
-  return at::DataPtr(p, new MappingRef{file}, &releaseMappingRef, at::Device(at::kCPU));
+  return at::DataPtr(p, new MappingRef{file, file->data() + offset, size}, &releaseMappingRef, at::Device(at::kCPU));
 }
 
 int64_t ownMappedTensors(torch::jit::Module& module) {

@@ -1,14 +1,35 @@
 #include "testing_exports.h"
 
+#include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <string>
+
 #include "errors.h"
 #include "job_thread.h"
 #include "js_job.h"
 #include "js_tensor.h"
+#include "mapped_load.h"
 #include "schedulers/replay.h"
 #include "subject_pixels.h"
 
 namespace fc {
 namespace {
+
+// The bytes of the mapping that starts at `start` resident in this process (its smaps "Rss").
+int64_t mappingResidentBytes(const void* start) {
+  std::ifstream smaps("/proc/self/smaps");
+  char head[32];
+  std::snprintf(head, sizeof head, "%lx-", static_cast<unsigned long>(reinterpret_cast<uintptr_t>(start)));
+  bool inside = false;
+  for (std::string line; std::getline(smaps, line);) {
+    if (line.rfind(head, 0) == 0)
+      inside = true;
+    else if (inside && line.rfind("Rss:", 0) == 0)
+      return std::stoll(line.substr(4)) * 1024;
+  }
+  throw CodedError("ERR_NATIVE", "the mapping is not in /proc/self/smaps");
+}
 
 // replayScheduler(name, config, steps, x0, eps[], seed?) -> { timesteps, initNoiseSigma, steps, scaled }:
 // runs one scheduler on given model outputs, for the golden-number tests.
@@ -70,6 +91,34 @@ Napi::Value WarnOnJobThread(const Napi::CallbackInfo& info) {
   });
 }
 
+// mappedRecordResidency(path, headerOffset, offset, size) -> { mapped, released, sum }: maps the file
+// as a CPU load does (mapped_load.h), makes a record's storage point into it and frees that
+// storage, as the load does once a weight has a copy of its own. `mapped` and `released` are the
+// mapping's resident bytes before and after; `sum` adds up the record's bytes read afterwards.
+Napi::Value MappedRecordResidency(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    const std::string path = info[0].As<Napi::String>();
+    const auto headerOffset = static_cast<uint64_t>(info[1].As<Napi::Number>().Int64Value());
+    const auto offset = static_cast<uint64_t>(info[2].As<Napi::Number>().Int64Value());
+    const auto size = static_cast<size_t>(info[3].As<Napi::Number>().Int64Value());
+    std::shared_ptr<MappedFile> file = mapFile(path);
+    const int64_t mapped = mappingResidentBytes(file->data());
+    {
+      at::DataPtr record = mappedRecord(file, headerOffset, offset, size);
+      if (!record) throw CodedError("ERR_NATIVE", "not a record mappedRecord() maps");
+    }
+    const int64_t released = mappingResidentBytes(file->data());
+    double sum = 0;
+    for (size_t i = 0; i < size; ++i) sum += static_cast<unsigned char>(file->data()[offset + i]);
+    Napi::Object result = Napi::Object::New(env);
+    result.Set("mapped", static_cast<double>(mapped));
+    result.Set("released", static_cast<double>(released));
+    result.Set("sum", sum);
+    return result;
+  });
+}
+
 }  // namespace
 
 Napi::Object testingExports(Napi::Env env) {
@@ -77,6 +126,7 @@ Napi::Object testingExports(Napi::Env env) {
   testing.Set("replayScheduler", Napi::Function::New(env, ReplayScheduler, "replayScheduler"));
   testing.Set("prepareSubjectPixels", Napi::Function::New(env, PrepareSubjectPixels, "prepareSubjectPixels"));
   testing.Set("warnOnJobThread", Napi::Function::New(env, WarnOnJobThread, "warnOnJobThread"));
+  testing.Set("mappedRecordResidency", Napi::Function::New(env, MappedRecordResidency, "mappedRecordResidency"));
   return testing;
 }
 
