@@ -141,6 +141,9 @@ Model::Model(const ModelSpec& spec) : spec_(spec), device_(parseDevice(spec.devi
   unet = loadModule(spec.unetPath, device_, loadTimings_);
   vaeDecoder = loadModule(spec.vaeDecoderPath, device_, loadTimings_);
   threads_ = spec.threads > 0 ? static_cast<int>(spec.threads) : defaultThreads.load();
+  // Weights packed (and the layout probe run) under the thread count the model's calls use:
+  // oneDNN may lay a convolution's weight out by it (prepack.h).
+  useThreads();
   if (!unet.find_method("forward_localized"))
     throw CodedError("ERR_MODEL", "Module " + spec.unetPath + " lacks the forward_localized method; re-export the model");
   if (device_.is_cuda()) {
@@ -206,7 +209,10 @@ void Model::prepackWeights() {
   options.channelsLast = channelsLast_;
   options.convolutions = prepackConvolutions_;
   options.linears = envFlag("FASTCOMPOSER_PREPACK_LINEAR", true);
-  const std::string variant = spec_.dtype + (options.channelsLast ? " nhwc" : " nchw") + (options.convolutions ? "" : " no-conv") +
+  // Packed convolutions were laid out for this thread count (prepack.h): a load with another
+  // count packs its own.
+  const std::string variant = spec_.dtype + (options.channelsLast ? " nhwc" : " nchw") +
+                              (options.convolutions ? " conv threads " + std::to_string(at::get_num_threads()) : " no-conv") +
                               (options.linears ? " linear" : " no-linear");
   const std::pair<torch::jit::Module*, const std::string*> modules[] = {{&textEncoder, &spec_.textEncoderPath},
                                                                         {&imageEncoder, &spec_.imageEncoderPath},

@@ -1,5 +1,6 @@
 #include "prepack.h"
 
+#include <ATen/Parallel.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/csrc/jit/ir/constants.h>
 #include <torch/csrc/jit/ir/ir.h>
@@ -9,9 +10,11 @@
 #include <algorithm>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace fc {
@@ -286,12 +289,13 @@ bool probeLayouts(at::ScalarType dtype) {
 }  // namespace
 
 bool convolutionLayoutsDependOnInputSize(at::ScalarType dtype) {
-  if (dtype == at::kBFloat16) {
-    static const bool vary = probeLayouts(at::kBFloat16);
-    return vary;
-  }
-  static const bool vary = probeLayouts(at::kFloat);
-  return vary;
+  static std::mutex mutex;
+  static std::map<std::pair<at::ScalarType, int>, bool> probed;
+  std::lock_guard<std::mutex> lock(mutex);
+  const std::pair<at::ScalarType, int> key{dtype, at::get_num_threads()};
+  auto it = probed.find(key);
+  if (it == probed.end()) it = probed.emplace(key, probeLayouts(dtype)).first;
+  return it->second;
 }
 
 PrepackCounts prepackForCpu(torch::jit::Module& module, const PrepackOptions& options) {

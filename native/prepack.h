@@ -33,8 +33,11 @@ struct PrepackOptions {
 // AVX2's brgconv kernels, not with AVX-512's). A weight packed for one size is then reordered again,
 // block layout to block layout, at every call of another size: 0.6 s for a 1280x1280x3x3 weight,
 // the UNet 4x slower than unpacked. Where it does, convolutions are left to ATen (which reorders
-// the plain NHWC weight at each call, a fast copy). Probed once per process and dtype (float32 or
-// bfloat16), in ~0.1 s; false where packed bytes cannot be read (prepack_cache.h).
+// the plain NHWC weight at each call, a fast copy). The layout may also depend on the number of
+// OpenMP threads (with AVX2: a 320x320x3x3 weight for a 32x32 input, 1 thread against 2), so
+// weights are packed and probed under the thread count their calls use. Probed once per process,
+// dtype (float32 or bfloat16) and thread count, in ~0.1 s; false where packed bytes cannot be
+// read (prepack_cache.h).
 bool convolutionLayoutsDependOnInputSize(at::ScalarType dtype);
 
 // For every method of `module` (a CPU module, after graph_passes.h): convolutions and linear

@@ -27,7 +27,7 @@ describe('prepacked weights cached between CPU loads', () => {
     temp.push(dir);
     return dir;
   };
-  const load = async (env: Record<string, string> = {}, options: { dtype?: 'bfloat16' } = {}): Promise<FastComposer> => {
+  const load = async (env: Record<string, string> = {}, options: { dtype?: 'bfloat16'; threads?: number } = {}): Promise<FastComposer> => {
     // Convolutions packed on every CPU (not only where their layout is the same for every input size).
     const fc = await loadWithEnv(
       { FASTCOMPOSER_PREPACK_CACHE: cache, FASTCOMPOSER_PREPACK_CACHE_MIN_MB: '0', FASTCOMPOSER_PREPACK_CONV: '1', ...env },
@@ -186,6 +186,21 @@ describe('prepacked weights cached between CPU loads', () => {
     expect(withConv.fromCache).toBe(0);
     expect(withConv.weights).toBeGreaterThan(first.weights);
     expect(files()).toHaveLength(MODULES.length);
+  });
+
+  it('packed convolutions are kept per thread count (oneDNN may lay them out by it); without them the count does not matter', async () => {
+    const two = prepackedOf(await load({}, { threads: 2 }));
+    expect(two.convolutions).toBeGreaterThan(0);
+    expect(prepackedOf(await load({}, { threads: 2 })).fromCache).toBe(two.weights);
+    // Another thread count finds nothing of its own, and replaces the file.
+    const one = prepackedOf(await load({}, { threads: 1 }));
+    expect(one.fromCache).toBe(0);
+    expect(one.weights).toBe(two.weights);
+    expect(prepackedOf(await load({}, { threads: 1 })).fromCache).toBe(one.weights);
+    expect(files()).toHaveLength(MODULES.length);
+    const noConv = { FASTCOMPOSER_PREPACK_CONV: '0' };
+    const linears = prepackedOf(await load(noConv, { threads: 2 })).weights;
+    expect(prepackedOf(await load(noConv, { threads: 1 })).fromCache).toBe(linears);
   });
 
   it('no prepacking reads nothing; other prepack options read nothing packed for the defaults, and replace it', async () => {

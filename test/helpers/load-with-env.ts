@@ -6,7 +6,7 @@ import { FastComposer } from '../../lib/index.js';
 
 export async function loadWithEnv(
   env: Record<string, string>,
-  options: { dtype?: 'float32' | 'float16' | 'bfloat16' } = {},
+  options: { dtype?: 'float32' | 'float16' | 'bfloat16'; threads?: number } = {},
   dir: string = inject('goldenModelDir'),
 ): Promise<FastComposer> {
   const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
