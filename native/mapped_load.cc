@@ -69,8 +69,8 @@ struct MappingRef {
 // process at once rather than when the last record of the file goes: without that, the whole
 // file stayed resident next to all the copies, and a full-size float32 load peaked at twice the
 // model's size. Only pages wholly inside the record: the ones at its ends may hold its
-// neighbours. The mapping is read-only and private, so a page dropped and read again comes back
-// from the file as it was.
+// neighbours. The mapping is read-only and never written, so a dropped page that something
+// read again would come back from the file (nothing does: the record's storage is gone).
 void releaseMappingRef(void* ctx) {
   auto* ref = static_cast<MappingRef*>(ctx);
   static const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));

@@ -9,7 +9,8 @@
 // left memory of its own, so that no mapping outlives the load (a model file replaced or cut
 // later must not fault a running model). A record's pages leave the process's resident set as
 // soon as its storage is freed (the weight has a copy of its own), not when the file is unmapped:
-// the load's peak stays near the model's size instead of twice it.
+// the load's peak resident set stays near the model's size instead of twice it (the file's
+// pages stay in the page cache, which the kernel reclaims as it needs).
 #pragma once
 
 #include <caffe2/serialize/read_adapter_interface.h>

@@ -244,12 +244,14 @@ describe('maxBatchSize', () => {
   it('a failed batch runs its calls again one at a time, so each gets its own result', async () => {
     const model = await FastComposer.load(modelDir, { device: 'cpu', maxBatchSize: 8 });
     try {
-      // The device out of memory for the batch, as a GPU would say it.
+      // The device out of memory two steps into the batch, as a GPU would say it.
       // (The addon's methods are read-only on its prototype: an own property shadows this one.)
       let batches = 0;
       Object.defineProperty((model as unknown as { native: object }).native, 'generateBatch', {
-        value: () => {
+        value: (jobs: unknown[], onStep?: (e: { member: number; step: number; steps: number; timestep: number }) => void) => {
           batches++;
+          // Two steps of every member (calls join in the order their subjects finish decoding).
+          for (const member of jobs.keys()) for (const step of [1, 2]) onStep?.({ member, step, steps: base.steps + 1, timestep: 999 });
           return Promise.reject(Object.assign(new Error('Out of memory: tried to allocate 8 GiB'), { code: 'ERR_OUT_OF_MEMORY' }));
         },
       });
@@ -267,12 +269,27 @@ describe('maxBatchSize', () => {
         expect(r.timings.batchedCalls).toBe(1);
         expect(r.latents.data.equals(expected[k]!.latents.data)).toBe(true);
       }
-      // The failed batch reported no step (it failed before its first); the rerun reported them all.
-      expect(steps).toEqual(Array.from({ length: base.steps + 1 }, (_, i) => i + 1));
+      // The failed batch's two steps, then the rerun's, from the first.
+      expect(steps).toEqual([1, 2, ...Array.from({ length: base.steps + 1 }, (_, i) => i + 1)]);
       expect(model.counters()).toEqual({ waiting: 0, running: 0 });
     } finally {
       await model.dispose();
     }
+  });
+
+  it('dispose() while a failed batch reruns its calls rejects the rest with ERR_DISPOSED', async () => {
+    const model = await FastComposer.load(modelDir, { device: 'cpu', maxBatchSize: 8 });
+    Object.defineProperty((model as unknown as { native: object }).native, 'generateBatch', {
+      value: () => Promise.reject(Object.assign(new Error('Out of memory'), { code: 'ERR_OUT_OF_MEMORY' })),
+    });
+    let disposed: Promise<void> | undefined;
+    // Whichever call reruns first calls dispose() at its first step: that stops it, and the others
+    // never start.
+    const queued = await behindBlocker(model, mixed.length, () =>
+      mixed.map((c) => model.generate({ ...c, steps: 40, onStep: ({ step }) => void (step === 1 && (disposed ??= model.dispose())) })),
+    );
+    for (const call of queued) expect((await rejection(call)).code).toBe('ERR_DISPOSED');
+    await disposed;
   });
 
   it('dispose() during a batch rejects its calls with an abort-type error', async () => {

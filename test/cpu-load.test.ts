@@ -104,7 +104,7 @@ describe('CPU load', () => {
     expect(relativeError(float32View(a.latents), float32View(b.latents))).toBe(0);
   });
 
-  it("a weight given memory of its own leaves the process's resident pages at once; its bytes read again are the file's", () => {
+  it("a weight given memory of its own leaves the process's resident pages at once; the file's bytes read again are unchanged", () => {
     // A zip entry as torch's writer stores one: local header (method 0, stored) at 0, data at 64.
     const dir = mkdtempSync(join(tmpdir(), 'fastcomposer-record-'));
     temp.push(dir);
