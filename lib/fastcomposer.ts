@@ -45,7 +45,7 @@ import { latentsToDecode, promptArgs, promptEmbeddings, subjectEmbeds as checkSu
 import { decodeSubjects, rgbTensor } from './subjects.js';
 import { float32View, type Tensor } from './tensor.js';
 import { GeneratedImage, splitImages } from './generated-image.js';
-import { type CallbackFailure, callbackChecked } from './step-callback.js';
+import { type CallbackFailure, callbackChecked, stepCallback } from './step-callback.js';
 
 export { GeneratedImage } from './generated-image.js';
 export { callbackError } from './step-callback.js';
@@ -217,7 +217,7 @@ export class FastComposer {
       failure,
       this.batcher && batchable(job)
         ? this.counted((started) => this.batcher!.submit(batchKey(job), job.numImages, { job, opts, failure, started }, opts.signal))
-        : this.run(opts.signal, (flag) => native.generate(job, this.stepCallback(opts, flag, failure), flag)),
+        : this.run(opts.signal, (flag) => native.generate(job, stepCallback(opts.onStep, flag, failure), flag)),
     );
     const images = splitImages(out.images);
     if (opts.output !== 'raw') {
@@ -283,7 +283,7 @@ export class FastComposer {
     const failure: CallbackFailure = {};
     const out = await callbackChecked(
       failure,
-      this.run(opts.signal, (flag) => native.denoise(nativeEmbeds, job, this.stepCallback(opts, flag, failure), flag)),
+      this.run(opts.signal, (flag) => native.denoise(nativeEmbeds, job, stepCallback(opts.onStep, flag, failure), flag)),
     );
     return { ...out, seed: opts.seed };
   }
@@ -381,22 +381,6 @@ export class FastComposer {
     };
   }
 
-  private stepCallback(opts: NormalizedDenoiseOptions, flag: NativeAbortFlag, failure: CallbackFailure) {
-    const onStep = opts.onStep;
-    if (!onStep) return undefined;
-    return (event: { step: number; steps: number; timestep: number }) => {
-      if (failure.threw) return; // one throw stops the job; later queued events are not reported
-      try {
-        onStep(event);
-      } catch (error) {
-        // A throwing callback stops the job; the call rejects with that error as the cause.
-        failure.threw = true;
-        failure.error = error;
-        flag.abort();
-      }
-    };
-  }
-
   /** Queues a native call with an abort flag tied to the signal and to dispose(). */
   private run<T>(given: unknown, call: (flag: NativeAbortFlag) => Promise<T>): Promise<T> {
     let signal: AbortSignal | undefined;
@@ -448,7 +432,7 @@ export class FastComposer {
     if (!native) throw new DisposedError('This FastComposer model was disposed before the call ran');
     for (const member of members) member.job.started();
     const { flags, release } = this.flagsFor(members.map((m) => m.signal));
-    const callbacks = members.map((m, k) => this.stepCallback(m.job.opts, flags[k]!, m.job.failure));
+    const callbacks = members.map((m, k) => stepCallback(m.job.opts.onStep, flags[k]!, m.job.failure));
     try {
       const results =
         members.length === 1
@@ -465,18 +449,16 @@ export class FastComposer {
         else member.resolve(result);
       });
     } catch (error) {
-      if (members.length === 1 || this.disposing || (error as { code?: unknown })?.code === 'ERR_ABORTED') {
-        members.forEach((member, k) => member.reject(this.callError(error, member.signal, flags[k]!)));
-      } else {
-        // Not one call's fault as far as anyone can tell (the device out of memory for the batch,
-        // say): each call runs again alone and gets its own result or error. Its onStep starts over.
-        for (const [k, member] of members.entries()) {
-          try {
-            if (flags[k]!.aborted) throw new AbortError(member.signal?.reason);
-            member.resolve(await native.generate(member.job.job, callbacks[k], flags[k]));
-          } catch (alone) {
-            member.reject(this.callError(alone, member.signal, flags[k]!));
-          }
+      // Not one call's fault as far as anyone can tell (the device out of memory for the batch,
+      // say): each call runs again alone and gets its own result or error. Its onStep starts over.
+      const rerun = members.length > 1 && !this.disposing && !(asFastComposerError(error) instanceof AbortError);
+      for (const [k, member] of members.entries()) {
+        try {
+          if (!rerun) throw error;
+          if (flags[k]!.aborted) throw new AbortError(member.signal?.reason);
+          member.resolve(await native.generate(member.job.job, callbacks[k], flags[k]));
+        } catch (alone) {
+          member.reject(this.callError(alone, member.signal, flags[k]!));
         }
       }
     } finally {

@@ -1,5 +1,6 @@
 // An onStep callback that throws stops its call: how that reaches the caller.
 import { FastComposerError } from './errors.js';
+import type { NativeAbortFlag } from './native-contract.js';
 
 export interface CallbackFailure {
   threw?: boolean;
@@ -24,4 +25,24 @@ export async function callbackChecked<T>(failure: CallbackFailure, job: Promise<
 export function callbackError(cause: unknown): FastComposerError {
   const what = cause instanceof Error ? cause.message : String(cause);
   return new FastComposerError('ERR_ABORTED', `The onStep callback threw, which stopped the call: ${what}`, { cause });
+}
+
+/** The native step callback for a caller's onStep (none without one): a throw stops the job
+ * through its abort flag, and the call rejects with that error as the cause (callbackChecked). */
+export function stepCallback(
+  onStep: ((event: { step: number; steps: number; timestep: number }) => void) | undefined,
+  flag: NativeAbortFlag,
+  failure: CallbackFailure,
+): ((event: { step: number; steps: number; timestep: number }) => void) | undefined {
+  if (!onStep) return undefined;
+  return (event) => {
+    if (failure.threw) return; // one throw stops the job; later queued events are not reported
+    try {
+      onStep(event);
+    } catch (error) {
+      failure.threw = true;
+      failure.error = error;
+      flag.abort();
+    }
+  };
 }
