@@ -190,6 +190,13 @@ export interface NativeTesting {
     offset: number,
     size: number,
   ): { mapped: number; released: number; sum: number };
+  /** Maps a file as a CPU load does, cuts it to cutTo bytes and reads the whole mapping: whether
+   * the read met the cut, and the sum of the bytes it read (zeros past the cut; native/mapping_guard.h). */
+  readCutMapping(path: string, cutTo: number): { cut: boolean; sum: number };
+  /** Maps a module file and reads it as a CPU load does (native/module_loader.h), cutting it to cutTo
+   * bytes first or, with afterRead, once its tensors point into the mapping; then gives them memory
+   * of their own as the load's end does. Throws what the load throws; cut: what the load's end asks. */
+  loadCutModule(path: string, cutTo: number, afterRead: boolean): { cut: boolean };
 }
 
 export interface NativeBinding {

@@ -15,7 +15,7 @@
 
 namespace fc {
 
-MappedFile::MappedFile(const std::string& path) {
+MappedFile::MappedFile(const std::string& path) : path_(path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   TORCH_CHECK(fd >= 0, "cannot open ", path, ": ", std::strerror(errno));
   struct stat st {};
@@ -32,11 +32,14 @@ MappedFile::MappedFile(const std::string& path) {
     ::close(fd);
     TORCH_CHECK(p != MAP_FAILED, "cannot map ", path, ": ", std::strerror(err));
     data_ = static_cast<char*>(p);
+    guard_ = std::make_unique<MappingGuard>(data_, size_);
+    cut_ = guard_->cut();
   } else {
     ::close(fd);
   }
 }
 MappedFile::~MappedFile() {
+  guard_.reset();  // before the addresses can be mapped again
   if (data_) ::munmap(data_, size_);
 }
 

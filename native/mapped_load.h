@@ -20,9 +20,13 @@
 #include <memory>
 #include <string>
 
+#include "mapping_guard.h"
+
 namespace fc {
 
-// The whole file mapped read-only with its pages populated (read from disk if not cached).
+// The whole file mapped read-only with its pages populated (read from disk if not cached). Reads
+// of it survive the file being cut short meanwhile: they see zeros, and cut() says so
+// (mapping_guard.h).
 class MappedFile {
  public:
   // Throws c10::Error when it cannot be opened or mapped.
@@ -31,12 +35,18 @@ class MappedFile {
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;
 
+  const std::string& path() const { return path_; }
   const char* data() const { return data_; }
   size_t size() const { return size_; }
+  // Whether the file was cut short under a read of the mapping; readable after the file is gone.
+  std::shared_ptr<const std::atomic<bool>> cut() const { return cut_; }
 
  private:
+  std::string path_;
   char* data_ = nullptr;
   size_t size_ = 0;
+  std::unique_ptr<MappingGuard> guard_;
+  std::shared_ptr<const std::atomic<bool>> cut_ = std::make_shared<const std::atomic<bool>>(false);
 };
 
 std::shared_ptr<MappedFile> mapFile(const std::string& path);

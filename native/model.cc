@@ -13,8 +13,11 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <optional>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "errors.h"
 #include "mapped_load.h"
@@ -59,11 +62,20 @@ bool envFlag(const char* name, bool fallback) {
   return std::strcmp(v, "0") != 0;
 }
 
+// A module file read through a mapping, and whether it was cut short under a read (mapped_load.h).
+struct MappedModuleFile {
+  std::string path;
+  std::shared_ptr<const std::atomic<bool>> cut;
+};
+
 // Read and audited before anything of it runs (module_loader.h), then put in eval mode. On the
-// CPU its tensors point into a mapping of the file until the load ends (mapped_load.h).
-torch::jit::Module loadModule(const std::string& path, const at::Device& device, LoadTimings& timings) {
+// CPU its tensors point into a mapping of the file until the load ends (mapped_load.h): the
+// file is added to `mappedFiles`.
+torch::jit::Module loadModule(const std::string& path, const at::Device& device, LoadTimings& timings,
+                              std::vector<MappedModuleFile>& mappedFiles) {
   const bool mapped = device.is_cpu() && envFlag("FASTCOMPOSER_MAP_WEIGHTS", true);
   AuditedModule loaded = loadAuditedModule(path, device, mapped ? Weights::Mapped : Weights::Read);
+  if (loaded.fileCut) mappedFiles.push_back({path, loaded.fileCut});
   timings.readMs += loaded.readMs;
   timings.deserializeMs += loaded.deserializeMs;
   timings.auditMs += loaded.auditMs;
@@ -135,11 +147,12 @@ Model::Model(const ModelSpec& spec) : spec_(spec), device_(parseDevice(spec.devi
     throw CodedError("ERR_INVALID_ARGUMENT", "dtype float16 is not supported on cpu; use float32 or bfloat16");
   if (device_.is_cpu() && dtype_ == at::kBFloat16) checkCpuBfloat16();
   const auto loadStart = std::chrono::steady_clock::now();
-  textEncoder = loadModule(spec.textEncoderPath, device_, loadTimings_);
-  imageEncoder = loadModule(spec.imageEncoderPath, device_, loadTimings_);
-  postfuse = loadModule(spec.postfusePath, device_, loadTimings_);
-  unet = loadModule(spec.unetPath, device_, loadTimings_);
-  vaeDecoder = loadModule(spec.vaeDecoderPath, device_, loadTimings_);
+  std::vector<MappedModuleFile> mappedFiles;
+  textEncoder = loadModule(spec.textEncoderPath, device_, loadTimings_, mappedFiles);
+  imageEncoder = loadModule(spec.imageEncoderPath, device_, loadTimings_, mappedFiles);
+  postfuse = loadModule(spec.postfusePath, device_, loadTimings_, mappedFiles);
+  unet = loadModule(spec.unetPath, device_, loadTimings_, mappedFiles);
+  vaeDecoder = loadModule(spec.vaeDecoderPath, device_, loadTimings_, mappedFiles);
   threads_ = spec.threads > 0 ? static_cast<int>(spec.threads) : defaultThreads.load();
   // Weights packed (and the layout probe run) under the thread count the model's calls use:
   // oneDNN may lay a convolution's weight out by it (prepack.h).
@@ -181,12 +194,23 @@ Model::Model(const ModelSpec& spec) : spec_(spec), device_(parseDevice(spec.devi
   timed(loadTimings_.convertMs, [&] {
     for (torch::jit::Module* module : {&textEncoder, &imageEncoder, &postfuse, &unet, &vaeDecoder}) ownMappedTensors(*module);
   });
+  // No more reads of the mappings: weights read as zeros where a file was cut would go unnoticed.
+  for (const MappedModuleFile& file : mappedFiles)
+    if (file.cut->load()) throw fileCutError(file.path);
   // The constructor runs on the device's job thread (addon.cc), where later calls run too:
   // cuDNN and cuBLAS handles are per thread.
   timed(loadTimings_.warmupMs, [&] {
     if (device_.is_cuda() && envFlag("FASTCOMPOSER_WARMUP", true)) warmup();
   });
   loadTimings_.totalMs = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - loadStart).count();
+}
+
+void Model::checkMappedFiles() const {
+  for (const std::shared_ptr<MappedFile>& file : packedMappings_)
+    if (file->cut()->load())
+      throw CodedError("ERR_MODEL", "The prepack cache file " + file->path() +
+                                        " was cut short while this model read weights from it: they came back as zeros, and the "
+                                        "call's results with them. Load the model again");
 }
 
 // Before the first run, so that the executors see the rewritten graphs (graph_passes.h).

@@ -82,6 +82,10 @@ class Model {
   const LoadTimings& loadTimings() const { return loadTimings_; }
   // What prepack.h reordered at load (CPU only).
   const PrepackCounts& prepacked() const { return prepacked_; }
+  // Throws CodedError("ERR_MODEL") once a prepack cache file that weights point into has been cut
+  // short under a read (mapping_guard.h): that read, and the call that made it, saw zeros. For
+  // the end of each call.
+  void checkMappedFiles() const;
 
  private:
   // Declared before the modules, so destroyed after them: their prepacked weights may point into

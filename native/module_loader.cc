@@ -134,16 +134,25 @@ class Reader {
 
 }  // namespace
 
-AuditedModule loadAuditedModule(const std::string& path, std::optional<at::Device> device, Weights weights) {
+CodedError fileCutError(const std::string& path) {
+  return CodedError("ERR_MODEL", "The file " + path +
+                                     " was cut short while it was being read (written again by another program meanwhile); load the "
+                                     "model again once the file is complete");
+}
+
+AuditedModule loadAuditedModule(const std::string& path, std::optional<at::Device> device, Weights weights,
+                                std::shared_ptr<MappedFile> mapped) {
   using Clock = std::chrono::steady_clock;
   const auto ms = [](Clock::time_point from) { return std::chrono::duration<double, std::milli>(Clock::now() - from).count(); };
+  std::shared_ptr<const std::atomic<bool>> cut;
   try {
     if (weights == Weights::Mapped && device && !device->is_cpu()) weights = Weights::Read;
     AuditedModule out;
     auto start = Clock::now();
     std::shared_ptr<MappedFile> file;
     if (weights == Weights::Mapped) {
-      file = mapFile(path);
+      file = mapped ? std::move(mapped) : mapFile(path);
+      cut = out.fileCut = file->cut();
       out.readMs = ms(start);
       start = Clock::now();
     }
@@ -151,18 +160,25 @@ AuditedModule loadAuditedModule(const std::string& path, std::optional<at::Devic
     Reader reader(path, weights == Weights::Skip ? std::nullopt : device, std::move(file));
     out.module = reader.read(weights);
     out.deserializeMs = ms(start);
+    if (cut && cut->load()) throw fileCutError(path);
     start = Clock::now();
     out.operators = auditModule(out.module, path);
     out.auditMs = ms(start);
     return out;
-  } catch (const CodedError&) {
-    throw;
-  } catch (const c10::Error& e) {
-    throw CodedError("ERR_MODEL", "Cannot load TorchScript module " + path + ": " + e.what_without_backtrace());
-  } catch (const std::bad_alloc&) {
-    throw;
-  } catch (const std::exception& e) {
-    throw CodedError("ERR_MODEL", "Cannot load TorchScript module " + path + ": " + e.what());
+  } catch (...) {
+    // Zeros read where the file was cut make any error: say what happened instead.
+    if (cut && cut->load()) throw fileCutError(path);
+    try {
+      throw;
+    } catch (const CodedError&) {
+      throw;
+    } catch (const c10::Error& e) {
+      throw CodedError("ERR_MODEL", "Cannot load TorchScript module " + path + ": " + e.what_without_backtrace());
+    } catch (const std::bad_alloc&) {
+      throw;
+    } catch (const std::exception& e) {
+      throw CodedError("ERR_MODEL", "Cannot load TorchScript module " + path + ": " + e.what());
+    }
   }
 }
 

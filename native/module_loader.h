@@ -7,9 +7,14 @@
 
 #include <torch/script.h>
 
+#include <atomic>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "errors.h"
+#include "mapped_load.h"
 
 namespace fc {
 
@@ -28,9 +33,17 @@ struct AuditedModule {
   double readMs = 0;                   // Mapped: the file mapped, its pages in memory
   double deserializeMs = 0;            // the archives read and the module built
   double auditMs = 0;                  // its code inspected
+  // Mapped: set if the file is cut short under a read of its mapping (mapped_load.h), as long as
+  // the module's tensors still point into it. The caller asks once they have memory of their own.
+  std::shared_ptr<const std::atomic<bool>> fileCut;
 };
 
-// Throws CodedError("ERR_MODEL") naming `path`, for a refused or unreadable file.
-AuditedModule loadAuditedModule(const std::string& path, std::optional<at::Device> device, Weights weights);
+// Throws CodedError("ERR_MODEL") naming `path`, for a refused or unreadable file, or one cut short
+// while it was read. `mapped`: the file already mapped (Weights::Mapped only; tests cut it).
+AuditedModule loadAuditedModule(const std::string& path, std::optional<at::Device> device, Weights weights,
+                                std::shared_ptr<MappedFile> mapped = nullptr);
+
+// What a load says when a file of it was cut short under it.
+CodedError fileCutError(const std::string& path);
 
 }  // namespace fc

@@ -18,7 +18,9 @@ at::Tensor Pipeline::encodeSubjects(const at::Tensor& pixelsU8) {
   TORCH_CHECK(pixelsU8.dim() == 4 && pixelsU8.size(1) == pixelsU8.size(2) && pixelsU8.size(3) == 3 && pixelsU8.scalar_type() == at::kByte,
               "subject pixels must be uint8 [S,size,size,3]");
   std::lock_guard<std::mutex> lock(model_->runLock);
-  return runModule(model_->imageEncoder, {pixelsU8.to(model_->device())});
+  at::Tensor embeds = runModule(model_->imageEncoder, {pixelsU8.to(model_->device())});
+  model_->checkMappedFiles();  // each method's results are void if weights read as zeros (model.h)
+  return embeds;
 }
 
 PromptEmbeds Pipeline::encodePrompt(const PromptJob& job) {
@@ -40,6 +42,7 @@ PromptEmbeds Pipeline::encodePrompt(const PromptJob& job) {
     at::Tensor objects = job.objectEmbeds.to(device, model_->dtype());
     out.fused = runModule(model_->postfuse, {out.fused, objects, positions});
   }
+  model_->checkMappedFiles();
   return out;
 }
 
@@ -217,6 +220,7 @@ DenoiseResult Pipeline::denoise(const PromptEmbeds& embeds, const DenoiseJob& jo
   }
 
   if (aborted.load()) throw AbortedError();  // a signal during the last step counts too
+  model_->checkMappedFiles();
   DenoiseResult result;
   result.latents = x.to(at::kCPU);
   if (job.attentionMaps && !job.subjectPositions.empty()) result.attentionMaps = normalisedMaps(maps, job, model_->spec().vaeScaleFactor);
@@ -325,6 +329,7 @@ std::vector<BatchOutcome> Pipeline::denoiseBatch(const std::vector<BatchMember>&
   }
   if (aborted.load()) throw AbortedError();
   dropAborted();  // a signal during the last step counts too
+  model_->checkMappedFiles();
   for (size_t k = 0; k < members.size(); ++k)
     if (states[k].live) out[k].result.latents = states[k].x.to(at::kCPU);
   return out;
@@ -338,6 +343,7 @@ at::Tensor Pipeline::decode(const at::Tensor& latents) {
   at::Tensor image = runModule(model_->vaeDecoder, {model_->prepareLatents(z)}).to(at::kFloat);
   // Same rounding as diffusers' postprocess: clamp(x/2+0.5) * 255, round half to even.
   image = ((image / 2 + 0.5).clamp(0, 1) * 255).round().to(at::kByte);
+  model_->checkMappedFiles();
   return image.permute({0, 2, 3, 1}).contiguous().to(at::kCPU);
 }
 

@@ -213,6 +213,8 @@ PackedWeightCache::PackedWeightCache(std::string dir, const std::string& moduleP
   if (std::optional<PackedBytes> probe = packedBytes(at::empty({1, 1}).fill_(0).to_mkldnn())) expectedMdSize_ = probe->md.size();
   std::string real;
   const std::string file = fileIdentity(modulePath, real);
+  modulePath_ = modulePath;
+  moduleFile_ = file;
   stem_ = fs::path(real).stem().string() + "-" + hex(fnv1a(real + "|" + dtype));
   identity_ = "torch " TORCH_VERSION "|" + variant + "|" + real + "|" + file + "|" + cpuSignature();
   fileName_ = stem_ + "-" + hex(fnv1a(identity_)) + ".fcpack";
@@ -303,6 +305,10 @@ void PackedWeightCache::save() {
     bytes.emplace_back(&e, std::move(*b));
   }
   if (total < minBytes_) return;
+  // The module file changed during the load (written again, cut short): these weights may not be
+  // its weights, and the header would name it as it was.
+  std::string real;
+  if (fileIdentity(modulePath_, real) != moduleFile_) return;
 
   // Offsets depend on the header's size, which depends on nothing but names and shapes: size it first.
   auto writeHeader = [&](Writer& w, const std::vector<uint64_t>& offsets) {

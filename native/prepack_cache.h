@@ -70,7 +70,8 @@ class PackedWeightCache {
   void discard();
 
   // Writes a new file when this load packed anything, with every entry it used, in place of the
-  // old one. Failures (no space, no permission) become a warning: the load goes on without it.
+  // old one; nothing when the module file changed since the constructor. Failures (no space, no permission) become a warning: the load goes
+  // on without it.
   void save();
 
   int found() const { return found_; }
@@ -88,9 +89,11 @@ class PackedWeightCache {
   void removeOtherVersions() const;
 
   std::string dir_;
-  std::string stem_;      // the cache file's name without version suffix: one per module file
-  std::string identity_;  // what the packed bytes were made from, recorded in the header
-  std::string fileName_;  // stem_ + a digest of identity_
+  std::string stem_;  // the cache file's name without version suffix: one per module file
+  std::string modulePath_;
+  std::string moduleFile_;  // the module file's device, inode, size and time when the load began
+  std::string identity_;    // what the packed bytes were made from, recorded in the header
+  std::string fileName_;    // stem_ + a digest of identity_
   int64_t minBytes_;
   size_t expectedMdSize_ = 0;
   std::shared_ptr<MappedFile> mapping_;

@@ -1,5 +1,7 @@
 #include "testing_exports.h"
 
+#include <unistd.h>
+
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
@@ -10,6 +12,7 @@
 #include "js_job.h"
 #include "js_tensor.h"
 #include "mapped_load.h"
+#include "module_loader.h"
 #include "schedulers/replay.h"
 #include "subject_pixels.h"
 
@@ -119,6 +122,53 @@ Napi::Value MappedRecordResidency(const Napi::CallbackInfo& info) {
   });
 }
 
+// readCutMapping(path, cutTo) -> { cut, sum }: maps the file as a CPU load does, cuts it to
+// `cutTo` bytes, then reads every byte of the mapping (mapping_guard.h): `sum` adds them up.
+Napi::Value ReadCutMapping(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    const std::string path = info[0].As<Napi::String>();
+    const auto cutTo = static_cast<off_t>(info[1].As<Napi::Number>().Int64Value());
+    std::shared_ptr<MappedFile> file = mapFile(path);
+    if (::truncate(path.c_str(), cutTo) != 0) throw CodedError("ERR_NATIVE", "cannot truncate " + path);
+    double sum = 0;
+    const auto* bytes = reinterpret_cast<const volatile unsigned char*>(file->data());
+    for (size_t i = 0; i < file->size(); ++i) sum += bytes[i];
+    Napi::Object result = Napi::Object::New(env);
+    result.Set("cut", file->cut()->load());
+    result.Set("sum", sum);
+    return result;
+  });
+}
+
+// loadCutModule(path, cutTo, afterRead) -> { cut }: maps a module file and reads it as a CPU load
+// does (module_loader.h), cutting it to `cutTo` bytes first, or (afterRead) once its tensors point
+// into the mapping, then giving them memory of their own as the load's end does. Throws what the
+// load throws; `cut`: what the load's end asks.
+Napi::Value LoadCutModule(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    const std::string path = info[0].As<Napi::String>();
+    const auto cutTo = static_cast<off_t>(info[1].As<Napi::Number>().Int64Value());
+    const bool afterRead = info[2].ToBoolean();
+    const auto cut = [&] {
+      if (::truncate(path.c_str(), cutTo) != 0) throw CodedError("ERR_NATIVE", "cannot truncate " + path);
+    };
+    std::shared_ptr<MappedFile> file = mapFile(path);
+    if (!afterRead) cut();
+    bool wasCut = false;
+    deviceJobThread("cpu").run([&] {
+      AuditedModule loaded = loadAuditedModule(path, at::Device(at::kCPU), Weights::Mapped, std::move(file));
+      if (afterRead) cut();
+      ownMappedTensors(loaded.module);
+      wasCut = loaded.fileCut->load();
+    });
+    Napi::Object result = Napi::Object::New(env);
+    result.Set("cut", wasCut);
+    return result;
+  });
+}
+
 }  // namespace
 
 Napi::Object testingExports(Napi::Env env) {
@@ -127,6 +177,8 @@ Napi::Object testingExports(Napi::Env env) {
   testing.Set("prepareSubjectPixels", Napi::Function::New(env, PrepareSubjectPixels, "prepareSubjectPixels"));
   testing.Set("warnOnJobThread", Napi::Function::New(env, WarnOnJobThread, "warnOnJobThread"));
   testing.Set("mappedRecordResidency", Napi::Function::New(env, MappedRecordResidency, "mappedRecordResidency"));
+  testing.Set("readCutMapping", Napi::Function::New(env, ReadCutMapping, "readCutMapping"));
+  testing.Set("loadCutModule", Napi::Function::New(env, LoadCutModule, "loadCutModule"));
   return testing;
 }
 
