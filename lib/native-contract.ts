@@ -193,10 +193,14 @@ export interface NativeTesting {
   /** Maps a file as a CPU load does, cuts it to cutTo bytes and reads the whole mapping: whether
    * the read met the cut, and the sum of the bytes it read (zeros past the cut; native/mapping_guard.h). */
   readCutMapping(path: string, cutTo: number): { cut: boolean; sum: number };
-  /** Maps a module file and reads it as a CPU load does (native/module_loader.h), cutting it to cutTo
-   * bytes first or, with afterRead, once its tensors point into the mapping; then gives them memory
-   * of their own as the load's end does. Throws what the load throws; cut: what the load's end asks. */
-  loadCutModule(path: string, cutTo: number, afterRead: boolean): { cut: boolean };
+  /** The same through a mapping no guard covers: the process dies of SIGBUS. */
+  readCutUnguarded(path: string, cutTo: number): number;
+  /** Maps a module file, cuts it to cutTo bytes (not at all when negative), then reads it as a CPU load does
+   * (native/module_loader.h): throws what the load throws. */
+  loadCutModule(path: string, cutTo: number): void;
+  /** The next model load, once its module files are read and before their weights are used, cuts
+   * the file at path to nothing ('cut') or writes it again in place, as `cp` over it would ('rewrite'). */
+  changeAfterNextModelRead(path: string, how: 'cut' | 'rewrite'): void;
 }
 
 export interface NativeBinding {

@@ -15,32 +15,45 @@
 
 namespace fc {
 
+namespace {
+
+int64_t mtimeNs(const struct stat& st) { return static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec; }
+
+}  // namespace
+
 MappedFile::MappedFile(const std::string& path) : path_(path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  TORCH_CHECK(fd >= 0, "cannot open ", path, ": ", std::strerror(errno));
+  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  TORCH_CHECK(fd_ >= 0, "cannot open ", path, ": ", std::strerror(errno));
   struct stat st {};
-  if (::fstat(fd, &st) != 0) {
+  if (::fstat(fd_, &st) != 0) {
     const int err = errno;
-    ::close(fd);
+    ::close(fd_);
     TORCH_CHECK(false, "cannot stat ", path, ": ", std::strerror(err));
   }
   size_ = static_cast<size_t>(st.st_size);
+  mtimeNs_ = mtimeNs(st);
   if (size_ > 0) {
     // Read-only: MAP_POPULATE on a writable private mapping would copy every page.
-    void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+    void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd_, 0);
     const int err = errno;
-    ::close(fd);
+    if (p == MAP_FAILED) ::close(fd_);
     TORCH_CHECK(p != MAP_FAILED, "cannot map ", path, ": ", std::strerror(err));
     data_ = static_cast<char*>(p);
-    guard_ = std::make_unique<MappingGuard>(data_, size_);
-    cut_ = guard_->cut();
-  } else {
-    ::close(fd);
+    guard_ = std::make_unique<MappingGuard>(data_, size_, &status_->cut);
   }
 }
+
 MappedFile::~MappedFile() {
+  checkUnchanged();
   guard_.reset();  // before the addresses can be mapped again
   if (data_) ::munmap(data_, size_);
+  ::close(fd_);
+}
+
+void MappedFile::checkUnchanged() const {
+  struct stat st {};
+  if (::fstat(fd_, &st) != 0 || static_cast<size_t>(st.st_size) != size_ || mtimeNs(st) != mtimeNs_)
+    status_->changed.store(true, std::memory_order_release);
 }
 
 namespace {

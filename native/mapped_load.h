@@ -16,6 +16,7 @@
 #include <caffe2/serialize/read_adapter_interface.h>
 #include <torch/script.h>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -24,29 +25,43 @@
 
 namespace fc {
 
+// What happened to a mapped file while it was mapped, readable after the mapping is gone: a
+// mapping's last reads may come after its owner has let go of it (mapped_load.h's records).
+struct MappedFileStatus {
+  std::atomic<bool> cut{false};      // a read met the file cut short and saw zeros (mapping_guard.h)
+  std::atomic<bool> changed{false};  // its size or modification time differed when last checked
+  // What was read from the mapping may not be the file's bytes: it was cut, or written again in
+  // place (a `cp` over it cuts it to nothing and writes it anew: a read can miss the cut and see
+  // old and new bytes mixed).
+  bool disturbed() const { return cut.load(std::memory_order_acquire) || changed.load(std::memory_order_acquire); }
+};
+
 // The whole file mapped read-only with its pages populated (read from disk if not cached). Reads
-// of it survive the file being cut short meanwhile: they see zeros, and cut() says so
-// (mapping_guard.h).
+// of it survive the file being cut short meanwhile: they see zeros, and status() says so.
 class MappedFile {
  public:
   // Throws c10::Error when it cannot be opened or mapped.
   explicit MappedFile(const std::string& path);
-  ~MappedFile();
+  ~MappedFile();  // checks the file once more (checkUnchanged) before it unmaps it
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;
 
   const std::string& path() const { return path_; }
   const char* data() const { return data_; }
   size_t size() const { return size_; }
-  // Whether the file was cut short under a read of the mapping; readable after the file is gone.
-  std::shared_ptr<const std::atomic<bool>> cut() const { return cut_; }
+  std::shared_ptr<const MappedFileStatus> status() const { return status_; }
+  // Compares the file's size and modification time with those it had when it was mapped, and
+  // records a difference in status(). Renaming or deleting the file changes neither.
+  void checkUnchanged() const;
 
  private:
   std::string path_;
+  int fd_ = -1;  // kept open to ask the mapped file itself, whatever its path names now
+  int64_t mtimeNs_ = 0;
   char* data_ = nullptr;
   size_t size_ = 0;
+  std::shared_ptr<MappedFileStatus> status_ = std::make_shared<MappedFileStatus>();
   std::unique_ptr<MappingGuard> guard_;
-  std::shared_ptr<const std::atomic<bool>> cut_ = std::make_shared<const std::atomic<bool>>(false);
 };
 
 std::shared_ptr<MappedFile> mapFile(const std::string& path);

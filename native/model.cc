@@ -13,7 +13,9 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <utility>
@@ -62,10 +64,10 @@ bool envFlag(const char* name, bool fallback) {
   return std::strcmp(v, "0") != 0;
 }
 
-// A module file read through a mapping, and whether it was cut short under a read (mapped_load.h).
+// A module file read through a mapping, and what became of it meanwhile (mapped_load.h).
 struct MappedModuleFile {
   std::string path;
-  std::shared_ptr<const std::atomic<bool>> cut;
+  std::shared_ptr<const MappedFileStatus> status;
 };
 
 // Read and audited before anything of it runs (module_loader.h), then put in eval mode. On the
@@ -75,7 +77,7 @@ torch::jit::Module loadModule(const std::string& path, const at::Device& device,
                               std::vector<MappedModuleFile>& mappedFiles) {
   const bool mapped = device.is_cpu() && envFlag("FASTCOMPOSER_MAP_WEIGHTS", true);
   AuditedModule loaded = loadAuditedModule(path, device, mapped ? Weights::Mapped : Weights::Read);
-  if (loaded.fileCut) mappedFiles.push_back({path, loaded.fileCut});
+  if (loaded.fileStatus) mappedFiles.push_back({path, loaded.fileStatus});
   timings.readMs += loaded.readMs;
   timings.deserializeMs += loaded.deserializeMs;
   timings.auditMs += loaded.auditMs;
@@ -138,6 +140,25 @@ std::atomic<int> defaultThreads{0};
 
 void recordDefaultThreads() { defaultThreads.store(at::get_num_threads()); }
 
+namespace {
+std::mutex afterModulesReadMutex;
+std::function<void()> afterModulesRead;
+
+void runAfterModulesReadHook() {
+  std::function<void()> hook;
+  {
+    std::lock_guard<std::mutex> lock(afterModulesReadMutex);
+    hook.swap(afterModulesRead);
+  }
+  if (hook) hook();
+}
+}  // namespace
+
+void setAfterModulesReadForTesting(std::function<void()> hook) {
+  std::lock_guard<std::mutex> lock(afterModulesReadMutex);
+  afterModulesRead = std::move(hook);
+}
+
 void Model::useThreads() const {
   if (device_.is_cpu() && threads_ > 0 && at::get_num_threads() != threads_) at::set_num_threads(threads_);
 }
@@ -148,11 +169,14 @@ Model::Model(const ModelSpec& spec) : spec_(spec), device_(parseDevice(spec.devi
   if (device_.is_cpu() && dtype_ == at::kBFloat16) checkCpuBfloat16();
   const auto loadStart = std::chrono::steady_clock::now();
   std::vector<MappedModuleFile> mappedFiles;
-  textEncoder = loadModule(spec.textEncoderPath, device_, loadTimings_, mappedFiles);
-  imageEncoder = loadModule(spec.imageEncoderPath, device_, loadTimings_, mappedFiles);
-  postfuse = loadModule(spec.postfusePath, device_, loadTimings_, mappedFiles);
-  unet = loadModule(spec.unetPath, device_, loadTimings_, mappedFiles);
-  vaeDecoder = loadModule(spec.vaeDecoderPath, device_, loadTimings_, mappedFiles);
+  for (auto [module, path] :
+       {std::pair{&textEncoder, &spec.textEncoderPath}, std::pair{&imageEncoder, &spec.imageEncoderPath},
+        std::pair{&postfuse, &spec.postfusePath}, std::pair{&unet, &spec.unetPath}, std::pair{&vaeDecoder, &spec.vaeDecoderPath}}) {
+    // What the prepack cache records the packed weights were made from (prepack_cache.h).
+    moduleFilesAtRead_[*path] = moduleFileIdentity(*path);
+    *module = loadModule(*path, device_, loadTimings_, mappedFiles);
+  }
+  runAfterModulesReadHook();
   threads_ = spec.threads > 0 ? static_cast<int>(spec.threads) : defaultThreads.load();
   // Weights packed (and the layout probe run) under the thread count the model's calls use:
   // oneDNN may lay a convolution's weight out by it (prepack.h).
@@ -194,9 +218,12 @@ Model::Model(const ModelSpec& spec) : spec_(spec), device_(parseDevice(spec.devi
   timed(loadTimings_.convertMs, [&] {
     for (torch::jit::Module* module : {&textEncoder, &imageEncoder, &postfuse, &unet, &vaeDecoder}) ownMappedTensors(*module);
   });
-  // No more reads of the mappings: weights read as zeros where a file was cut would go unnoticed.
+  // The mappings are gone (the last check of each file came as it was unmapped): weights read
+  // from a file that changed meanwhile would go unnoticed from here on. Cache files that the
+  // prepacked weights point into are checked after each call (checkMappedFiles), and here.
   for (const MappedModuleFile& file : mappedFiles)
-    if (file.cut->load()) throw fileCutError(file.path);
+    if (file.status->disturbed()) throw fileChangedError(file.path);
+  checkMappedFiles();
   // The constructor runs on the device's job thread (addon.cc), where later calls run too:
   // cuDNN and cuBLAS handles are per thread.
   timed(loadTimings_.warmupMs, [&] {
@@ -206,11 +233,13 @@ Model::Model(const ModelSpec& spec) : spec_(spec), device_(parseDevice(spec.devi
 }
 
 void Model::checkMappedFiles() const {
-  for (const std::shared_ptr<MappedFile>& file : packedMappings_)
-    if (file->cut()->load())
+  for (const std::shared_ptr<MappedFile>& file : packedMappings_) {
+    file->checkUnchanged();
+    if (file->status()->disturbed())
       throw CodedError("ERR_MODEL", "The prepack cache file " + file->path() +
-                                        " was cut short while this model read weights from it: they came back as zeros, and the "
-                                        "call's results with them. Load the model again");
+                                        " changed while this model read weights from it (cut short or written again by another "
+                                        "program): the call's results are void. Load the model again");
+  }
 }
 
 // Before the first run, so that the executors see the rewritten graphs (graph_passes.h).
@@ -244,7 +273,7 @@ void Model::prepackWeights() {
                                                                         {&unet, &spec_.unetPath},
                                                                         {&vaeDecoder, &spec_.vaeDecoderPath}};
   for (const auto& [module, path] : modules) {
-    PackedWeightCache cache(spec_.prepackCacheDir, *path, spec_.dtype, variant, spec_.prepackCacheMinBytes);
+    PackedWeightCache cache(spec_.prepackCacheDir, *path, moduleFilesAtRead_[*path], spec_.dtype, variant, spec_.prepackCacheMinBytes);
     options.cache = &cache;
     PrepackCounts c = prepackForCpu(*module, options);
     cache.save();

@@ -5,6 +5,8 @@
 #include <torch/script.h>
 
 #include <atomic>
+#include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -51,6 +53,10 @@ struct LoadTimings {
 // libtorch's default intra-op thread count, read on the main thread at addon start.
 void recordDefaultThreads();
 
+// For tests (testing_exports.cc): runs `hook` once, in the next model load, after the module files
+// are read and before their weights are used.
+void setAfterModulesReadForTesting(std::function<void()> hook);
+
 class Model {
  public:
   // Loads every module, each read and audited before any of it runs (module_loader.h); throws
@@ -82,9 +88,9 @@ class Model {
   const LoadTimings& loadTimings() const { return loadTimings_; }
   // What prepack.h reordered at load (CPU only).
   const PrepackCounts& prepacked() const { return prepacked_; }
-  // Throws CodedError("ERR_MODEL") once a prepack cache file that weights point into has been cut
-  // short under a read (mapping_guard.h): that read, and the call that made it, saw zeros. For
-  // the end of each call.
+  // Throws CodedError("ERR_MODEL") once a prepack cache file that weights point into has changed
+  // (cut short, or written in place: mapped_load.h's MappedFileStatus): the weights read from it,
+  // and the call that read them, are void. For the end of each call and of the load.
   void checkMappedFiles() const;
 
  private:
@@ -112,9 +118,10 @@ class Model {
   GraphPassCounts graphPasses_;
   LoadTimings loadTimings_;
   PrepackCounts prepacked_;
-  bool prepack_ = false;                // CPU: weights reordered for oneDNN (prepack.h)
-  bool prepackConvolutions_ = false;    // CPU: convolution weights too (not where their layout depends on the input size)
-  std::unique_ptr<GraphCache> graphs_;  // null: no CUDA graphs (CPU, disabled, or not built in)
+  bool prepack_ = false;                                  // CPU: weights reordered for oneDNN (prepack.h)
+  bool prepackConvolutions_ = false;                      // CPU: convolution weights too (not where their layout depends on the input size)
+  std::unique_ptr<GraphCache> graphs_;                    // null: no CUDA graphs (CPU, disabled, or not built in)
+  std::map<std::string, std::string> moduleFilesAtRead_;  // module path -> moduleFileIdentity() before it was read
   std::atomic<bool> graphReplayed_{false};
 };
 

@@ -134,9 +134,9 @@ class Reader {
 
 }  // namespace
 
-CodedError fileCutError(const std::string& path) {
+CodedError fileChangedError(const std::string& path) {
   return CodedError("ERR_MODEL", "The file " + path +
-                                     " was cut short while it was being read (written again by another program meanwhile); load the "
+                                     " changed while it was being read (cut short or written again by another program); load the "
                                      "model again once the file is complete");
 }
 
@@ -144,30 +144,33 @@ AuditedModule loadAuditedModule(const std::string& path, std::optional<at::Devic
                                 std::shared_ptr<MappedFile> mapped) {
   using Clock = std::chrono::steady_clock;
   const auto ms = [](Clock::time_point from) { return std::chrono::duration<double, std::milli>(Clock::now() - from).count(); };
-  std::shared_ptr<const std::atomic<bool>> cut;
+  std::shared_ptr<MappedFile> file;
+  std::shared_ptr<const MappedFileStatus> status;
   try {
     if (weights == Weights::Mapped && device && !device->is_cpu()) weights = Weights::Read;
     AuditedModule out;
     auto start = Clock::now();
-    std::shared_ptr<MappedFile> file;
     if (weights == Weights::Mapped) {
       file = mapped ? std::move(mapped) : mapFile(path);
-      cut = out.fileCut = file->cut();
+      status = out.fileStatus = file->status();
       out.readMs = ms(start);
       start = Clock::now();
     }
     // Without the weights there is nothing to put on a device.
-    Reader reader(path, weights == Weights::Skip ? std::nullopt : device, std::move(file));
+    Reader reader(path, weights == Weights::Skip ? std::nullopt : device, file);
     out.module = reader.read(weights);
     out.deserializeMs = ms(start);
-    if (cut && cut->load()) throw fileCutError(path);
+    if (file) file->checkUnchanged();
+    if (status && status->disturbed()) throw fileChangedError(path);
     start = Clock::now();
     out.operators = auditModule(out.module, path);
     out.auditMs = ms(start);
     return out;
   } catch (...) {
-    // Zeros read where the file was cut make any error: say what happened instead.
-    if (cut && cut->load()) throw fileCutError(path);
+    // Zeros read where the file was cut, or bytes of two versions, make any error: say what
+    // happened instead.
+    if (file) file->checkUnchanged();
+    if (status && status->disturbed()) throw fileChangedError(path);
     try {
       throw;
     } catch (const CodedError&) {

@@ -33,17 +33,18 @@ struct AuditedModule {
   double readMs = 0;                   // Mapped: the file mapped, its pages in memory
   double deserializeMs = 0;            // the archives read and the module built
   double auditMs = 0;                  // its code inspected
-  // Mapped: set if the file is cut short under a read of its mapping (mapped_load.h), as long as
-  // the module's tensors still point into it. The caller asks once they have memory of their own.
-  std::shared_ptr<const std::atomic<bool>> fileCut;
+  // Mapped: what became of the file while its mapping was read (mapped_load.h), kept up to date
+  // as long as the module's tensors point into it. The caller asks once they have memory of their
+  // own (ownMappedTensors) and the mapping is gone.
+  std::shared_ptr<const MappedFileStatus> fileStatus;
 };
 
-// Throws CodedError("ERR_MODEL") naming `path`, for a refused or unreadable file, or one cut short
-// while it was read. `mapped`: the file already mapped (Weights::Mapped only; tests cut it).
+// Throws CodedError("ERR_MODEL") naming `path`, for a refused or unreadable file, or one that
+// changed while it was read. `mapped`: the file already mapped (Weights::Mapped only; tests cut it).
 AuditedModule loadAuditedModule(const std::string& path, std::optional<at::Device> device, Weights weights,
                                 std::shared_ptr<MappedFile> mapped = nullptr);
 
-// What a load says when a file of it was cut short under it.
-CodedError fileCutError(const std::string& path);
+// What a load says when a file of it changed under it (MappedFileStatus::disturbed()).
+CodedError fileChangedError(const std::string& path);
 
 }  // namespace fc

@@ -202,8 +202,13 @@ bool samePackedBytes(const at::Tensor& a, const at::Tensor& b) {
          std::memcmp(x->data, y->data, x->nbytes) == 0;
 }
 
-PackedWeightCache::PackedWeightCache(std::string dir, const std::string& modulePath, const std::string& dtype, const std::string& variant,
-                                     int64_t minBytes)
+std::string moduleFileIdentity(const std::string& path) {
+  std::string real;
+  return fileIdentity(path, real);
+}
+
+PackedWeightCache::PackedWeightCache(std::string dir, const std::string& modulePath, const std::string& moduleFileAtRead,
+                                     const std::string& dtype, const std::string& variant, int64_t minBytes)
     : dir_(std::move(dir)), minBytes_(minBytes) {
   if (dir_.empty() || !opaqueOps().available()) {
     dir_.clear();
@@ -212,7 +217,8 @@ PackedWeightCache::PackedWeightCache(std::string dir, const std::string& moduleP
   // The descriptor's serialized size is fixed for a oneDNN build: one small reorder tells it.
   if (std::optional<PackedBytes> probe = packedBytes(at::empty({1, 1}).fill_(0).to_mkldnn())) expectedMdSize_ = probe->md.size();
   std::string real;
-  const std::string file = fileIdentity(modulePath, real);
+  fileIdentity(modulePath, real);
+  const std::string& file = moduleFileAtRead;
   modulePath_ = modulePath;
   moduleFile_ = file;
   stem_ = fs::path(real).stem().string() + "-" + hex(fnv1a(real + "|" + dtype));
@@ -305,10 +311,15 @@ void PackedWeightCache::save() {
     bytes.emplace_back(&e, std::move(*b));
   }
   if (total < minBytes_) return;
-  // The module file changed during the load (written again, cut short): these weights may not be
-  // its weights, and the header would name it as it was.
+  // The module file changed since the load read it (written again, cut short): these weights
+  // may not be its weights, and the header would name it as it was.
   std::string real;
   if (fileIdentity(modulePath_, real) != moduleFile_) return;
+  // Entries found in the old cache file are copied from its mapping: not if it changed.
+  if (mapping_) {
+    mapping_->checkUnchanged();
+    if (mapping_->status()->disturbed()) return;
+  }
 
   // Offsets depend on the header's size, which depends on nothing but names and shapes: size it first.
   auto writeHeader = [&](Writer& w, const std::vector<uint64_t>& offsets) {

@@ -47,13 +47,19 @@ std::optional<PackedBytes> packedBytes(const at::Tensor& t);
 // its blocks).
 bool samePackedBytes(const at::Tensor& a, const at::Tensor& b);
 
+// A file's device, inode, size and modification time, as a cache file's header records them.
+std::string moduleFileIdentity(const std::string& path);
+
 class PackedWeightCache {
  public:
   // `dir` empty: finds nothing and saves nothing. Files whose packed weights total less than
   // `minBytes` are not saved. One file per module file and `dtype`, so that float32 and bfloat16
   // loads of one model keep a file each; `variant`: everything the packed bytes depend on besides
-  // the module file (dtype, prepack options).
-  PackedWeightCache(std::string dir, const std::string& modulePath, const std::string& dtype, const std::string& variant, int64_t minBytes);
+  // the module file (dtype, prepack options). `moduleFileAtRead`: moduleFileIdentity(modulePath)
+  // taken before the load read the module file: the weights come from that file, and save()
+  // writes nothing once the file is not the same any more.
+  PackedWeightCache(std::string dir, const std::string& modulePath, const std::string& moduleFileAtRead, const std::string& dtype,
+                    const std::string& variant, int64_t minBytes);
 
   // The stored packed copy of the weight at `name` (the op and its parameters included), made
   // from a weight of `dense`'s shape and dtype; undefined when there is none. It points into the
@@ -70,8 +76,8 @@ class PackedWeightCache {
   void discard();
 
   // Writes a new file when this load packed anything, with every entry it used, in place of the
-  // old one; nothing when the module file changed since the constructor. Failures (no space, no permission) become a warning: the load goes
-  // on without it.
+  // old one; nothing when the module file or the old cache file changed since the constructor.
+  // Failures (no space, no permission) become a warning: the load goes on without it.
   void save();
 
   int found() const { return found_; }
@@ -89,9 +95,9 @@ class PackedWeightCache {
   void removeOtherVersions() const;
 
   std::string dir_;
-  std::string stem_;  // the cache file's name without version suffix: one per module file
-  std::string modulePath_;
-  std::string moduleFile_;  // the module file's device, inode, size and time when the load began
+  std::string stem_;        // the cache file's name without version suffix: one per module file
+  std::string modulePath_;  // the module file, as the model names it
+  std::string moduleFile_;  // its device, inode, size and time before the load read it
   std::string identity_;    // what the packed bytes were made from, recorded in the header
   std::string fileName_;    // stem_ + a digest of identity_
   int64_t minBytes_;

@@ -1,10 +1,14 @@
 #include "testing_exports.h"
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
+#include <iterator>
 #include <string>
 
 #include "errors.h"
@@ -12,6 +16,7 @@
 #include "js_job.h"
 #include "js_tensor.h"
 #include "mapped_load.h"
+#include "model.h"
 #include "module_loader.h"
 #include "schedulers/replay.h"
 #include "subject_pixels.h"
@@ -32,6 +37,18 @@ int64_t mappingResidentBytes(const void* start) {
       return std::stoll(line.substr(4)) * 1024;
   }
   throw CodedError("ERR_NATIVE", "the mapping is not in /proc/self/smaps");
+}
+
+void cutFile(const std::string& path, off_t size) {
+  if (::truncate(path.c_str(), size) != 0) throw CodedError("ERR_NATIVE", "cannot truncate " + path);
+}
+
+// Every byte read, one at a time, through `data`.
+double sumOf(const char* data, size_t size) {
+  const auto* bytes = reinterpret_cast<const volatile unsigned char*>(data);
+  double sum = 0;
+  for (size_t i = 0; i < size; ++i) sum += bytes[i];
+  return sum;
 }
 
 // replayScheduler(name, config, steps, x0, eps[], seed?) -> { timesteps, initNoiseSigma, steps, scaled }:
@@ -130,42 +147,67 @@ Napi::Value ReadCutMapping(const Napi::CallbackInfo& info) {
     const std::string path = info[0].As<Napi::String>();
     const auto cutTo = static_cast<off_t>(info[1].As<Napi::Number>().Int64Value());
     std::shared_ptr<MappedFile> file = mapFile(path);
-    if (::truncate(path.c_str(), cutTo) != 0) throw CodedError("ERR_NATIVE", "cannot truncate " + path);
-    double sum = 0;
-    const auto* bytes = reinterpret_cast<const volatile unsigned char*>(file->data());
-    for (size_t i = 0; i < file->size(); ++i) sum += bytes[i];
+    cutFile(path, cutTo);
     Napi::Object result = Napi::Object::New(env);
-    result.Set("cut", file->cut()->load());
-    result.Set("sum", sum);
+    result.Set("sum", sumOf(file->data(), file->size()));
+    result.Set("cut", file->status()->cut.load());
     return result;
   });
 }
 
-// loadCutModule(path, cutTo, afterRead) -> { cut }: maps a module file and reads it as a CPU load
-// does (module_loader.h), cutting it to `cutTo` bytes first, or (afterRead) once its tensors point
-// into the mapping, then giving them memory of their own as the load's end does. Throws what the
-// load throws; `cut`: what the load's end asks.
+// readCutUnguarded(path, cutTo): the same read through a mapping of its own, which no guard covers:
+// the SIGBUS must end the process as it would without mapping_guard.h.
+Napi::Value ReadCutUnguarded(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    const std::string path = info[0].As<Napi::String>();
+    const auto cutTo = static_cast<off_t>(info[1].As<Napi::Number>().Int64Value());
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    struct stat st {};
+    if (fd < 0 || ::fstat(fd, &st) != 0) throw CodedError("ERR_NATIVE", "cannot open " + path);
+    void* p = ::mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+    ::close(fd);
+    if (p == MAP_FAILED) throw CodedError("ERR_NATIVE", "cannot map " + path);
+    cutFile(path, cutTo);
+    const double sum = sumOf(static_cast<const char*>(p), static_cast<size_t>(st.st_size));
+    ::munmap(p, static_cast<size_t>(st.st_size));
+    return Napi::Number::New(env, sum);
+  });
+}
+
+// loadCutModule(path, cutTo): maps a module file, cuts it to `cutTo` bytes (not at all when
+// negative), then reads it as a CPU load does (module_loader.h). Throws what the load throws.
 Napi::Value LoadCutModule(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
     const std::string path = info[0].As<Napi::String>();
     const auto cutTo = static_cast<off_t>(info[1].As<Napi::Number>().Int64Value());
-    const bool afterRead = info[2].ToBoolean();
-    const auto cut = [&] {
-      if (::truncate(path.c_str(), cutTo) != 0) throw CodedError("ERR_NATIVE", "cannot truncate " + path);
-    };
     std::shared_ptr<MappedFile> file = mapFile(path);
-    if (!afterRead) cut();
-    bool wasCut = false;
-    deviceJobThread("cpu").run([&] {
-      AuditedModule loaded = loadAuditedModule(path, at::Device(at::kCPU), Weights::Mapped, std::move(file));
-      if (afterRead) cut();
-      ownMappedTensors(loaded.module);
-      wasCut = loaded.fileCut->load();
+    if (cutTo >= 0) cutFile(path, cutTo);
+    deviceJobThread("cpu").run([&] { loadAuditedModule(path, at::Device(at::kCPU), Weights::Mapped, std::move(file)); });
+    return env.Undefined();
+  });
+}
+
+// changeAfterNextModelRead(path, how): the next model load, once it has read its module files and
+// before it uses their weights, cuts the file at `path` to nothing ("cut") or writes it again in
+// place with the same bytes, as `cp` over it would ("rewrite").
+Napi::Value ChangeAfterNextModelRead(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    const std::string path = info[0].As<Napi::String>();
+    const std::string how = info[1].As<Napi::String>();
+    if (how != "cut" && how != "rewrite") throw CodedError("ERR_INVALID_ARGUMENT", "how must be cut or rewrite");
+    setAfterModulesReadForTesting([path, how] {
+      std::string bytes;
+      if (how == "rewrite") {
+        std::ifstream in(path, std::ios::binary);
+        bytes.assign(std::istreambuf_iterator<char>(in), {});
+      }
+      std::ofstream out(path, std::ios::binary | std::ios::trunc);
+      out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
     });
-    Napi::Object result = Napi::Object::New(env);
-    result.Set("cut", wasCut);
-    return result;
+    return env.Undefined();
   });
 }
 
@@ -178,7 +220,9 @@ Napi::Object testingExports(Napi::Env env) {
   testing.Set("warnOnJobThread", Napi::Function::New(env, WarnOnJobThread, "warnOnJobThread"));
   testing.Set("mappedRecordResidency", Napi::Function::New(env, MappedRecordResidency, "mappedRecordResidency"));
   testing.Set("readCutMapping", Napi::Function::New(env, ReadCutMapping, "readCutMapping"));
+  testing.Set("readCutUnguarded", Napi::Function::New(env, ReadCutUnguarded, "readCutUnguarded"));
   testing.Set("loadCutModule", Napi::Function::New(env, LoadCutModule, "loadCutModule"));
+  testing.Set("changeAfterNextModelRead", Napi::Function::New(env, ChangeAfterNextModelRead, "changeAfterNextModelRead"));
   return testing;
 }
 
