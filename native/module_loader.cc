@@ -11,8 +11,10 @@
 #include <new>
 
 #include "errors.h"
+#include "large_stack.h"
 #include "mapped_load.h"
 #include "module_audit.h"
+#include "module_limits.h"
 
 namespace fc {
 namespace {
@@ -20,15 +22,19 @@ namespace {
 using caffe2::serialize::PyTorchStreamReader;
 
 // The TorchScript source of a qualifier (`__torch__.a.b` -> code/__torch__/a/b.py), as
-// torch::jit::load finds it. The `.debug_pkl` beside it (the original Python source ranges, for
-// error messages) is not read: messages then quote the serialized code.
-std::shared_ptr<torch::jit::Source> sourceOf(PyTorchStreamReader& reader, const std::string& qualifier) {
+// torch::jit::load finds it, checked against module_limits.h before anything parses it (its
+// `def`s counted into `functions`). The `.debug_pkl` beside it (the original Python source
+// ranges, for error messages) is not read: messages then quote the serialized code.
+std::shared_ptr<torch::jit::Source> sourceOf(PyTorchStreamReader& reader, const std::string& qualifier, int& functions,
+                                             const std::string& file) {
   std::string path = qualifier;
   std::replace(path.begin(), path.end(), '.', '/');
   path = "code/" + path + ".py";
   if (!reader.hasRecord(path)) return nullptr;
   auto [data, size] = reader.getRecord(path);
-  return std::make_shared<torch::jit::Source>(std::string_view(static_cast<const char*>(data.get()), size), path, 1);
+  const std::string_view code(static_cast<const char*>(data.get()), size);
+  checkCode(path, code, functions, file);
+  return std::make_shared<torch::jit::Source>(code, path, 1);
 }
 
 // `bytes` of zero pages that cost no memory until read (and nothing reads them): tensor storage
@@ -61,15 +67,17 @@ class Reader {
         reader_(file_ ? std::make_shared<PyTorchStreamReader>(mappedReadAdapter(file_)) : std::make_shared<PyTorchStreamReader>(path)),
         cu_(std::make_shared<torch::jit::CompilationUnit>()),
         importer_(
-            cu_, &constants_, [this](const std::string& q) { return sourceOf(*reader_, q); }, reader_->version()) {}
+            cu_, &constants_, [this](const std::string& q) { return sourceOf(*reader_, q, functions_, path_); }, reader_->version()) {}
 
   torch::jit::Module read(Weights weights) {
     // torch::jit::load reads this pre-1.4 layout another way; no export of ours has it.
     if (reader_->hasRecord("model.json"))
       throw CodedError("ERR_MODEL", refusalMessage(path_, "it is in TorchScript's legacy (pre-1.4) format"));
     c10::IValue table = readArchive("constants", Weights::Read);
+    checkValueNesting(table, "constants.pkl", path_);
     for (const c10::IValue& constant : table.toTupleRef().elements()) constants_.push_back(constant);
     c10::IValue data = readArchive("data", weights);
+    checkValueNesting(data, "data.pkl", path_);
     if (!data.isObject() || !data.toObjectRef().type()->is_module())
       throw CodedError("ERR_MODEL", "The file " + path_ + " holds no TorchScript module");
     return torch::jit::Module(data.toObject());
@@ -79,6 +87,7 @@ class Reader {
   // As torch::jit::readArchiveAndTensors, with this file's class resolver and object builder.
   c10::IValue readArchive(const std::string& name, Weights weights) {
     auto [pickle, size] = reader_->getRecord(name + ".pkl");
+    checkPickleSize(name + ".pkl", size, path_);
     const char* bytes = static_cast<const char*>(pickle.get());
     size_t offset = 0;
     auto read = [&](char* buffer, size_t length) -> size_t {
@@ -129,6 +138,7 @@ class Reader {
   std::shared_ptr<PyTorchStreamReader> reader_;
   std::shared_ptr<torch::jit::CompilationUnit> cu_;
   std::vector<c10::IValue> constants_;
+  int functions_ = 0;  // `def`s in the code read so far (module_limits.h)
   torch::jit::SourceImporter importer_;
 };
 
@@ -156,15 +166,20 @@ AuditedModule loadAuditedModule(const std::string& path, std::optional<at::Devic
       out.readMs = ms(start);
       start = Clock::now();
     }
-    // Without the weights there is nothing to put on a device.
-    Reader reader(path, weights == Weights::Skip ? std::nullopt : device, file);
-    out.module = reader.read(weights);
-    out.deserializeMs = ms(start);
-    if (file) file->checkUnchanged();
-    if (status && status->disturbed()) throw fileChangedError(path);
-    start = Clock::now();
-    out.operators = auditModule(out.module, path);
-    out.auditMs = ms(start);
+    // Everything that recurses as deep as the file nests, on a stack of its own (large_stack.h),
+    // the reader and whatever it built destroyed there too.
+    runOnLargeStack([&] {
+      // Without the weights there is nothing to put on a device.
+      Reader reader(path, weights == Weights::Skip ? std::nullopt : device, file);
+      out.module = reader.read(weights);
+      out.deserializeMs = ms(start);
+      if (file) file->checkUnchanged();
+      if (status && status->disturbed()) throw fileChangedError(path);
+      start = Clock::now();
+      out.operators = auditModule(out.module, path);
+      checkCallDepth(out.module, path);
+      out.auditMs = ms(start);
+    });
     return out;
   } catch (...) {
     // Zeros read where the file was cut, or bytes of two versions, make any error: say what
