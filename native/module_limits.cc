@@ -3,6 +3,7 @@
 #include <torch/csrc/jit/api/function_impl.h>
 
 #include <algorithm>
+#include <cstring>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -87,15 +88,126 @@ void checkDepth(const Node& root, Key key, Children children, int limit, TooDeep
 
 }  // namespace
 
-void checkPickleSize(const std::string& record, size_t bytes, const std::string& file) {
-  if (bytes > kMaxPickleBytes)
-    refuse(file, "its archive " + record + " is " + std::to_string(bytes) + " bytes, more than the " + std::to_string(kMaxPickleBytes) +
-                     " this package reads");
+void checkRecordSizes(caffe2::serialize::PyTorchStreamReader& reader, uint64_t fileBytes, const std::string& file) {
+  auto endsWith = [](const std::string& s, std::string_view end) {
+    return s.size() >= end.size() && s.compare(s.size() - end.size(), end.size(), end) == 0;
+  };
+  for (const std::string& record : reader.getAllRecords()) {
+    const size_t bytes = reader.getRecordSize(record);
+    if (bytes > fileBytes)
+      refuse(file, "its record " + record + " unpacks to " + std::to_string(bytes) + " bytes, more than the whole file holds (" +
+                       std::to_string(fileBytes) + ")");
+    if (endsWith(record, ".pkl") && !endsWith(record, ".debug_pkl") && bytes > kMaxPickleBytes)
+      refuse(file, "its archive " + record + " is " + std::to_string(bytes) + " bytes, more than the " + std::to_string(kMaxPickleBytes) +
+                       " this package reads");
+    if (record.rfind("code/", 0) == 0 && endsWith(record, ".py") && bytes > kMaxCodeBytes)
+      refuse(file, "its code " + record + " is " + std::to_string(bytes) + " bytes, more than the " + std::to_string(kMaxCodeBytes) +
+                       " this package reads");
+  }
+}
+
+void checkPickle(const char* data, size_t size, const std::string& record, const std::string& file) {
+  size_t at = 0;
+  auto bad = [&](const std::string& what) { refuse(file, "its archive " + record + " " + what + " at byte " + std::to_string(at)); };
+  auto need = [&](size_t n) {
+    if (size - at < n) bad("ends inside an instruction");
+  };
+  auto uint = [&](size_t n) {
+    need(n);
+    uint64_t v = 0;
+    for (size_t k = 0; k < n; ++k) v |= static_cast<uint64_t>(static_cast<unsigned char>(data[at + k])) << (8 * k);
+    at += n;
+    return v;
+  };
+  auto line = [&] {
+    const void* end = std::memchr(data + at, '\n', size - at);
+    if (!end) bad("ends inside a name");
+    at = static_cast<size_t>(static_cast<const char*>(end) - data) + 1;
+  };
+  auto memo = [&](uint64_t index) {
+    if (index > size) bad("puts a value at memo index " + std::to_string(index) + ", past the archive's size");
+  };
+  while (at < size) {
+    const auto op = static_cast<unsigned char>(data[at++]);
+    switch (op) {
+      case '(':
+      case ')':
+      case ']':
+      case '}':
+      case 'N':
+      case 't':
+      case 'a':
+      case 'e':
+      case 'l':
+      case 'd':
+      case 's':
+      case 'u':
+      case 'b':
+      case 'R':
+      case 'Q':
+      case 0x81:
+      case 0x85:
+      case 0x86:
+      case 0x87:
+      case 0x88:
+      case 0x89:
+        break;  // no argument
+      case '.':
+        return;  // STOP: the unpickler reads no further
+      case 0x80:
+      case 'K':
+      case 'h':
+        uint(1);
+        break;  // PROTO, BININT1, BINGET
+      case 'M':
+        uint(2);
+        break;  // BININT2
+      case 'J':
+      case 'j':
+        uint(4);
+        break;  // BININT, LONG_BINGET
+      case 'G':
+        uint(8);
+        break;  // BINFLOAT
+      case 'q':
+        memo(uint(1));
+        break;  // BINPUT
+      case 'r':
+        memo(uint(4));
+        break;  // LONG_BINPUT
+      case 0x8a:
+        uint(uint(1));
+        break;     // LONG1: a length, then that many bytes
+      case 'X': {  // BINUNICODE: a length, then that many bytes
+        const uint64_t n = uint(4);
+        need(n);
+        at += n;
+        break;
+      }
+      case 'c':  // GLOBAL: module and name, a line each
+        line();
+        line();
+        break;
+      default:
+        --at;
+        bad("holds an instruction this package does not read (" + std::to_string(op) + ")");
+    }
+  }
+}
+
+void checkTypeName(const std::string& name, const std::string& file) {
+  if (name.size() > kMaxTypeNameBytes)
+    refuse(file, "it names a class or type of " + std::to_string(name.size()) + " characters, more than the " +
+                     std::to_string(kMaxTypeNameBytes) + " this package reads");
 }
 
 void checkCode(const std::string& record, std::string_view code, int& functions, const std::string& file) {
-  // A rough tokenizer, enough to bound the parser's recursion: a word or number is one token, a
-  // string literal one, any other character one (counting `->` as two only over-counts).
+  // A rough tokenizer, enough to bound the parser's recursion; where it cannot tell, it counts
+  // more tokens, never fewer. A word or number is one token, a string literal one, any other
+  // character one (`->` is two). Whitespace is what TorchScript's lexer takes for it: any
+  // isspace() character but the newline, at the start of a line too (`\r` there is indentation,
+  // not a line end). A comment counts a token per character: the lexer parses `# type:` comments.
+  const auto space = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v'; };
   int tokens = 0;
   int brackets = 0;
   bool lineStart = true;    // at the start of a logical line: its indentation comes next
@@ -113,12 +225,9 @@ void checkCode(const std::string& record, std::string_view code, int& functions,
   while (i < n) {
     if (lineStart) {
       size_t spaces = 0;
-      while (i + spaces < n && (code[i + spaces] == ' ' || code[i + spaces] == '\t')) ++spaces;
-      const char c = i + spaces < n ? code[i + spaces] : '\n';
-      if (c == '\n' || c == '\r' || c == '#') {  // blank or comment-only: no indentation
-        i += spaces;
-        while (i < n && code[i] != '\n') ++i;
-        ++i;
+      while (i + spaces < n && space(code[i + spaces])) ++spaces;
+      if (i + spaces == n || code[i + spaces] == '\n') {  // blank: no indentation
+        i += spaces + 1;
         continue;
       }
       if (spaces > indents.back()) {
@@ -138,7 +247,7 @@ void checkCode(const std::string& record, std::string_view code, int& functions,
       if (brackets == 0) endLogicalLine();
       continue;
     }
-    if (c == ' ' || c == '\t' || c == '\r') {
+    if (space(c)) {
       ++i;
       continue;
     }
@@ -147,7 +256,8 @@ void checkCode(const std::string& record, std::string_view code, int& functions,
       continue;
     }
     if (c == '#') {
-      while (i < n && code[i] != '\n') ++i;
+      for (; i < n && code[i] != '\n'; ++i)
+        if (!space(code[i])) ++tokens;
       continue;
     }
     ++tokens;

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <new>
 
 #include "errors.h"
@@ -71,6 +72,8 @@ class Reader {
 
   torch::jit::Module read(Weights weights) {
     // torch::jit::load reads this pre-1.4 layout another way; no export of ours has it.
+    std::error_code ec;
+    checkRecordSizes(*reader_, file_ ? file_->size() : std::filesystem::file_size(path_, ec), path_);
     if (reader_->hasRecord("model.json"))
       throw CodedError("ERR_MODEL", refusalMessage(path_, "it is in TorchScript's legacy (pre-1.4) format"));
     c10::IValue table = readArchive("constants", Weights::Read);
@@ -87,8 +90,8 @@ class Reader {
   // As torch::jit::readArchiveAndTensors, with this file's class resolver and object builder.
   c10::IValue readArchive(const std::string& name, Weights weights) {
     auto [pickle, size] = reader_->getRecord(name + ".pkl");
-    checkPickleSize(name + ".pkl", size, path_);
     const char* bytes = static_cast<const char*>(pickle.get());
+    checkPickle(bytes, size, name + ".pkl", path_);
     size_t offset = 0;
     auto read = [&](char* buffer, size_t length) -> size_t {
       length = std::min(length, size - offset);
@@ -107,6 +110,7 @@ class Reader {
       return std::get<0>(reader_->getRecord(path));
     };
     auto resolveClass = [this](const c10::QualifiedName& name) {
+      checkTypeName(name.qualifiedName(), path_);  // before TorchScript's parser reads it
       checkLoadableClass(name.qualifiedName(), path_);
       return c10::StrongTypePtr(cu_, importer_.loadType(name));
     };
