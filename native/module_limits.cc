@@ -46,7 +46,7 @@ bool holdsValues(const c10::IValue& v) { return v.isObject() || v.isList() || v.
 
 // Longest chain below each node of a graph given by `childrenOf`, without recursion: a depth-first
 // walk with its own stack. Refuses (through `tooDeep` / `cycle`) a chain longer than `limit` or a
-// node reached again from inside itself.
+// node reached again from inside itself; `tooDeep` is told the key of the chain's second node.
 template <typename Node, typename Key, typename Children, typename TooDeep, typename Cycle>
 void checkDepth(const Node& root, Key key, Children children, int limit, TooDeep tooDeep, Cycle cycle) {
   struct Frame {
@@ -70,10 +70,10 @@ void checkDepth(const Node& root, Key key, Children children, int limit, TooDeep
       auto found = height.find(id);
       if (found != height.end()) {
         top.below = std::max(top.below, found->second);
-        if (static_cast<int>(path.size()) + found->second > limit) tooDeep();
+        if (static_cast<int>(path.size()) + found->second > limit) tooDeep(path.size() > 1 ? path[1].id : id);
         continue;
       }
-      if (static_cast<int>(path.size()) + 1 > limit) tooDeep();
+      if (static_cast<int>(path.size()) + 1 > limit) tooDeep(path.size() > 1 ? path[1].id : id);
       path.push_back({id, children(child)});
       onPath.insert(id);
       continue;
@@ -294,24 +294,61 @@ void checkValueNesting(const c10::IValue& root, const std::string& what, const s
   checkDepth(
       root, [](const c10::IValue& v) -> const void* { return holdsValues(v) ? v.internalToPointer() : nullptr; }, childrenOf,
       kMaxValueDepth,
-      [&] {
+      [&](const void*) {
         refuse(file, "its " + what + " nests values (objects, lists, tuples, dicts) more than " + std::to_string(kMaxValueDepth) + " deep");
       },
       [&] { refuse(file, "its " + what + " holds a value that contains itself"); });
+}
+
+void checkStorageSizes(const c10::IValue& root, const std::unordered_map<const void*, size_t>& recordBytes, const std::string& file) {
+  std::vector<c10::IValue> pending{root};
+  std::unordered_set<const void*> seen;
+  while (!pending.empty()) {
+    const c10::IValue v = std::move(pending.back());
+    pending.pop_back();
+    if (v.isTensor()) {
+      const at::Tensor& t = v.toTensor();
+      if (!t.defined() || !t.has_storage() || t.storage().nbytes() == 0) continue;
+      auto found = recordBytes.find(t.storage().data_ptr().get());
+      const size_t bytes = found == recordBytes.end() ? 0 : found->second;
+      if (t.storage().nbytes() > bytes)
+        throw CodedError("ERR_MODEL", "Refusing to load " + file + ": a tensor's storage claims " + std::to_string(t.storage().nbytes()) +
+                                          " bytes, but its record holds " + std::to_string(bytes) +
+                                          " (a damaged or crafted file: reading the storage would run past the record)");
+      continue;
+    }
+    if (!holdsValues(v) || !seen.insert(v.internalToPointer()).second) continue;
+    for (c10::IValue& child : childrenOf(v)) pending.push_back(std::move(child));
+  }
 }
 
 void checkCallDepth(const torch::jit::Module& module, const std::string& file) {
   using torch::jit::Block;
   using torch::jit::Function;
   // A function's callees, and each nested block as a level of its own (the inliner and the graph
-  // passes recurse into blocks as into calls).
+  // passes recurse into blocks as into calls). From the top: every function the file compiled,
+  // so that code only reached through an interface (whose calls are not followed: nothing inlines
+  // them) is measured as well.
   struct Item {
     Function* fn = nullptr;
     const Block* block = nullptr;
   };
-  auto key = [](const Item& item) -> const void* { return item.fn ? static_cast<const void*>(item.fn) : item.block; };
-  auto children = [](const Item& item) {
+  std::vector<Function*> all;
+  if (auto cu = module._ivalue()->compilation_unit()) all = cu->get_functions();
+  for (const torch::jit::Method& method : module.get_methods()) all.push_back(&method.function());
+  for (Function* hook : module.type()->getForwardPreHooks()) all.push_back(hook);
+  for (Function* hook : module.type()->getForwardHooks()) all.push_back(hook);
+  const Item top{};
+  auto key = [&](const Item& item) -> const void* {
+    if (item.fn) return item.fn;
+    return item.block ? static_cast<const void*>(item.block) : static_cast<const void*>(&top);
+  };
+  auto children = [&](const Item& item) {
     std::vector<Item> out;
+    if (!item.fn && !item.block) {
+      for (Function* fn : all) out.push_back({fn, nullptr});
+      return out;
+    }
     const Block* block = item.block;
     if (item.fn) {
       torch::jit::GraphFunction* graphFn = torch::jit::tryToGraphFunction(*item.fn);
@@ -329,18 +366,16 @@ void checkCallDepth(const torch::jit::Module& module, const std::string& file) {
     }
     return out;
   };
-  auto check = [&](Function* fn) {
-    checkDepth(
-        Item{fn, nullptr}, key, children, kMaxCallDepth,
-        [&] {
-          refuse(file, "its function " + fn->qualname().qualifiedName() + " calls functions (or nests blocks) more than " +
-                           std::to_string(kMaxCallDepth) + " deep");
-        },
-        [&] { refuse(file, "its function " + fn->qualname().qualifiedName() + " calls itself"); });
-  };
-  for (const torch::jit::Method& method : module.get_methods()) check(&method.function());
-  for (Function* hook : module.type()->getForwardPreHooks()) check(hook);
-  for (Function* hook : module.type()->getForwardHooks()) check(hook);
+  // The top adds a level of its own.
+  checkDepth(
+      top, key, children, kMaxCallDepth + 1,
+      [&](const void* under) {
+        // Under the top: one of `all`, whose key is the function itself.
+        const auto* fn = static_cast<const Function*>(under);
+        refuse(file, "its function " + fn->qualname().qualifiedName() + " calls functions (or nests blocks) more than " +
+                         std::to_string(kMaxCallDepth) + " deep");
+      },
+      [&] { refuse(file, "its functions call each other in a cycle"); });
 }
 
 }  // namespace fc

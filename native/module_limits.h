@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 namespace fc {
 
@@ -48,6 +49,11 @@ void checkCode(const std::string& record, std::string_view code, int& functions,
 // Refuses a value nested deeper than kMaxValueDepth or holding itself (a cycle), which the
 // process's recursive walks of values (torch's and ours) could not finish.
 void checkValueNesting(const c10::IValue& root, const std::string& what, const std::string& file);
+
+// Refuses a tensor whose storage claims more bytes than the record it was read from holds
+// (`recordBytes`: each record's address -> its size): the pickle sets the size, and the load's
+// copies and conversions would read past the record. After checkValueNesting.
+void checkStorageSizes(const c10::IValue& root, const std::unordered_map<const void*, size_t>& recordBytes, const std::string& file);
 
 // Refuses a module whose compiled functions call each other (or nest blocks) deeper than
 // kMaxCallDepth: inlining them, as the graph executor does at the first call, recurses as deep.

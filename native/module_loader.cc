@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 #include <new>
+#include <unordered_map>
 
 #include "errors.h"
 #include "large_stack.h"
@@ -78,9 +79,11 @@ class Reader {
       throw CodedError("ERR_MODEL", refusalMessage(path_, "it is in TorchScript's legacy (pre-1.4) format"));
     c10::IValue table = readArchive("constants", Weights::Read);
     checkValueNesting(table, "constants.pkl", path_);
+    checkStorageSizes(table, recordBytes_, path_);
     for (const c10::IValue& constant : table.toTupleRef().elements()) constants_.push_back(constant);
     c10::IValue data = readArchive("data", weights);
     checkValueNesting(data, "data.pkl", path_);
+    checkStorageSizes(data, recordBytes_, path_);
     if (!data.isObject() || !data.toObjectRef().type()->is_module())
       throw CodedError("ERR_MODEL", "The file " + path_ + " holds no TorchScript module");
     return torch::jit::Module(data.toObject());
@@ -99,15 +102,18 @@ class Reader {
       offset += length;
       return length;
     };
+    // Each record's bytes, remembered by address: the pickle says how large a storage is, and
+    // checkStorageSizes holds that against what its record really has.
     auto record = [this, name, weights](const std::string& key) -> at::DataPtr {
       const std::string path = name + "/" + key;
-      if (weights == Weights::Skip) return zeroPages(reader_->getRecordSize(path));
-      if (weights == Weights::Mapped && file_) {
-        at::DataPtr mapped =
-            mappedRecord(file_, reader_->getRecordHeaderOffset(path), reader_->getRecordOffset(path), reader_->getRecordSize(path));
-        if (mapped) return mapped;
-      }
-      return std::get<0>(reader_->getRecord(path));
+      const size_t bytes = reader_->getRecordSize(path);
+      at::DataPtr data;
+      if (weights == Weights::Skip) data = zeroPages(bytes);
+      if (!data && weights == Weights::Mapped && file_)
+        data = mappedRecord(file_, reader_->getRecordHeaderOffset(path), reader_->getRecordOffset(path), bytes);
+      if (!data && weights != Weights::Skip) data = std::get<0>(reader_->getRecord(path));
+      recordBytes_[data.get()] = bytes;
+      return data;
     };
     auto resolveClass = [this](const c10::QualifiedName& name) {
       checkTypeName(name.qualifiedName(), path_);  // before TorchScript's parser reads it
@@ -142,7 +148,8 @@ class Reader {
   std::shared_ptr<PyTorchStreamReader> reader_;
   std::shared_ptr<torch::jit::CompilationUnit> cu_;
   std::vector<c10::IValue> constants_;
-  int functions_ = 0;  // `def`s in the code read so far (module_limits.h)
+  int functions_ = 0;                                    // `def`s in the code read so far (module_limits.h)
+  std::unordered_map<const void*, size_t> recordBytes_;  // each tensor record read: its address -> its size
   torch::jit::SourceImporter importer_;
 };
 

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <iterator>
 #include <string>
+#include <utility>
 
 #include "errors.h"
 #include "job_thread.h"
@@ -37,6 +38,11 @@ int64_t mappingResidentBytes(const void* start) {
       return std::stoll(line.substr(4)) * 1024;
   }
   throw CodedError("ERR_NATIVE", "the mapping is not in /proc/self/smaps");
+}
+
+// (path, cutTo): the arguments of the functions below that cut a file.
+std::pair<std::string, off_t> pathAndCut(const Napi::CallbackInfo& info) {
+  return {info[0].As<Napi::String>(), static_cast<off_t>(info[1].As<Napi::Number>().Int64Value())};
 }
 
 void cutFile(const std::string& path, off_t size) {
@@ -144,8 +150,7 @@ Napi::Value MappedRecordResidency(const Napi::CallbackInfo& info) {
 Napi::Value ReadCutMapping(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
-    const std::string path = info[0].As<Napi::String>();
-    const auto cutTo = static_cast<off_t>(info[1].As<Napi::Number>().Int64Value());
+    const auto [path, cutTo] = pathAndCut(info);
     std::shared_ptr<MappedFile> file = mapFile(path);
     cutFile(path, cutTo);
     Napi::Object result = Napi::Object::New(env);
@@ -160,8 +165,7 @@ Napi::Value ReadCutMapping(const Napi::CallbackInfo& info) {
 Napi::Value ReadCutUnguarded(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
-    const std::string path = info[0].As<Napi::String>();
-    const auto cutTo = static_cast<off_t>(info[1].As<Napi::Number>().Int64Value());
+    const auto [path, cutTo] = pathAndCut(info);
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     struct stat st {};
     if (fd < 0 || ::fstat(fd, &st) != 0) throw CodedError("ERR_NATIVE", "cannot open " + path);
@@ -180,8 +184,7 @@ Napi::Value ReadCutUnguarded(const Napi::CallbackInfo& info) {
 Napi::Value LoadCutModule(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
-    const std::string path = info[0].As<Napi::String>();
-    const auto cutTo = static_cast<off_t>(info[1].As<Napi::Number>().Int64Value());
+    const auto [path, cutTo] = pathAndCut(info);
     std::shared_ptr<MappedFile> file = mapFile(path);
     if (cutTo >= 0) cutFile(path, cutTo);
     deviceJobThread("cpu").run([&] { loadAuditedModule(path, at::Device(at::kCPU), Weights::Mapped, std::move(file)); });

@@ -38,7 +38,14 @@ afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 const refused = (what: RegExp) => ({ code: 'ERR_MODEL', message: expect.stringMatching(what) });
 
 it('files within the limits are read: the plain module, values 200 deep, calls 100 deep, a statement 1000 operators deep, a type tag', () => {
-  for (const name of ['plain', 'values_200_deep', 'calls_100_deep', 'statement_1000_deep', 'type_name_short']) {
+  for (const name of [
+    'plain',
+    'values_200_deep',
+    'calls_100_deep',
+    'statement_1000_deep',
+    'type_name_short',
+    'blocks_100_deep_behind_interface',
+  ]) {
     expect(results[name]?.message, name).toBeUndefined();
     expect(results[name]?.operators?.length, name).toBeGreaterThan(0);
   }
@@ -58,6 +65,8 @@ it.each([
   ['memo_index_huge', /data\.pkl puts a value at memo index 100000000, past the archive's size/],
   ['string_past_end', /data\.pkl ends inside an instruction/],
   ['archive_bomb', /record data\.pkl unpacks to \d+ bytes, more than the whole file holds/],
+  ['storage_past_record', /a tensor's storage claims 1073741824 bytes, but its record holds 8/],
+  ['blocks_300_deep_behind_interface', /function __torch__\.Branches\.forward calls functions \(or nests blocks\) more than 256 deep/],
 ])('%s: refused with ERR_MODEL naming the file and the limit', (name, what) => {
   expect(results[name]).toEqual(refused(what));
   expect(results[name]!.message).toContain(join(scratch, `${name}.pt`));
