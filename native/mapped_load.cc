@@ -10,8 +10,8 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
-#include <functional>
-#include <unordered_set>
+
+#include "value_walk.h"
 
 namespace fc {
 
@@ -96,24 +96,6 @@ void releaseMappingRef(void* ctx) {
   delete ref;
 }
 
-// Every dense tensor reachable from `value` (objects' attributes, containers), once per storage.
-void forEachTensor(const c10::IValue& value, std::unordered_set<const void*>& seen, const std::function<void(const at::Tensor&)>& visit) {
-  if (value.isTensor()) {
-    const at::Tensor& t = value.toTensor();
-    if (t.defined() && t.layout() == at::kStrided && t.has_storage() && seen.insert(t.storage().unsafeGetStorageImpl()).second) visit(t);
-  } else if (value.isObject()) {
-    c10::intrusive_ptr<c10::ivalue::Object> object = value.toObject();
-    if (!seen.insert(object.get()).second) return;
-    for (const c10::IValue& slot : object->slots()) forEachTensor(slot, seen, visit);
-  } else if (value.isTuple()) {
-    for (const c10::IValue& e : value.toTupleRef().elements()) forEachTensor(e, seen, visit);
-  } else if (value.isList()) {
-    for (const c10::IValue& e : value.toListRef()) forEachTensor(e, seen, visit);
-  } else if (value.isGenericDict()) {
-    for (const auto& entry : value.toGenericDict()) forEachTensor(entry.value(), seen, visit);
-  }
-}
-
 }  // namespace
 
 std::shared_ptr<MappedFile> mapFile(const std::string& path) { return std::make_shared<MappedFile>(path); }
@@ -138,8 +120,7 @@ at::DataPtr mappedRecord(const std::shared_ptr<MappedFile>& file, uint64_t heade
 
 int64_t ownMappedTensors(torch::jit::Module& module) {
   int64_t bytes = 0;
-  std::unordered_set<const void*> seen;
-  forEachTensor(c10::IValue(module._ivalue()), seen, [&](const at::Tensor& t) {
+  forEachTensor(c10::IValue(module._ivalue()), [&](const at::Tensor& t) {
     c10::Storage storage = t.storage();
     if (storage.data_ptr().get_deleter() != &releaseMappingRef) return;
     const size_t n = storage.nbytes();

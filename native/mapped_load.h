@@ -53,6 +53,11 @@ class MappedFile {
   // Compares the file's size and modification time with those it had when it was mapped, and
   // records a difference in status(). Renaming or deleting the file changes neither.
   void checkUnchanged() const;
+  // checkUnchanged(), then whether anything read from the mapping may not be the file's bytes.
+  bool disturbed() const {
+    checkUnchanged();
+    return status_->disturbed();
+  }
 
  private:
   std::string path_;

@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -169,11 +170,12 @@ Model::Model(const ModelSpec& spec) : spec_(spec), device_(parseDevice(spec.devi
   if (device_.is_cpu() && dtype_ == at::kBFloat16) checkCpuBfloat16();
   const auto loadStart = std::chrono::steady_clock::now();
   std::vector<MappedModuleFile> mappedFiles;
+  std::map<std::string, std::string> filesAtRead;  // module path -> moduleFileIdentity() before it was read
   for (auto [module, path] :
        {std::pair{&textEncoder, &spec.textEncoderPath}, std::pair{&imageEncoder, &spec.imageEncoderPath},
         std::pair{&postfuse, &spec.postfusePath}, std::pair{&unet, &spec.unetPath}, std::pair{&vaeDecoder, &spec.vaeDecoderPath}}) {
     // What the prepack cache records the packed weights were made from (prepack_cache.h).
-    moduleFilesAtRead_[*path] = moduleFileIdentity(*path);
+    filesAtRead[*path] = moduleFileIdentity(*path);
     *module = loadModule(*path, device_, loadTimings_, mappedFiles);
   }
   runAfterModulesReadHook();
@@ -213,7 +215,7 @@ Model::Model(const ModelSpec& spec) : spec_(spec), device_(parseDevice(spec.devi
     }
   });
   timed(loadTimings_.passesMs, [&] { optimizeGraphs(); });
-  timed(loadTimings_.prepackMs, [&] { prepackWeights(); });
+  timed(loadTimings_.prepackMs, [&] { prepackWeights(filesAtRead); });
   // What is still read from the files' mappings gets memory of its own (mapped_load.h).
   timed(loadTimings_.convertMs, [&] {
     for (torch::jit::Module* module : {&textEncoder, &imageEncoder, &postfuse, &unet, &vaeDecoder}) ownMappedTensors(*module);
@@ -234,8 +236,7 @@ Model::Model(const ModelSpec& spec) : spec_(spec), device_(parseDevice(spec.devi
 
 void Model::checkMappedFiles() const {
   for (const std::shared_ptr<MappedFile>& file : packedMappings_) {
-    file->checkUnchanged();
-    if (file->status()->disturbed())
+    if (file->disturbed())
       throw CodedError("ERR_MODEL", "The prepack cache file " + file->path() +
                                         " changed while this model read weights from it (cut short or written again by another "
                                         "program): the call's results are void. Load the model again");
@@ -256,7 +257,7 @@ void Model::optimizeGraphs() {
 // After the graph passes (they match aten::group_norm and the NHWC copies, not the prepacked ops).
 // FASTCOMPOSER_PREPACK_LINEAR=0 keeps linear layers on ATen (MKL): bit-identical to the unpacked
 // model, slower where MKL takes its generic path.
-void Model::prepackWeights() {
+void Model::prepackWeights(const std::map<std::string, std::string>& filesAtRead) {
   if (!prepack_) return;
   PrepackOptions options;
   options.channelsLast = channelsLast_;
@@ -273,7 +274,7 @@ void Model::prepackWeights() {
                                                                         {&unet, &spec_.unetPath},
                                                                         {&vaeDecoder, &spec_.vaeDecoderPath}};
   for (const auto& [module, path] : modules) {
-    PackedWeightCache cache(spec_.prepackCacheDir, *path, moduleFilesAtRead_[*path], spec_.dtype, variant, spec_.prepackCacheMinBytes);
+    PackedWeightCache cache(spec_.prepackCacheDir, *path, filesAtRead.at(*path), spec_.dtype, variant, spec_.prepackCacheMinBytes);
     options.cache = &cache;
     PrepackCounts c = prepackForCpu(*module, options);
     cache.save();

@@ -108,7 +108,8 @@ class Model {
  private:
   void warmup();
   void optimizeGraphs();
-  void prepackWeights();
+  // `filesAtRead`: each module file's moduleFileIdentity() before it was read (prepack_cache.h).
+  void prepackWeights(const std::map<std::string, std::string>& filesAtRead);
 
   ModelSpec spec_;
   at::Device device_;
@@ -118,10 +119,9 @@ class Model {
   GraphPassCounts graphPasses_;
   LoadTimings loadTimings_;
   PrepackCounts prepacked_;
-  bool prepack_ = false;                                  // CPU: weights reordered for oneDNN (prepack.h)
-  bool prepackConvolutions_ = false;                      // CPU: convolution weights too (not where their layout depends on the input size)
-  std::unique_ptr<GraphCache> graphs_;                    // null: no CUDA graphs (CPU, disabled, or not built in)
-  std::map<std::string, std::string> moduleFilesAtRead_;  // module path -> moduleFileIdentity() before it was read
+  bool prepack_ = false;                // CPU: weights reordered for oneDNN (prepack.h)
+  bool prepackConvolutions_ = false;    // CPU: convolution weights too (not where their layout depends on the input size)
+  std::unique_ptr<GraphCache> graphs_;  // null: no CUDA graphs (CPU, disabled, or not built in)
   std::atomic<bool> graphReplayed_{false};
 };
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "errors.h"
+#include "value_walk.h"
 
 namespace fc {
 namespace {
@@ -20,29 +21,6 @@ namespace {
 }
 
 bool isWordChar(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_'; }
-
-// The values a value holds directly (none for tensors, strings, numbers). Only these kinds come
-// out of an archive (module_loader.cc's unpickler: lists, tuples, dicts, objects).
-std::vector<c10::IValue> childrenOf(const c10::IValue& v) {
-  std::vector<c10::IValue> out;
-  if (v.isObject()) {
-    const auto& slots = v.toObjectRef().slots();
-    out.assign(slots.begin(), slots.end());
-  } else if (v.isList()) {
-    for (const c10::IValue& e : v.toListRef()) out.push_back(e);
-  } else if (v.isTuple()) {
-    const auto& elements = v.toTupleRef().elements();
-    out.assign(elements.begin(), elements.end());
-  } else if (v.isGenericDict()) {
-    for (const auto& entry : v.toGenericDict()) {
-      out.push_back(entry.key());
-      out.push_back(entry.value());
-    }
-  }
-  return out;
-}
-
-bool holdsValues(const c10::IValue& v) { return v.isObject() || v.isList() || v.isTuple() || v.isGenericDict(); }
 
 // Longest chain below each node of a graph given by `childrenOf`, without recursion: a depth-first
 // walk with its own stack. Refuses (through `tooDeep` / `cycle`) a chain longer than `limit` or a
@@ -301,25 +279,15 @@ void checkValueNesting(const c10::IValue& root, const std::string& what, const s
 }
 
 void checkStorageSizes(const c10::IValue& root, const std::unordered_map<const void*, size_t>& recordBytes, const std::string& file) {
-  std::vector<c10::IValue> pending{root};
-  std::unordered_set<const void*> seen;
-  while (!pending.empty()) {
-    const c10::IValue v = std::move(pending.back());
-    pending.pop_back();
-    if (v.isTensor()) {
-      const at::Tensor& t = v.toTensor();
-      if (!t.defined() || !t.has_storage() || t.storage().nbytes() == 0) continue;
-      auto found = recordBytes.find(t.storage().data_ptr().get());
-      const size_t bytes = found == recordBytes.end() ? 0 : found->second;
-      if (t.storage().nbytes() > bytes)
-        throw CodedError("ERR_MODEL", "Refusing to load " + file + ": a tensor's storage claims " + std::to_string(t.storage().nbytes()) +
-                                          " bytes, but its record holds " + std::to_string(bytes) +
-                                          " (a damaged or crafted file: reading the storage would run past the record)");
-      continue;
-    }
-    if (!holdsValues(v) || !seen.insert(v.internalToPointer()).second) continue;
-    for (c10::IValue& child : childrenOf(v)) pending.push_back(std::move(child));
-  }
+  forEachTensor(root, [&](const at::Tensor& t) {
+    if (t.storage().nbytes() == 0) return;
+    auto found = recordBytes.find(t.storage().data_ptr().get());
+    const size_t bytes = found == recordBytes.end() ? 0 : found->second;
+    if (t.storage().nbytes() > bytes)
+      throw CodedError("ERR_MODEL", "Refusing to load " + file + ": a tensor's storage claims " + std::to_string(t.storage().nbytes()) +
+                                        " bytes, but its record holds " + std::to_string(bytes) +
+                                        " (a damaged or crafted file: reading the storage would run past the record)");
+  });
 }
 
 void checkCallDepth(const torch::jit::Module& module, const std::string& file) {

@@ -166,14 +166,18 @@ AuditedModule loadAuditedModule(const std::string& path, std::optional<at::Devic
   using Clock = std::chrono::steady_clock;
   const auto ms = [](Clock::time_point from) { return std::chrono::duration<double, std::milli>(Clock::now() - from).count(); };
   std::shared_ptr<MappedFile> file;
-  std::shared_ptr<const MappedFileStatus> status;
+  // Zeros read where the file was cut, or bytes of two versions, make any error or none: say
+  // what happened instead.
+  const auto refuseIfChanged = [&] {
+    if (file && file->disturbed()) throw fileChangedError(path);
+  };
   try {
     if (weights == Weights::Mapped && device && !device->is_cpu()) weights = Weights::Read;
     AuditedModule out;
     auto start = Clock::now();
     if (weights == Weights::Mapped) {
       file = mapped ? std::move(mapped) : mapFile(path);
-      status = out.fileStatus = file->status();
+      out.fileStatus = file->status();
       out.readMs = ms(start);
       start = Clock::now();
     }
@@ -184,8 +188,7 @@ AuditedModule loadAuditedModule(const std::string& path, std::optional<at::Devic
       Reader reader(path, weights == Weights::Skip ? std::nullopt : device, file);
       out.module = reader.read(weights);
       out.deserializeMs = ms(start);
-      if (file) file->checkUnchanged();
-      if (status && status->disturbed()) throw fileChangedError(path);
+      refuseIfChanged();
       start = Clock::now();
       out.operators = auditModule(out.module, path);
       checkCallDepth(out.module, path);
@@ -193,10 +196,7 @@ AuditedModule loadAuditedModule(const std::string& path, std::optional<at::Devic
     });
     return out;
   } catch (...) {
-    // Zeros read where the file was cut, or bytes of two versions, make any error: say what
-    // happened instead.
-    if (file) file->checkUnchanged();
-    if (status && status->disturbed()) throw fileChangedError(path);
+    refuseIfChanged();
     try {
       throw;
     } catch (const CodedError&) {

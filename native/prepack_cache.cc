@@ -316,10 +316,7 @@ void PackedWeightCache::save() {
   std::string real;
   if (fileIdentity(modulePath_, real) != moduleFile_) return;
   // Entries found in the old cache file are copied from its mapping: not if it changed.
-  if (mapping_) {
-    mapping_->checkUnchanged();
-    if (mapping_->status()->disturbed()) return;
-  }
+  if (mapping_ && mapping_->disturbed()) return;
 
   // Offsets depend on the header's size, which depends on nothing but names and shapes: size it first.
   auto writeHeader = [&](Writer& w, const std::vector<uint64_t>& offsets) {
